@@ -1,0 +1,145 @@
+"""The one cattrs converter: every (de)serialization between the wire and the models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._models import ImageEdit, Prediction, Status, TextToVideo
+from .errors import InvalidInput, ProtocolError
+
+__all__ = ["converter", "parse_datetime", "structure_payload", "structure_prediction"]
+
+log = logging.getLogger("wavespeed_async")
+T = TypeVar("T")
+
+converter = cattrs.Converter()
+
+_PAYLOADS: tuple[type[Any], ...] = (TextToVideo, ImageEdit)
+
+# --- timestamps -----------------------------------------------------------------------------
+
+_ISO = re.compile(
+    r"^(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<frac>\d+))?"
+    r"(?P<tz>Z|[+-]\d{2}:?\d{2})?$",
+    re.IGNORECASE,
+)
+
+
+def parse_datetime(text: str) -> dt.datetime | None:
+    """Parse the API's ISO-8601 timestamps (``...Z``, any fraction length) on Python 3.10+.
+
+    Returns ``None`` (and logs) for text it cannot read: a timestamp never fails a prediction.
+    """
+    match = _ISO.match(text.strip())
+    if match is None:
+        log.warning("unparseable created_at %r; keeping None", text)
+        return None
+    frac = (match["frac"] or "")[:6].ljust(6, "0")
+    tz = match["tz"] or "+00:00"
+    tz = "+00:00" if tz.upper() == "Z" else tz
+    if len(tz) == 5:  # +0000
+        tz = f"{tz[:3]}:{tz[3:]}"
+    return dt.datetime.fromisoformat(f"{match['base'].replace(' ', 'T')}.{frac}{tz}")
+
+
+def _structure_datetime(value: Any, _: type[Any]) -> dt.datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+    return parse_datetime(str(value))
+
+
+converter.register_structure_hook(dt.datetime, _structure_datetime)
+converter.register_unstructure_hook(
+    dt.datetime,  # the API's own form: UTC, milliseconds, "Z"
+    lambda value: value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+)
+converter.register_structure_hook(Status, lambda value, _: Status.parse(str(value)))
+
+# --- predictions ----------------------------------------------------------------------------
+
+_structure_prediction_fields = make_dict_structure_fn(
+    Prediction, converter, created_at=override(struct_hook=_structure_datetime)
+)
+
+
+def _structure_prediction(data: Mapping[str, Any], _: type[Prediction]) -> Prediction:
+    # null means "not given": let the model's defaults apply, as for missing fields.
+    present = {key: value for key, value in data.items() if value is not None}
+    present["raw_status"] = str(present.get("status", ""))
+    return _structure_prediction_fields(present, Prediction)
+
+
+converter.register_structure_hook(Prediction, _structure_prediction)
+
+_unstructure_prediction_fields = make_dict_unstructure_fn(
+    Prediction, converter, raw_status=override(omit=True)
+)
+
+
+def _unstructure_prediction(prediction: Prediction) -> dict[str, Any]:
+    data: dict[str, Any] = _unstructure_prediction_fields(prediction)
+    data["status"] = prediction.raw_status or prediction.status.value
+    return {key: value for key, value in data.items() if value is not None}
+
+
+converter.register_unstructure_hook(Prediction, _unstructure_prediction)
+
+
+def structure_prediction(data: object) -> Prediction:
+    """Build a :class:`Prediction` from the ``data`` object of a response or webhook body."""
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"expected a prediction object, got {type(data).__name__}")
+    try:
+        return converter.structure(data, Prediction)
+    except Exception as exc:
+        details = (
+            "; ".join(cattrs.transform_error(exc))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        raise ProtocolError(f"malformed prediction: {details}") from exc
+
+
+# --- payloads -------------------------------------------------------------------------------
+
+converter.register_unstructure_hook(
+    ImageEdit,
+    make_dict_unstructure_fn(
+        ImageEdit, converter, size=override(unstruct_hook=lambda size: f"{size[0]}*{size[1]}")
+    ),
+)
+
+
+def _structure_payload(data: Mapping[str, Any], cls: type[T]) -> T:
+    # Values reach the validators as sent, so a string seed is refused rather than coerced.
+    fields = attrs.fields(cls)  # type: ignore[misc]
+    for field in fields:
+        if field.default is attrs.NOTHING and field.name not in data:
+            raise InvalidInput(field.name, None, "given (it is required)")
+    return cls(**{field.name: data[field.name] for field in fields if field.name in data})
+
+
+converter.register_structure_hook_func(lambda cls: cls in _PAYLOADS, _structure_payload)
+
+
+def structure_payload(data: object, cls: type[T]) -> T:
+    """Validate a JSON body as the input of a known model; raises :class:`InvalidInput`."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput("body", type(data).__name__, "a JSON object")
+    return converter.structure(data, cls)
+
+
+def unstructure_payload(payload: object) -> dict[str, Any]:
+    """The JSON body for a payload: an attrs model or a mapping, ``None`` values dropped."""
+    raw = converter.unstructure(payload) if attrs.has(type(payload)) else payload
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("payload", payload, "a mapping or a payload model")
+    return {str(key): value for key, value in raw.items() if value is not None}

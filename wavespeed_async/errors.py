@@ -1,0 +1,194 @@
+"""The exception hierarchy of wavespeed-async.
+
+Every error the library raises on purpose derives from :class:`WaveSpeedError`::
+
+    WaveSpeedError
+    ├── InvalidInput           bad arguments, caught before any request is sent (also ValueError)
+    ├── ConfigurationError     no API key, a malformed base URL
+    ├── TransportError         the request failed below HTTP
+    │   └── SubmissionUncertain  a submit may or may not have created a (billable) task
+    ├── ProtocolError          the server answered something that is not the API's envelope
+    ├── APIError               the server answered with an error (HTTP status or envelope code)
+    │   ├── AuthenticationError  401, 403
+    │   ├── InvalidRequest       400, 413, 422
+    │   ├── NotFound             404
+    │   ├── RateLimited          429
+    │   └── ServerError          5xx
+    ├── PredictionFailed       the task reached a failed terminal status (carries the Prediction)
+    └── PredictionTimeout      a wait's deadline passed (also TimeoutError; the task keeps running)
+
+Local faults (``InvalidInput``, ``ConfigurationError``) are split from remote ones, and every
+error raised while a prediction id is known carries it in ``prediction_id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Prediction
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "InvalidInput",
+    "InvalidRequest",
+    "NotFound",
+    "PredictionFailed",
+    "PredictionTimeout",
+    "ProtocolError",
+    "RateLimited",
+    "ServerError",
+    "SubmissionUncertain",
+    "TransportError",
+    "WaveSpeedError",
+]
+
+
+class WaveSpeedError(Exception):
+    """Base class of every error this library raises.
+
+    ``prediction_id`` names the task the error concerns, when one is known, so that a failure
+    never loses a task that was created.
+    """
+
+    def __init__(self, message: str, *, prediction_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.prediction_id = prediction_id
+
+    def __str__(self) -> str:
+        if self.prediction_id and self.prediction_id not in self.message:
+            return f"{self.message} (prediction id: {self.prediction_id})"
+        return self.message
+
+
+class InvalidInput(WaveSpeedError, ValueError):
+    """An argument is outside what the API accepts; raised before anything is sent.
+
+    ``field`` names the argument, ``value`` is what was given and ``allowed`` describes the
+    accepted values.
+    """
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(f"{field}={value!r} is invalid: must be {allowed}")
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class ConfigurationError(WaveSpeedError):
+    """The client is not set up to talk to the API (for example, no API key)."""
+
+
+class TransportError(WaveSpeedError):
+    """A request failed below HTTP: connection refused or reset, timeout, DNS failure."""
+
+
+class SubmissionUncertain(TransportError):
+    """A submit failed after its body may have reached the server.
+
+    The task may exist (and be billed), so the client never resends it. Reconcile by listing
+    recent predictions for ``model`` created after ``sent_at`` before submitting again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        payload: Mapping[str, Any],
+        sent_at: dt.datetime,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.payload = payload
+        self.sent_at = sent_at
+
+
+class ProtocolError(WaveSpeedError):
+    """The server's answer could not be understood (not JSON, not the API's envelope)."""
+
+
+class APIError(WaveSpeedError):
+    """The API answered with an error.
+
+    ``status`` is the HTTP status, ``code`` the envelope's code (they differ when a 200 carries
+    an error envelope), ``body`` the start of the raw answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: int | None = None,
+        body: str = "",
+        prediction_id: str | None = None,
+    ) -> None:
+        super().__init__(message, prediction_id=prediction_id)
+        self.status = status
+        self.code = code
+        self.body = body
+
+
+class AuthenticationError(APIError):
+    """The API key is missing, wrong, or the account is suspended (401, 403)."""
+
+
+class InvalidRequest(APIError):
+    """The server rejected the input (400 and other client errors); not worth retrying."""
+
+
+class NotFound(APIError):
+    """The model or the prediction does not exist (404)."""
+
+
+class RateLimited(APIError):
+    """Too many requests (429). ``retry_after`` is the server's advice in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """The platform failed (5xx)."""
+
+
+class PredictionFailed(WaveSpeedError):
+    """The task reached a failed terminal status (failed, cancelled, timeout, deleted).
+
+    ``prediction`` holds the task's final state; its ``error`` says why.
+    """
+
+    def __init__(self, prediction: Prediction) -> None:
+        reason = prediction.error or "no reason given"
+        super().__init__(
+            f"prediction {prediction.id} {prediction.raw_status}: {reason}",
+            prediction_id=prediction.id,
+        )
+        self.prediction = prediction
+
+
+class PredictionTimeout(WaveSpeedError, TimeoutError):
+    """A wait's deadline passed before the task finished.
+
+    The remote task keeps running: resume with ``client.prediction(err.prediction_id)``.
+    ``prediction`` is the last state seen, if any.
+    """
+
+    def __init__(
+        self, prediction_id: str, timeout: float, prediction: Prediction | None = None
+    ) -> None:
+        status = prediction.raw_status if prediction else "unknown"
+        super().__init__(
+            f"prediction {prediction_id} not finished after {timeout:g}s (last status: {status});"
+            " it keeps running on the platform",
+            prediction_id=prediction_id,
+        )
+        self.timeout = timeout
+        self.prediction = prediction
