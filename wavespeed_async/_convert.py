@@ -120,7 +120,7 @@ converter.register_unstructure_hook(
 
 def _structure_payload(data: Mapping[str, Any], cls: type[T]) -> T:
     # Values reach the validators as sent, so a string seed is refused rather than coerced.
-    fields = attrs.fields(cls)  # type: ignore[misc]
+    fields = attrs.fields(cls)  # type: ignore[arg-type]
     for field in fields:
         if field.default is attrs.NOTHING and field.name not in data:
             raise InvalidInput(field.name, None, "given (it is required)")

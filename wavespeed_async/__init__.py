@@ -1,0 +1,57 @@
+"""wavespeed-async: the asyncio-native client for the WaveSpeedAI generative-media API.
+
+>>> from wavespeed_async import AsyncWaveSpeed
+>>> async with AsyncWaveSpeed() as client:                          # doctest: +SKIP
+...     video = await client.text_to_video("a red fox running through snow")
+"""
+
+from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
+from ._polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from .client import AsyncWaveSpeed
+from .errors import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    InvalidInput,
+    InvalidRequest,
+    NotFound,
+    PredictionFailed,
+    PredictionTimeout,
+    ProtocolError,
+    RateLimited,
+    ServerError,
+    SubmissionUncertain,
+    TransportError,
+    WaveSpeedError,
+)
+from .future import PredictionFuture
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IMAGE_SCHEDULE",
+    "VIDEO_SCHEDULE",
+    "APIError",
+    "AsyncWaveSpeed",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ImageEdit",
+    "InvalidInput",
+    "InvalidRequest",
+    "NotFound",
+    "PollSchedule",
+    "Prediction",
+    "PredictionFailed",
+    "PredictionFuture",
+    "PredictionTimeout",
+    "ProtocolError",
+    "RateLimited",
+    "ServerError",
+    "Status",
+    "SubmissionUncertain",
+    "TextToVideo",
+    "Timings",
+    "TransportError",
+    "WaveSpeedError",
+    "__version__",
+]

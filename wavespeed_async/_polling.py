@@ -1,0 +1,64 @@
+"""When to check a task again: the platform's polling etiquette as a pure schedule."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import attrs
+
+__all__ = ["IMAGE_SCHEDULE", "VIDEO_SCHEDULE", "PollSchedule", "schedule_for"]
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.define(frozen=True)
+class PollSchedule:
+    """Delays between result checks: one soon, then growing, never closer than a minimum.
+
+    The first check comes after ``first_delay``; the n-th gap after it is
+    ``min(max_interval, min_interval * growth ** n)`` stretched by up to ``jitter`` (a
+    fraction), upwards only, so checks are never closer than ``min_interval``. The jitter keeps
+    hundreds of tasks submitted together from polling in lockstep.
+
+    >>> fast = PollSchedule(first_delay=0.5, min_interval=1, max_interval=4, jitter=0)
+    >>> [round(d, 2) for d, _ in zip(fast.delays(), range(6))]
+    [0.5, 1.0, 1.3, 1.69, 2.2, 2.86]
+    """
+
+    first_delay: float = attrs.field(default=1.0, validator=_positive)
+    min_interval: float = attrs.field(default=2.0, validator=_positive)
+    max_interval: float = attrs.field(default=8.0, validator=_positive)
+    growth: float = attrs.field(default=1.3, validator=_positive)
+    jitter: float = attrs.field(default=0.2, validator=_positive)
+
+    def delays(self, uniform: Callable[[], float] = random.random) -> Iterator[float]:
+        """Yield the delay before each check, forever; ``uniform`` draws from [0, 1)."""
+        yield self.first_delay * (1 + self.jitter * uniform())
+        gap = self.min_interval
+        while True:
+            yield min(gap, self.max_interval) * (1 + self.jitter * uniform())
+            gap *= self.growth
+
+    def scaled(self, factor: float) -> PollSchedule:
+        """The same shape with every delay multiplied by ``factor`` (for a sped-up emulator)."""
+        return attrs.evolve(
+            self,
+            first_delay=self.first_delay * factor,
+            min_interval=self.min_interval * factor,
+            max_interval=self.max_interval * factor,
+        )
+
+
+#: Images: first check after ~1 s, then at least 2 s apart, at most ~8 s.
+IMAGE_SCHEDULE = PollSchedule()
+#: Videos: first check after ~2 s, then at least 5 s apart, at most ~15 s.
+VIDEO_SCHEDULE = PollSchedule(first_delay=2.0, min_interval=5.0, max_interval=15.0)
+
+
+def schedule_for(model: str) -> PollSchedule:
+    """The default schedule for a model id: video models poll more slowly."""
+    return VIDEO_SCHEDULE if "video" in model.lower() else IMAGE_SCHEDULE

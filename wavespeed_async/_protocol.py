@@ -1,0 +1,299 @@
+"""The WaveSpeed v3 protocol, with no I/O: what a request is and what a response means.
+
+Everything here is a pure function of its arguments, tested against recorded bodies; the
+transport only moves the bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import attrs
+
+from ._convert import structure_prediction
+from ._models import Prediction
+from .errors import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    InvalidInput,
+    InvalidRequest,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    ServerError,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Request",
+    "auth_headers",
+    "check_base_url",
+    "is_sync_timeout",
+    "parse_data",
+    "parse_prediction",
+    "parse_retry_after",
+    "result_request",
+    "submit_request",
+    "upload_ticket_request",
+    "UploadTicket",
+    "parse_upload_ticket",
+]
+
+DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+SYNC_TIMEOUT_CODE = 5004
+_BODY_EXCERPT = 300
+
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(?:/[\w.\-]+)*$")
+_PREDICTION_ID = re.compile(r"^[\w\-]+$")
+
+
+@attrs.define(frozen=True)
+class Request:
+    """One HTTP request to the API, before it is sent.
+
+    ``creates_task`` marks a POST that may create a billable task: its outcome, when unknown,
+    must never be resent blindly.
+    """
+
+    method: str
+    url: str
+    json: Any = None
+    creates_task: bool = False
+    model: str = ""
+    read_timeout: float | None = None
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def check_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
+    """Validate and normalise the API's base URL (no trailing slash).
+
+    The key travels in every request to it, so plain ``http://`` is refused except to a
+    loopback host (the emulator) unless ``allow_insecure_http`` is set.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError("base_url must not carry credentials, a query or a fragment")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing to send the API key over plain http to {parts.hostname}; use https, or"
+            " pass allow_insecure_http=True if this network is trusted"
+        )
+    return url.strip().rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_headers(api_key: str) -> dict[str, str]:
+    """Headers for requests to the API itself (never for storage or CDN URLs)."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def check_model_id(model: str) -> str:
+    """Refuse model ids that would escape ``/api/v3/`` or carry a query."""
+    if not isinstance(model, str) or not _MODEL_ID.match(model) or ".." in model:
+        raise InvalidInput("model", model, "a model id such as 'wavespeed-ai/flux-dev'")
+    return model
+
+
+def check_prediction_id(prediction_id: str) -> str:
+    """Refuse prediction ids that are not a single path segment."""
+    if not isinstance(prediction_id, str) or not _PREDICTION_ID.match(prediction_id):
+        raise InvalidInput("prediction_id", prediction_id, "a task id (letters, digits, - and _)")
+    return prediction_id
+
+
+def submit_request(
+    base_url: str,
+    model: str,
+    body: Mapping[str, Any],
+    *,
+    webhook: str | None = None,
+    sync_wait: float | None = None,
+) -> Request:
+    """``POST /api/v3/{model}``; ``sync_wait`` is how long a sync-mode POST may stay open."""
+    url = f"{base_url}/api/v3/{check_model_id(model)}"
+    if webhook is not None:
+        if urlsplit(webhook).scheme not in ("http", "https"):
+            raise InvalidInput("webhook", webhook, "an http(s) URL")
+        url = f"{url}?{urlencode({'webhook': webhook})}"
+    return Request("POST", url, dict(body), creates_task=True, model=model, read_timeout=sync_wait)
+
+
+def result_request(base_url: str, prediction_id: str) -> Request:
+    """``GET /api/v3/predictions/{id}/result``."""
+    return Request(
+        "GET", f"{base_url}/api/v3/predictions/{check_prediction_id(prediction_id)}/result"
+    )
+
+
+def upload_ticket_request(base_url: str, filename: str, size: int, content_type: str) -> Request:
+    """``POST /api/v3/media/uploads``: ask where to PUT a file."""
+    body = {"filename": filename, "size": size, "content_type": content_type}
+    return Request("POST", f"{base_url}/api/v3/media/uploads", body)
+
+
+@attrs.define(frozen=True)
+class UploadTicket:
+    """Where to PUT a file (a pre-signed URL: no API key) and the URL to use it by."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    download_url: str
+
+
+def parse_upload_ticket(data: Any) -> UploadTicket:
+    """Read the ``data`` of an upload-ticket response."""
+    upload = data.get("upload") if isinstance(data, Mapping) else None
+    if not isinstance(upload, Mapping):
+        raise ProtocolError("upload ticket without an upload instruction")
+    method, url = str(upload.get("method") or "PUT").upper(), upload.get("url")
+    download_url = data.get("download_url")
+    if method != "PUT" or not isinstance(url, str) or not isinstance(download_url, str):
+        raise ProtocolError(f"unusable upload ticket: method {method}, url or download_url missing")
+    headers = upload.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        raise ProtocolError("upload ticket headers are not an object")
+    return UploadTicket(method, url, {str(k): str(v) for k, v in headers.items()}, download_url)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+def parse_data(
+    status: int, headers: Mapping[str, str], body: bytes, *, prediction_id: str | None = None
+) -> Any:
+    """Return the envelope's ``data``, or raise the error the response means.
+
+    A non-200 status, or a 200 whose envelope ``code`` is not 200, is an :class:`APIError`
+    subclass; a 200 that is not the envelope is a :class:`ProtocolError`.
+    """
+    envelope = _decode_json(body)
+    if status != 200:
+        message = _message(envelope) or _excerpt(body) or f"HTTP {status}"
+        code = envelope.get("code") if isinstance(envelope, Mapping) else None
+        raise _error_for(status, message, headers, body, _as_int(code), prediction_id)
+    if not isinstance(envelope, Mapping):
+        raise ProtocolError(f"expected the API's JSON envelope, got {_excerpt(body)!r}")
+    code = _as_int(envelope.get("code"))
+    if code is not None and code != 200:
+        message = _message(envelope) or f"error code {code}"
+        raise _error_for(code, message, headers, body, code, prediction_id)
+    if "data" not in envelope:
+        raise ProtocolError(f"envelope without data: {_excerpt(body)!r}")
+    return envelope["data"]
+
+
+def parse_prediction(
+    status: int, headers: Mapping[str, str], body: bytes, *, prediction_id: str | None = None
+) -> Prediction:
+    """Parse a submit or result response into a :class:`Prediction`."""
+    return structure_prediction(parse_data(status, headers, body, prediction_id=prediction_id))
+
+
+def is_sync_timeout(prediction: Prediction) -> bool:
+    """Whether a sync-mode answer means "still running, poll me" rather than an outcome."""
+    if prediction.code == SYNC_TIMEOUT_CODE:
+        return True
+    return "sync mode timed out" in prediction.error.lower()
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], *, now: dt.datetime | None = None
+) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), or ``None``."""
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _error_for(
+    status: int,
+    message: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    code: int | None,
+    prediction_id: str | None,
+) -> APIError:
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "body": _excerpt(body),
+        "prediction_id": prediction_id,
+    }
+    text = f"HTTP {status}: {message}"
+    if status in (401, 403):
+        return AuthenticationError(text, **kwargs)
+    if status == 404:
+        return NotFound(text, **kwargs)
+    if status == 429:
+        return RateLimited(text, retry_after=parse_retry_after(headers), **kwargs)
+    if 500 <= status < 600:
+        return ServerError(text, **kwargs)
+    if 400 <= status < 500:
+        return InvalidRequest(text, **kwargs)
+    return APIError(text, **kwargs)
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _message(envelope: Any) -> str:
+    if isinstance(envelope, Mapping):
+        for key in ("message", "error", "detail"):
+            if isinstance(envelope.get(key), str) and envelope[key]:
+                return str(envelope[key])
+    return ""
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[:_BODY_EXCERPT].decode("utf-8", errors="replace").strip()
+    return re.sub(r"\s+", " ", text)

@@ -1,0 +1,333 @@
+"""AsyncWaveSpeed: one aiohttp session, many concurrent predictions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import attrs
+
+from . import _files
+from ._convert import unstructure_payload
+from ._models import ImageEdit, Prediction, Status, TextToVideo
+from ._polling import PollSchedule, schedule_for
+from ._protocol import (
+    DEFAULT_BASE_URL,
+    check_base_url,
+    check_model_id,
+    is_sync_timeout,
+    parse_data,
+    parse_prediction,
+    parse_upload_ticket,
+    result_request,
+    submit_request,
+    upload_ticket_request,
+)
+from ._transport import Transport
+from .errors import APIError, ConfigurationError, WaveSpeedError
+from .future import PredictionFuture
+
+__all__ = ["AsyncWaveSpeed"]
+
+API_KEY_ENV = "WAVESPEED_API_KEY"
+BASE_URL_ENV = "WAVESPEED_BASE_URL"
+#: Default deadline of every wait, in seconds: long enough for a queued 1080p video.
+DEFAULT_WAIT_TIMEOUT = 30 * 60.0
+
+
+class AsyncWaveSpeed:
+    """The asyncio client: an ``async with`` block owning one ``aiohttp.ClientSession``.
+
+    >>> async with AsyncWaveSpeed() as client:                     # doctest: +SKIP
+    ...     video = await client.text_to_video("a fox", aspect_ratio="9:16")
+    ...     print(video.outputs[0])
+
+    ``api_key`` defaults to ``$WAVESPEED_API_KEY`` and ``base_url`` to ``$WAVESPEED_BASE_URL``
+    or ``https://api.wavespeed.ai``. Every wait has a deadline, ``wait_timeout`` seconds unless
+    a call says otherwise. ``poll_schedule`` replaces the default per-model schedules (checks
+    at least 2 s apart for images, 5 s for videos). ``max_connections`` caps the pool that all
+    requests share. Leaving the block stops every poller this client started (the remote tasks
+    keep running) and closes the session.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poll_schedule: PollSchedule | None = None,
+        request_timeout: float = 60.0,
+        max_connections: int = 100,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
+        if not key:
+            raise ConfigurationError(
+                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
+            )
+        self.base_url = check_base_url(
+            base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
+            allow_insecure_http=allow_insecure_http,
+        )
+        if not wait_timeout > 0:
+            raise ConfigurationError(f"wait_timeout must be > 0 seconds, got {wait_timeout!r}")
+        self.wait_timeout = wait_timeout
+        self.poll_schedule = poll_schedule
+        self._api_key = key
+        self._request_timeout = request_timeout
+        self._max_connections = max_connections
+        self._transport: Transport | None = None
+        self._pollers: set[asyncio.Task[Prediction]] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncWaveSpeed(base_url={self.base_url!r}, api_key='***')"
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncWaveSpeed:
+        self._session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every poller this client started, wait for them, and close the session."""
+        self._closed = True
+        pollers = list(self._pollers)
+        for poller in pollers:
+            poller.cancel()
+        if pollers:
+            await asyncio.wait(pollers)
+        if self._transport is not None:
+            await self._transport.session.close()
+            self._transport = None
+
+    def _session(self) -> Transport:
+        if self._closed:
+            raise WaveSpeedError("this client is closed")
+        if self._transport is None:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=10.0, sock_read=self._request_timeout
+                ),
+                headers={"User-Agent": "wavespeed-async", "X-Client-Name": "wavespeed-async"},
+            )
+            self._transport = Transport(session, self.base_url, self._api_key)
+        return self._transport
+
+    def _spawn(self, coro: Coroutine[Any, Any, Prediction]) -> asyncio.Task[Prediction]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._pollers.add(task)
+        task.add_done_callback(self._pollers.discard)
+        return task
+
+    # --- generic ------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        model: str,
+        payload: Mapping[str, Any] | Any,
+        *,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+    ) -> PredictionFuture:
+        """Create a task and return a :class:`PredictionFuture` for it (its ``id`` is known).
+
+        ``payload`` is the model's input: a mapping, or a payload model such as
+        :class:`TextToVideo`. With ``enable_sync_mode`` the server answers when the task is
+        done and the future is already finished; if the server's sync wait ran out, the future
+        polls the returned id. A submit is never resent: a failure after the request may have
+        reached the server raises :class:`SubmissionUncertain`.
+        """
+        body = unstructure_payload(payload)
+        sync_wait = self.wait_timeout if body.get("enable_sync_mode") is True else None
+        request = submit_request(
+            self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
+        )
+        response = await self._session().send(request)
+        prediction = parse_prediction(response.status, response.headers, response.body)
+        if is_sync_timeout(prediction) and prediction.status.is_terminal:
+            # A sync wait that ran out says nothing of the task's fate: check, don't trust.
+            prediction = attrs.evolve(prediction, status=Status.PROCESSING)
+        return PredictionFuture(
+            self,
+            prediction.id,
+            model=model,
+            schedule=poll_schedule or self._schedule(model),
+            prediction=prediction,
+        )
+
+    async def run(
+        self,
+        model: str,
+        payload: Mapping[str, Any] | Any,
+        *,
+        timeout: float | None = None,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+    ) -> Prediction:
+        """Submit a task for any model id and wait for it: ``submit(...)`` then ``wait()``."""
+        future = await self.submit(model, payload, webhook=webhook, poll_schedule=poll_schedule)
+        return await future.wait(timeout)
+
+    def prediction(
+        self, prediction_id: str, *, model: str = "", poll_schedule: PollSchedule | None = None
+    ) -> PredictionFuture:
+        """A future for a task created earlier (resume by id); it checks at once when awaited."""
+        result_request(self.base_url, prediction_id)  # validates the id before anything else
+        return PredictionFuture(
+            self,
+            prediction_id,
+            model=model,
+            schedule=poll_schedule or self._schedule(model),
+        )
+
+    async def get_prediction(self, prediction_id: str) -> Prediction:
+        """One ``GET /api/v3/predictions/{id}/result``: the task's current state."""
+        response = await self._session().send(result_request(self.base_url, prediction_id))
+        return parse_prediction(
+            response.status, response.headers, response.body, prediction_id=prediction_id
+        )
+
+    def _schedule(self, model: str) -> PollSchedule:
+        return self.poll_schedule or schedule_for(model)
+
+    # --- the two seed models ------------------------------------------------------------------
+
+    async def submit_text_to_video(
+        self,
+        prompt: str,
+        *,
+        aspect_ratio: str = "16:9",
+        seed: int = -1,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+    ) -> PredictionFuture:
+        """Submit Dreamina V3.0 Pro text-to-video (1080p MP4); see :class:`TextToVideo`."""
+        payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
+        return await self.submit(
+            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
+        )
+
+    async def text_to_video(
+        self,
+        prompt: str,
+        *,
+        aspect_ratio: str = "16:9",
+        seed: int = -1,
+        timeout: float | None = None,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+    ) -> Prediction:
+        """Generate a video and wait for it; ``outputs`` holds the MP4 URL(s)."""
+        future = await self.submit_text_to_video(
+            prompt,
+            aspect_ratio=aspect_ratio,
+            seed=seed,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+        )
+        return await future.wait(timeout)
+
+    async def submit_edit_image(
+        self,
+        prompt: str,
+        *,
+        image: str,
+        size: tuple[int, int] | str = (1328, 1328),
+        seed: int = -1,
+        enable_base64_output: bool = False,
+        enable_sync_mode: bool = False,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+    ) -> PredictionFuture:
+        """Submit Dreamina V3.0 image edit; see :class:`ImageEdit` for the limits."""
+        payload = ImageEdit(
+            prompt,
+            image=image,
+            size=size,  # the model's converter also accepts "W*H"
+            seed=seed,
+            enable_base64_output=enable_base64_output,
+            enable_sync_mode=enable_sync_mode,
+        )
+        return await self.submit(
+            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
+        )
+
+    async def edit_image(
+        self,
+        prompt: str,
+        *,
+        image: str,
+        size: tuple[int, int] | str = (1328, 1328),
+        seed: int = -1,
+        enable_base64_output: bool = False,
+        enable_sync_mode: bool = False,
+        timeout: float | None = None,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+    ) -> Prediction:
+        """Edit an image and wait for it; ``outputs`` holds URLs (or base64 strings)."""
+        future = await self.submit_edit_image(
+            prompt,
+            image=image,
+            size=size,
+            seed=seed,
+            enable_base64_output=enable_base64_output,
+            enable_sync_mode=enable_sync_mode,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+        )
+        return await future.wait(timeout)
+
+    # --- files --------------------------------------------------------------------------------
+
+    async def upload(self, file: str | Path | bytes, *, filename: str | None = None) -> str:
+        """Upload a local file or bytes (ticket, then PUT); returns the URL to use as input.
+
+        The PUT goes to pre-signed storage without the API key. Files over 200 MB are refused
+        before anything is sent.
+        """
+        data, name, content_type = _files.read_upload(file, filename)
+        transport = self._session()
+        response = await transport.send(
+            upload_ticket_request(self.base_url, name, len(data), content_type)
+        )
+        ticket = parse_upload_ticket(parse_data(response.status, response.headers, response.body))
+        put = await transport.send_plain(
+            ticket.method, ticket.url, data=data, headers=ticket.headers
+        )
+        if not 200 <= put.status < 300:
+            raise APIError(f"upload PUT failed: HTTP {put.status}", status=put.status)
+        return ticket.download_url
+
+    async def download(
+        self,
+        prediction: Prediction,
+        directory: str | Path,
+        *,
+        max_bytes: int = _files.MAX_DOWNLOAD,
+    ) -> list[Path]:
+        """Save every output of a prediction under ``directory``; returns the paths.
+
+        Files are named ``{id}-{index}{ext}``, written atomically (temporary file, then
+        rename) and capped at ``max_bytes`` each. Base64 outputs are decoded; URLs are fetched
+        without the API key.
+        """
+        return await _files.download_outputs(
+            self._session().session, prediction, Path(directory), max_bytes=max_bytes
+        )

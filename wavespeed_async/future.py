@@ -1,0 +1,203 @@
+"""PredictionFuture: an awaitable handle on a task running on the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Generator
+from typing import Any, Protocol
+
+import anyio
+
+from ._models import Prediction, Status
+from ._polling import PollSchedule
+from .errors import (
+    PredictionFailed,
+    PredictionTimeout,
+    RateLimited,
+    ServerError,
+    TransportError,
+    WaveSpeedError,
+)
+
+__all__ = ["PredictionFuture"]
+
+log = logging.getLogger("wavespeed_async")
+
+#: Result checks that may fail in a row (5xx, 429, network) before the wait gives up.
+MAX_CONSECUTIVE_POLL_FAILURES = 5
+_TRANSIENT = (TransportError, ServerError, RateLimited)
+
+
+class _Owner(Protocol):
+    """What a future needs from its client."""
+
+    wait_timeout: float
+
+    async def get_prediction(self, prediction_id: str) -> Prediction: ...
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Prediction]: ...
+
+
+class PredictionFuture:
+    """A task submitted to the platform: ``await`` it for the finished :class:`Prediction`.
+
+    Awaiting polls ``GET /api/v3/predictions/{id}/result`` on a :class:`PollSchedule` until
+    the status is terminal, and may be done any number of times, from any number of tasks:
+    they share one poller, and a finished future answers at once.
+
+    - ``completed`` returns the prediction;
+    - ``failed``, ``cancelled``, ``timeout`` or ``deleted`` raise :class:`PredictionFailed`;
+    - a deadline (``wait(timeout=...)``, or the client's ``wait_timeout``) raises
+      :class:`PredictionTimeout`. The remote task keeps running; await again to resume.
+
+    :meth:`cancel` stops *local* polling only. The platform has no cancel endpoint: the
+    remote task keeps running (and is billed) whatever the client does.
+
+    >>> fut = await client.submit_text_to_video("a fox")  # doctest: +SKIP
+    >>> fut.id, fut.status                                # doctest: +SKIP
+    ('9c1d...', <Status.CREATED: 'created'>)
+    >>> video = await fut                                 # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        owner: _Owner,
+        prediction_id: str,
+        *,
+        model: str = "",
+        schedule: PollSchedule,
+        prediction: Prediction | None = None,
+    ) -> None:
+        self._owner = owner
+        self._id = prediction_id
+        self._model = model or (prediction.model if prediction else "")
+        self._schedule = schedule
+        self._prediction = prediction
+        self._poller: asyncio.Task[Prediction] | None = None
+        self._waiters = 0
+        self._cancelled = False
+
+    def __repr__(self) -> str:
+        status = self.status.value if self.status else "unseen"
+        return f"<PredictionFuture {self._id} model={self._model!r} status={status}>"
+
+    @property
+    def id(self) -> str:
+        """The task id on the platform: keep it to resume with ``client.prediction(id)``."""
+        return self._id
+
+    @property
+    def model(self) -> str:
+        """The model id the task runs, when known."""
+        return self._model
+
+    @property
+    def prediction(self) -> Prediction | None:
+        """The last state seen, or ``None`` before the first check of a resumed id."""
+        return self._prediction
+
+    @property
+    def status(self) -> Status | None:
+        """The last status seen."""
+        return self._prediction.status if self._prediction else None
+
+    def done(self) -> bool:
+        """Whether the task has reached a terminal status (as last seen)."""
+        return self._prediction is not None and self._prediction.status.is_terminal
+
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Stop polling; waiters get ``asyncio.CancelledError``. The remote task keeps running."""
+        self._cancelled = True
+        if self._poller is not None:
+            self._poller.cancel()
+
+    async def refresh(self) -> Prediction:
+        """Fetch the task's current state once (one GET), and remember it."""
+        try:
+            prediction = await self._owner.get_prediction(self._id)
+        except WaveSpeedError as exc:
+            exc.prediction_id = exc.prediction_id or self._id
+            raise
+        self._prediction = prediction
+        if prediction.model:
+            self._model = prediction.model
+        return prediction
+
+    def __await__(self) -> Generator[Any, None, Prediction]:
+        return self.wait().__await__()
+
+    async def wait(self, timeout: float | None = None) -> Prediction:
+        """Wait until the task is terminal, at most ``timeout`` seconds.
+
+        ``None`` means the client's ``wait_timeout``; pass ``math.inf`` to wait without a
+        deadline. A timeout raises :class:`PredictionTimeout` and leaves the task running.
+        """
+        if self._cancelled:
+            raise asyncio.CancelledError(f"polling of prediction {self._id} was cancelled")
+        if not self.done():
+            limit = self._owner.wait_timeout if timeout is None else timeout
+            await self._wait_for_poller(limit)
+        return self._outcome()
+
+    async def _wait_for_poller(self, limit: float) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = self._owner._spawn(self._poll())
+        poller = self._poller
+        self._waiters += 1
+        try:
+            with anyio.fail_after(None if math.isinf(limit) else limit):
+                # asyncio.wait, not the task itself: a waiter leaving must not cancel a poller
+                # that other waiters still share.
+                await asyncio.wait({poller})
+        except TimeoutError:
+            raise PredictionTimeout(self._id, limit, self._prediction) from None
+        finally:
+            self._waiters -= 1
+            if self._waiters == 0 and not poller.done():
+                poller.cancel()  # nobody is listening: stop the requests at once
+        if poller.cancelled():
+            if self._cancelled:
+                raise asyncio.CancelledError(f"polling of prediction {self._id} was cancelled")
+            raise WaveSpeedError("the client was closed while waiting", prediction_id=self._id)
+        exc = poller.exception()
+        if exc is not None:
+            raise exc
+
+    async def _poll(self) -> Prediction:
+        delays = self._schedule.delays()
+        failures = 0
+        if self._prediction is not None:
+            await anyio.sleep(next(delays))
+        while True:
+            try:
+                prediction = await self.refresh()
+            except _TRANSIENT as exc:
+                failures += 1
+                if failures >= MAX_CONSECUTIVE_POLL_FAILURES:
+                    raise
+                log.warning("checking prediction %s failed (%s); will retry", self._id, exc)
+            else:
+                failures = 0
+                if prediction.status.is_terminal:
+                    return prediction
+                if prediction.status is Status.UNKNOWN:
+                    log.warning(
+                        "prediction %s has unknown status %r; polling until the deadline",
+                        self._id,
+                        prediction.raw_status,
+                    )
+            await anyio.sleep(next(delays))
+
+    def _outcome(self) -> Prediction:
+        prediction = self._prediction
+        assert prediction is not None
+        assert prediction.status.is_terminal
+        if prediction.status.is_failure:
+            raise PredictionFailed(prediction)
+        return prediction
