@@ -1,0 +1,110 @@
+"""Every input limit of the reference, enforced at construction with a typed error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+from wavespeed_async import ImageEdit, InvalidInput, Status, TextToVideo
+
+IMAGE = "https://example.com/in.png"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "allowed"),
+    [
+        ({"prompt": ""}, "prompt", "non-empty"),
+        ({"prompt": "   "}, "prompt", "non-empty"),
+        ({"prompt": 42}, "prompt", "non-empty"),
+        ({"prompt": "fox", "aspect_ratio": "2:1"}, "aspect_ratio", "16:9, 4:3, 1:1"),
+        ({"prompt": "fox", "aspect_ratio": "16x9"}, "aspect_ratio", "9:21"),
+        ({"prompt": "fox", "seed": -2}, "seed", "-1 to 2147483647"),
+        ({"prompt": "fox", "seed": 2_147_483_648}, "seed", "-1 to 2147483647"),
+        ({"prompt": "fox", "seed": 1.5}, "seed", "an integer"),
+        ({"prompt": "fox", "seed": True}, "seed", "an integer"),
+    ],
+)
+def test_text_to_video_rejects_out_of_range_input(
+    kwargs: dict[str, Any], field: str, allowed: str
+) -> None:
+    with pytest.raises(InvalidInput, match=allowed) as info:
+        TextToVideo(**kwargs)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "allowed"),
+    [
+        ({"prompt": "x" * 121}, "prompt", "at most 120 characters"),
+        ({"prompt": ""}, "prompt", "non-empty"),
+        ({"image": ""}, "image", "image URL"),
+        ({"size": (511, 1024)}, "size", "512 to 2048"),
+        ({"size": (1024, 2049)}, "size", "512 to 2048"),
+        ({"size": "2049*1024"}, "size", "512 to 2048"),
+        ({"size": "big"}, "size", "W\\*H"),
+        ({"size": (1024,)}, "size", "W\\*H"),
+        ({"seed": -2}, "seed", "-1 to 2147483647"),
+        ({"seed": 2_147_483_648}, "seed", "-1 to 2147483647"),
+        ({"enable_base64_output": "yes"}, "enable_base64_output", "True or False"),
+        ({"enable_sync_mode": 1}, "enable_sync_mode", "True or False"),
+    ],
+)
+def test_image_edit_rejects_out_of_range_input(
+    kwargs: dict[str, Any], field: str, allowed: str
+) -> None:
+    arguments: dict[str, Any] = {"prompt": "make it snow", "image": IMAGE, **kwargs}
+    with pytest.raises(InvalidInput, match=allowed) as info:
+        ImageEdit(**arguments)
+    assert info.value.field == field
+
+
+def test_limits_themselves_are_accepted() -> None:
+    assert TextToVideo("fox", seed=-1).seed == -1
+    assert TextToVideo("fox", seed=2_147_483_647).seed == 2_147_483_647
+    for ratio in ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"):
+        assert TextToVideo("fox", aspect_ratio=ratio).aspect_ratio == ratio
+    edit = ImageEdit("x" * 120, image=IMAGE, size=(512, 2048))
+    assert edit.size == (512, 2048)
+
+
+@pytest.mark.parametrize("size", ["1024*768", "1024x768", [1024, 768], (1024, 768)])
+def test_image_edit_size_accepts_the_api_string_and_pairs(size: Any) -> None:
+    assert ImageEdit("snow", image=IMAGE, size=size).size == (1024, 768)
+
+
+def test_invalid_input_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="prompt"):
+        TextToVideo("")
+
+
+def test_payloads_are_frozen() -> None:
+    video = TextToVideo("fox")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        video.seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "terminal", "failure"),
+    [
+        ("created", Status.CREATED, False, False),
+        ("processing", Status.PROCESSING, False, False),
+        ("completed", Status.COMPLETED, True, False),
+        ("failed", Status.FAILED, True, True),
+        ("cancelled", Status.CANCELLED, True, True),
+        ("timeout", Status.TIMEOUT, True, True),
+        ("deleted", Status.DELETED, True, True),
+        ("COMPLETED", Status.COMPLETED, True, False),
+        ("queued_for_gpu", Status.UNKNOWN, False, False),
+        ("", Status.UNKNOWN, False, False),
+    ],
+)
+def test_status_parsing_and_terminality(
+    text: str, status: Status, terminal: bool, failure: bool
+) -> None:
+    parsed = Status.parse(text)
+    assert parsed is status
+    assert parsed.is_terminal is terminal
+    assert parsed.is_failure is failure
