@@ -1,0 +1,1 @@
+"""Side-by-side measurements of wavespeed-async against a raw aiohttp floor."""

@@ -1,0 +1,173 @@
+"""The ``wavespeed-async`` command line.
+
+With no ``WAVESPEED_API_KEY`` (and no ``--base-url``) every command runs against the embedded
+emulator, and says so in one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._convert import converter
+from ._polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE
+from .client import API_KEY_ENV, BASE_URL_ENV, AsyncWaveSpeed
+from .errors import WaveSpeedError
+from .future import PredictionFuture
+
+__all__ = ["main"]
+
+#: The embedded emulator runs this many times faster than the platform, and the client polls
+#: on the same scaled clock, so a demo video takes seconds, not a minute.
+EMULATOR_SPEED = 10.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 failure, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(anyio.run(args.handler, args))
+    except WaveSpeedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wavespeed-async", description="Generate media with WaveSpeedAI."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        if name != "emulator":
+            sub.add_argument("--base-url", default=os.environ.get(BASE_URL_ENV))
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+            sub.add_argument("--timeout", type=float, default=None, help="seconds to wait")
+        return sub
+
+    video = command("text-to-video", _text_to_video, "Generate a 1080p video from a prompt.")
+    video.add_argument("prompt")
+    video.add_argument("--aspect-ratio", default="16:9")
+    video.add_argument("--seed", type=int, default=-1)
+    video.add_argument("--out", type=Path, default=Path("videos"))
+
+    edit = command("edit-image", _edit_image, "Edit an image (URL or local file) with a prompt.")
+    edit.add_argument("prompt")
+    edit.add_argument("--image", required=True, help="an image URL or a local file")
+    edit.add_argument("--size", default="1328x1328", help="WxH, each 512..2048")
+    edit.add_argument("--seed", type=int, default=-1)
+    edit.add_argument("--base64", action="store_true", help="ask for base64 outputs")
+    edit.add_argument("--sync", action="store_true", help="use the API's sync mode")
+    edit.add_argument("--out", type=Path, default=Path("images"))
+
+    result = command("result", _result, "Show a prediction's current state.")
+    result.add_argument("id")
+
+    emulator = command("emulator", _emulator, "Run the local WaveSpeed emulator.")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--speed", type=float, default=1.0, help="emulated s per real s")
+    emulator.add_argument("--api-key", default=None, help="accept only this key")
+    return parser
+
+
+@contextlib.asynccontextmanager
+async def _client(args: argparse.Namespace) -> AsyncIterator[tuple[AsyncWaveSpeed, float]]:
+    """The client, and the factor to scale poll schedules by (1 for a real server)."""
+    if os.environ.get(API_KEY_ENV, "").strip() or args.base_url:
+        async with AsyncWaveSpeed(base_url=args.base_url) as client:
+            yield client, 1.0
+        return
+    from .emulator import Emulator  # only when needed: it is not part of the client's import
+
+    async with Emulator(speed=EMULATOR_SPEED) as emulator:
+        print(
+            f"no {API_KEY_ENV} set: using the embedded emulator at {emulator.base_url}"
+            f" ({EMULATOR_SPEED:g}x speed)",
+            file=sys.stderr,
+        )
+        async with AsyncWaveSpeed(api_key="emulator", base_url=emulator.base_url) as client:
+            yield client, 1 / EMULATOR_SPEED
+
+
+async def _finish(
+    client: AsyncWaveSpeed, future: PredictionFuture, args: argparse.Namespace
+) -> int:
+    # The id first, so an interrupted or failed wait never loses the task.
+    print(f"submitted {future.id} ({future.model})", file=sys.stderr)
+    started = time.monotonic()
+    prediction = await future.wait(args.timeout)
+    paths = await client.download(prediction, args.out)
+    elapsed = time.monotonic() - started
+    if args.json:
+        unstructured = converter.unstructure(prediction)
+        print(json.dumps({"prediction": unstructured, "files": [str(p) for p in paths]}))
+    else:
+        print(f"completed {prediction.id} in {elapsed:.1f}s", file=sys.stderr)
+        for path in paths:
+            print(path)
+    return 0
+
+
+async def _text_to_video(args: argparse.Namespace) -> int:
+    async with _client(args) as (client, scale):
+        future = await client.submit_text_to_video(
+            args.prompt,
+            aspect_ratio=args.aspect_ratio,
+            seed=args.seed,
+            poll_schedule=VIDEO_SCHEDULE.scaled(scale),
+        )
+        return await _finish(client, future, args)
+
+
+async def _edit_image(args: argparse.Namespace) -> int:
+    async with _client(args) as (client, scale):
+        image = args.image
+        if "://" not in image and not image.startswith("data:"):
+            image = await client.upload(Path(image))
+        future = await client.submit_edit_image(
+            args.prompt,
+            image=image,
+            size=args.size,
+            seed=args.seed,
+            enable_base64_output=args.base64,
+            enable_sync_mode=args.sync,
+            poll_schedule=IMAGE_SCHEDULE.scaled(scale),
+        )
+        return await _finish(client, future, args)
+
+
+async def _result(args: argparse.Namespace) -> int:
+    async with _client(args) as (client, _):
+        prediction = await client.get_prediction(args.id)
+        if args.json:
+            print(json.dumps(converter.unstructure(prediction)))
+        else:
+            print(f"{prediction.id} {prediction.raw_status} {prediction.error}".rstrip())
+            for output in prediction.outputs:
+                print(output)
+        return 0
+
+
+async def _emulator(args: argparse.Namespace) -> int:
+    from .emulator import Emulator
+
+    emulator = Emulator(host=args.host, port=args.port, speed=args.speed, api_key=args.api_key)
+    async with emulator:
+        print(f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True)
+        await anyio.sleep_forever()
+    return 0
