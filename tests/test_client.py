@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from wavespeed_async import (
@@ -334,7 +335,7 @@ async def test_cancel_stops_polling_and_waiters_see_cancellation(frozen: Emulato
         future.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         assert not client._pollers
         gets = result_gets(frozen, future.id)
         await anyio.sleep(0.03)
@@ -347,7 +348,7 @@ async def test_cancelling_the_awaiting_task_stops_its_poller(frozen: Emulator) -
         futures = [await client.submit_text_to_video(f"fox {i}") for i in range(20)]
         with anyio.move_on_after(0.05):
             await asyncio.gather(*(f.wait() for f in futures))
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         assert not client._pollers
 
 

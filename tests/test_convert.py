@@ -81,8 +81,12 @@ def test_malformed_prediction_is_a_protocol_error(data: Any) -> None:
     [
         ("2023-04-01T12:34:56.789Z", dt.datetime(2023, 4, 1, 12, 34, 56, 789000, dt.timezone.utc)),
         ("2023-04-01T12:34:56Z", dt.datetime(2023, 4, 1, 12, 34, 56, tzinfo=dt.timezone.utc)),
-        ("2023-04-01T12:34:56.123456789Z", dt.datetime(2023, 4, 1, 12, 34, 56, 123456, dt.timezone.utc)),
+        (
+            "2023-04-01T12:34:56.123456789Z",
+            dt.datetime(2023, 4, 1, 12, 34, 56, 123456, dt.timezone.utc),
+        ),
         ("2023-04-01 12:34:56", dt.datetime(2023, 4, 1, 12, 34, 56, tzinfo=dt.timezone.utc)),
+        ("2023-04-01", dt.datetime(2023, 4, 1, tzinfo=dt.timezone.utc)),
         (
             "2023-04-01T12:34:56.5+0800",
             dt.datetime(2023, 4, 1, 12, 34, 56, 500000, dt.timezone(dt.timedelta(hours=8))),

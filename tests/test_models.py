@@ -108,3 +108,10 @@ def test_status_parsing_and_terminality(
     assert parsed is status
     assert parsed.is_terminal is terminal
     assert parsed.is_failure is failure
+
+
+def test_huge_invalid_values_are_shortened_in_the_message() -> None:
+    with pytest.raises(InvalidInput) as info:
+        ImageEdit("x" * 10_000, image=IMAGE)
+    assert len(str(info.value)) < 200
+    assert "10002 characters" in str(info.value)

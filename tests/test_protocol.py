@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -52,7 +53,9 @@ def test_submit_request_targets_the_model_and_marks_it_billable() -> None:
 
 def test_webhook_is_an_encoded_query_parameter() -> None:
     request = submit_request(BASE, "m/x", {}, webhook="https://me.example/hook?a=1&b=2")
-    assert request.url == f"{BASE}/api/v3/m/x?webhook=https%3A%2F%2Fme.example%2Fhook%3Fa%3D1%26b%3D2"
+    assert (
+        request.url == f"{BASE}/api/v3/m/x?webhook=https%3A%2F%2Fme.example%2Fhook%3Fa%3D1%26b%3D2"
+    )
     with pytest.raises(InvalidInput, match="webhook"):
         submit_request(BASE, "m/x", {}, webhook="ftp://me.example/hook")
 
@@ -81,7 +84,8 @@ def test_base_url_allows_https_and_plain_http_to_loopback(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://api.example.com", "ftp://x", "api.wavespeed.ai", "https://u:p@x.y", "https://x?y"]
+    "url",
+    ["http://api.example.com", "ftp://x", "api.wavespeed.ai", "https://u:p@x.y", "https://x?y"],
 )
 def test_base_url_refuses_what_would_expose_the_key(url: str) -> None:
     with pytest.raises(ConfigurationError):
@@ -167,15 +171,15 @@ def test_upload_ticket_sample_parses() -> None:
 
 @given(status=st.sampled_from([200, 400, 404, 429, 500]), body=st.binary(max_size=200))
 def test_arbitrary_bytes_only_raise_library_errors(status: int, body: bytes) -> None:
-    try:
+    with contextlib.suppress(WaveSpeedError):
         parse_prediction(status, {}, body)
-    except WaveSpeedError:
-        pass
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 prediction_like = st.fixed_dictionaries(
@@ -189,7 +193,5 @@ prediction_like = st.fixed_dictionaries(
 
 @given(data=json_values | prediction_like)
 def test_arbitrary_json_data_only_raises_library_errors(data: Any) -> None:
-    try:
+    with contextlib.suppress(WaveSpeedError):
         parse_prediction(200, {}, envelope(200, "ok", data))
-    except WaveSpeedError:
-        pass

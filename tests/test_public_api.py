@@ -40,7 +40,7 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     commands = [
         line.strip()
-        for line in readme.split("```")[1].splitlines()
+        for line in readme.split("```")[1].splitlines()[1:]  # after the language tag
         if line.strip() and not line.startswith("#")
     ]
     assert len(commands) == 2, "the README opens with exactly two set-up commands"

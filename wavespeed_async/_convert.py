@@ -15,7 +15,13 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from ._models import ImageEdit, Prediction, Status, TextToVideo
 from .errors import InvalidInput, ProtocolError
 
-__all__ = ["converter", "parse_datetime", "structure_payload", "structure_prediction"]
+__all__ = [
+    "converter",
+    "parse_datetime",
+    "structure_payload",
+    "structure_prediction",
+    "unstructure_payload",
+]
 
 log = logging.getLogger("wavespeed_async")
 T = TypeVar("T")
@@ -27,7 +33,7 @@ _PAYLOADS: tuple[type[Any], ...] = (TextToVideo, ImageEdit)
 # --- timestamps -----------------------------------------------------------------------------
 
 _ISO = re.compile(
-    r"^(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<frac>\d+))?"
+    r"^(?P<base>\d{4}-\d{2}-\d{2})(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<frac>\d+))?)?"
     r"(?P<tz>Z|[+-]\d{2}:?\d{2})?$",
     re.IGNORECASE,
 )
@@ -47,7 +53,8 @@ def parse_datetime(text: str) -> dt.datetime | None:
     tz = "+00:00" if tz.upper() == "Z" else tz
     if len(tz) == 5:  # +0000
         tz = f"{tz[:3]}:{tz[3:]}"
-    return dt.datetime.fromisoformat(f"{match['base'].replace(' ', 'T')}.{frac}{tz}")
+    clock = match["time"] or "00:00:00"
+    return dt.datetime.fromisoformat(f"{match['base']}T{clock}.{frac}{tz}")
 
 
 def _structure_datetime(value: Any, _: type[Any]) -> dt.datetime | None:
@@ -57,10 +64,16 @@ def _structure_datetime(value: Any, _: type[Any]) -> dt.datetime | None:
 
 
 converter.register_structure_hook(dt.datetime, _structure_datetime)
-converter.register_unstructure_hook(
-    dt.datetime,  # the API's own form: UTC, milliseconds, "Z"
-    lambda value: value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-)
+
+
+def _unstructure_datetime(value: dt.datetime) -> str:
+    # The API's own form: UTC, milliseconds, "Z". A naive time is taken as UTC, not local.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+converter.register_unstructure_hook(dt.datetime, _unstructure_datetime)
 converter.register_structure_hook(Status, lambda value, _: Status.parse(str(value)))
 
 # --- predictions ----------------------------------------------------------------------------

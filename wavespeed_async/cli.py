@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 
 from ._convert import converter
+from ._models import ImageEdit, TextToVideo
 from ._polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE
 from .client import API_KEY_ENV, BASE_URL_ENV, AsyncWaveSpeed
 from .errors import WaveSpeedError
@@ -124,30 +126,29 @@ async def _finish(
 
 
 async def _text_to_video(args: argparse.Namespace) -> int:
+    payload = TextToVideo(args.prompt, aspect_ratio=args.aspect_ratio, seed=args.seed)
     async with _client(args) as (client, scale):
-        future = await client.submit_text_to_video(
-            args.prompt,
-            aspect_ratio=args.aspect_ratio,
-            seed=args.seed,
-            poll_schedule=VIDEO_SCHEDULE.scaled(scale),
-        )
+        schedule = VIDEO_SCHEDULE.scaled(scale)
+        future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
         return await _finish(client, future, args)
 
 
 async def _edit_image(args: argparse.Namespace) -> int:
+    # Validated before anything starts; a local file is uploaded only then.
+    payload = ImageEdit(
+        args.prompt,
+        image=args.image,
+        size=args.size,
+        seed=args.seed,
+        enable_base64_output=args.base64,
+        enable_sync_mode=args.sync,
+    )
+    local = Path(args.image) if "://" not in args.image and ":" not in args.image[:5] else None
     async with _client(args) as (client, scale):
-        image = args.image
-        if "://" not in image and not image.startswith("data:"):
-            image = await client.upload(Path(image))
-        future = await client.submit_edit_image(
-            args.prompt,
-            image=image,
-            size=args.size,
-            seed=args.seed,
-            enable_base64_output=args.base64,
-            enable_sync_mode=args.sync,
-            poll_schedule=IMAGE_SCHEDULE.scaled(scale),
-        )
+        if local is not None:
+            payload = attrs.evolve(payload, image=await client.upload(local))
+        schedule = IMAGE_SCHEDULE.scaled(scale)
+        future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
         return await _finish(client, future, args)
 
 

@@ -74,7 +74,10 @@ class InvalidInput(WaveSpeedError, ValueError):
     """
 
     def __init__(self, field: str, value: object, allowed: str) -> None:
-        super().__init__(f"{field}={value!r} is invalid: must be {allowed}")
+        shown = repr(value)
+        if len(shown) > 80:  # a whole data: URI or a 10,000-character prompt helps nobody
+            shown = f"{shown[:60]}...<{len(shown)} characters>"
+        super().__init__(f"{field}={shown} is invalid: must be {allowed}")
         self.field = field
         self.value = value
         self.allowed = allowed

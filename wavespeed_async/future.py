@@ -161,6 +161,8 @@ class PredictionFuture:
             self._waiters -= 1
             if self._waiters == 0 and not poller.done():
                 poller.cancel()  # nobody is listening: stop the requests at once
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({poller})
         if poller.cancelled():
             if self._cancelled:
                 raise asyncio.CancelledError(f"polling of prediction {self._id} was cancelled")

@@ -1,0 +1,288 @@
+"""The emulator's aiohttp application: thin handlers over :class:`EmulatorState`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .._convert import converter
+from .._models import Prediction, Status, Timings
+from ..errors import InvalidInput
+from ._media import MP4_CONTENT_TYPE, PNG_CONTENT_TYPE, mp4_fixture, png
+from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, OutputSpec, TaskRecord
+from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
+from ._waits import SyncWaits
+
+__all__ = ["build_app"]
+
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(?:/[\w.\-]+)*$")
+_RESERVED = ("predictions", "media")  # fixed API routes, never model ids
+_MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
+_CHUNK = 64 * 1024
+
+
+class _Refused(Exception):
+    """A request answered with an error status (an envelope under /api/, text elsewhere)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
+    """The application serving the API, the upload storage and the outputs."""
+    handlers = _Handlers(state, waits)
+    app = web.Application(middlewares=[handlers.middleware], client_max_size=_MAX_JSON_BODY)
+    # Fixed routes first: aiohttp tries resources registered under one prefix in order, and
+    # the model route below would otherwise claim /api/v3/predictions and /api/v3/media/...
+    app.router.add_post("/api/v3/predictions", handlers.history)
+    app.router.add_post("/api/v3/predictions/delete", handlers.delete)
+    app.router.add_get("/api/v3/predictions/{id}/result", handlers.result)
+    app.router.add_get("/api/v3/predictions/{id}", handlers.result)
+    app.router.add_post("/api/v3/media/uploads", handlers.upload_ticket)
+    app.router.add_post("/api/v3/media/upload/binary", handlers.upload_binary)
+    app.router.add_post("/api/v3/{model:.+}", handlers.submit)
+    app.router.add_put("/storage/upload/{token}", handlers.upload_put)
+    app.router.add_get("/storage/files/{token}/{filename}", handlers.download)
+    app.router.add_get("/outputs/{id}/{filename}", handlers.output)
+    return app
+
+
+class _Handlers:
+    def __init__(self, state: EmulatorState, waits: SyncWaits) -> None:
+        self.state = state
+        self.waits = waits
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Record the request, check the key on API routes, turn errors into answers."""
+        is_api = request.path.startswith("/api/")
+        authorization = request.headers.get("Authorization")
+        self.state.record_request(
+            request.method, request.path, request.query, authorization is not None, _peer(request)
+        )
+        response: web.StreamResponse
+        try:
+            if is_api and not self.state.authorized(authorization):
+                # Never say what key arrived: only that none was acceptable.
+                raise _Refused(401, "Unauthorized: missing or invalid API key")
+            response = await handler(request)
+        except UploadTooLarge as exc:
+            response = _error(is_api, 413, str(exc))
+        except InvalidInput as exc:
+            response = _error(is_api, 400, str(exc))
+        except _Refused as exc:
+            response = _error(is_api, exc.status, exc.message)
+        except web.HTTPException as exc:  # routing misses, oversized bodies
+            response = _error(is_api, exc.status, exc.reason)
+        response.headers["X-Request-Id"] = uuid.uuid4().hex
+        self.waits.notify()  # wakes Emulator.wait_for() conditions about requests and tasks
+        return response
+
+    # --- predictions ------------------------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/{model}``: create a task; in sync mode, wait for its outcome."""
+        model = request.match_info["model"]
+        if not _MODEL_ID.match(model) or model.split("/")[0] in _RESERVED or ".." in model:
+            raise _Refused(404, f"model not found: {model}")
+        task = self.state.submit(model, await _json(request), request.query.get("webhook"))
+        self.waits.notify()  # before a sync wait: tests wait for the task to exist, then advance
+        if not task.sync_mode:
+            return _envelope(self._render(task, request))
+        deadline = task.submitted_at + self.state.sync_timeout
+        finished = await self.waits.wait_until(
+            lambda: self._settled(task, deadline),
+            lambda: deadline if task.forced else min(task.finishes_at, deadline),
+        )
+        if not finished:
+            raise _Refused(503, "the emulator is shutting down")
+        if task.id not in self.state.tasks:
+            raise _Refused(404, f"prediction {task.id} was deleted while waiting")
+        timed_out = not task.status_at(self.state.clock.now()).status.is_terminal
+        return _envelope(self._render(task, request, sync_timed_out=timed_out))
+
+    def _settled(self, task: TaskRecord, deadline: float) -> bool:
+        now = self.state.clock.now()
+        return (
+            task.id not in self.state.tasks
+            or task.status_at(now).status.is_terminal
+            or now >= deadline
+        )
+
+    async def result(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/predictions/{id}[/result]``: the task's current state."""
+        return _envelope(self._render(self._task(request.match_info["id"]), request))
+
+    async def history(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/predictions``: one page of recent tasks, newest first."""
+        query, total, tasks = self.state.history(await _json(request))
+        items = [{**self._render(task, request), "input": task.input} for task in tasks]
+        return _envelope({"page": query.page, "total": total, "items": items})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/predictions/delete``: forget tasks for good."""
+        return _envelope({"deleted_count": self.state.delete(await _json(request))})
+
+    async def output(self, request: web.Request) -> web.Response:
+        """A completed task's output file (no key: this stands in for the CDN)."""
+        task = self.state.tasks.get(request.match_info["id"])
+        if task is None or task.status is not Status.COMPLETED:
+            raise _Refused(404, "no such output")
+        if request.match_info["filename"] != f"0.{task.output.extension}":
+            raise _Refused(404, "no such output")
+        body, content_type = _output_bytes(task.output)
+        return web.Response(body=body, content_type=content_type)
+
+    def _task(self, task_id: str) -> TaskRecord:
+        task = self.state.tasks.get(task_id)
+        if task is None:
+            raise _Refused(404, f"prediction not found: {task_id}")
+        return task
+
+    def _render(
+        self, task: TaskRecord, request: web.Request, *, sync_timed_out: bool = False
+    ) -> dict[str, Any]:
+        origin = _origin(request)
+        current = task.status_at(self.state.clock.now())
+        completed = current.status is Status.COMPLETED
+        outputs: tuple[str, ...] = ()
+        if completed and task.base64_output:
+            outputs = (base64.b64encode(_output_bytes(task.output)[0]).decode("ascii"),)
+        elif completed:
+            outputs = (f"{origin}/outputs/{task.id}/0.{task.output.extension}",)
+        prediction = Prediction(
+            id=task.id,
+            model=task.model,
+            status=current.status,
+            raw_status=current.raw,
+            outputs=outputs,
+            urls={"get": f"{origin}/api/v3/predictions/{task.id}/result"},
+            has_nsfw_contents=(False,) * len(outputs),
+            created_at=task.created_at,
+            error=SYNC_TIMEOUT_ERROR if sync_timed_out else current.error,
+            timings=Timings(round(task.duration * 1000) if completed else 0),
+            code=SYNC_TIMEOUT_CODE if sync_timed_out else None,
+        )
+        data: dict[str, Any] = converter.unstructure(prediction)
+        return data
+
+    # --- uploads ----------------------------------------------------------------------------
+
+    async def upload_ticket(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/media/uploads``: a pre-signed PUT URL and the file's future URL."""
+        slot = self.state.uploads.announce(await _json(request))
+        origin = _origin(request)
+        signature = self.state.uploads.signature(slot.token)
+        upload = {
+            "method": "PUT",
+            "url": f"{origin}/storage/upload/{slot.token}?signature={signature}",
+            "headers": {"Content-Type": slot.content_type},
+        }
+        return _envelope({"upload": upload, "download_url": self._download_url(origin, slot)})
+
+    async def upload_put(self, request: web.Request) -> web.Response:
+        """The pre-signed PUT: checks signature, signed content type and announced size."""
+        slot = self.state.uploads.signed_slot(
+            request.match_info["token"], request.query.get("signature", "")
+        )
+        if slot is None:
+            raise _Refused(403, "invalid upload signature")
+        if request.headers.get("Content-Type", "") != slot.content_type:
+            # The content type is part of what was signed, as with S3 pre-signed URLs.
+            raise _Refused(403, f"Content-Type must be {slot.content_type!r}, as signed")
+        if request.content_length is not None and request.content_length > slot.size:
+            raise _Refused(413, f"more than the announced {slot.size} bytes")
+        slot.data = await _read_at_most(request.content, slot.size)
+        return web.Response(text="stored")
+
+    async def upload_binary(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/media/upload/binary``: the older one-step multipart upload."""
+        if not request.content_type.startswith("multipart/"):
+            raise InvalidInput("body", request.content_type, "multipart/form-data")
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
+                data = await _read_at_most(part, MAX_UPLOAD)
+                content_type = part.headers.get("Content-Type", "application/octet-stream")
+                slot = self.state.uploads.store(part.filename or "upload", content_type, data)
+                return _envelope({"download_url": self._download_url(_origin(request), slot)})
+        raise InvalidInput("file", None, "a multipart form field named 'file'")
+
+    async def download(self, request: web.Request) -> web.Response:
+        """An uploaded file, once its bytes have arrived (no key: this is storage)."""
+        slot = self.state.uploads.slots.get(request.match_info["token"])
+        if slot is None or slot.data is None or slot.filename != request.match_info["filename"]:
+            raise _Refused(404, "no such file")
+        return web.Response(body=slot.data, content_type=slot.content_type)
+
+    @staticmethod
+    def _download_url(origin: str, slot: UploadSlot) -> str:
+        return f"{origin}/storage/files/{slot.token}/{quote(slot.filename)}"
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _envelope(data: Any) -> web.Response:
+    return web.json_response({"code": 200, "message": "success", "data": data})
+
+
+def _error(is_api: bool, status: int, message: str) -> web.Response:
+    if is_api:
+        body = {"code": status, "message": message, "data": None}
+        return web.json_response(body, status=status)
+    return web.Response(status=status, text=message)
+
+
+def _peer(request: web.Request) -> str:
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return str(peername or "")
+
+
+def _origin(request: web.Request) -> str:
+    # URLs point back at whatever address the client used to reach this server.
+    return str(request.url.origin())
+
+
+async def _json(request: web.Request) -> object:
+    try:
+        return json.loads(await request.read() or b"null")
+    except ValueError:
+        raise InvalidInput("body", "<not JSON>", "a JSON object") from None
+
+
+async def _read_at_most(stream: Any, limit: int) -> bytes:
+    """Read a body, refusing (413) past ``limit`` bytes without buffering the excess."""
+    chunks: list[bytes] = []
+    received = 0
+    while chunk := await _next_chunk(stream):
+        received += len(chunk)
+        if received > limit:
+            raise _Refused(413, f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _next_chunk(stream: Any) -> bytes:
+    if isinstance(stream, aiohttp.BodyPartReader):
+        return await stream.read_chunk(_CHUNK)
+    data: bytes = await stream.read(_CHUNK)
+    return data
+
+
+def _output_bytes(spec: OutputSpec) -> tuple[bytes, str]:
+    if spec.kind == "video":
+        return mp4_fixture(), MP4_CONTENT_TYPE
+    return png(spec.width, spec.height, spec.colour), PNG_CONTENT_TYPE

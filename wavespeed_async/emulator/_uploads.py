@@ -1,0 +1,79 @@
+"""Upload storage for the emulator: tickets, pre-signed PUT slots and stored files (no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import mimetypes
+import secrets
+import uuid
+
+import attrs
+
+from ..errors import InvalidInput
+
+__all__ = ["MAX_UPLOAD", "UploadSlot", "UploadStore", "UploadTooLarge"]
+
+MAX_UPLOAD = 200 * 1024 * 1024
+
+
+@attrs.define(eq=False)
+class UploadSlot:
+    """A file announced by an upload ticket; ``data`` is ``None`` until its PUT arrives."""
+
+    token: str
+    filename: str
+    size: int
+    content_type: str
+    data: bytes | None = None
+
+
+class UploadTooLarge(InvalidInput):
+    """A file over the 200 MB limit (answered with 413, not 400)."""
+
+
+class UploadStore:
+    """Files announced by tickets or uploaded in one go, keyed by an unguessable token."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, UploadSlot] = {}
+        self._signing_key = secrets.token_bytes(16)
+
+    def announce(self, body: object) -> UploadSlot:
+        """Validate an upload-ticket request and reserve a slot for the file."""
+        if not isinstance(body, dict):
+            raise InvalidInput("body", type(body).__name__, "a JSON object")
+        filename, size = body.get("filename"), body.get("size")
+        if not isinstance(filename, str) or not filename.strip():
+            raise InvalidInput("filename", filename, "a non-empty string")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInput("size", size, "the file's size in bytes")
+        if size > MAX_UPLOAD:
+            raise UploadTooLarge("size", size, f"at most {MAX_UPLOAD} bytes (200 MB)")
+        content_type = body.get("content_type")
+        if not isinstance(content_type, str) or not content_type:
+            content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        return self._add(filename, size, content_type)
+
+    def store(self, filename: str, content_type: str, data: bytes) -> UploadSlot:
+        """Keep a file that arrived in one request (the older multipart route)."""
+        slot = self._add(filename, len(data), content_type)
+        slot.data = data
+        return slot
+
+    def _add(self, filename: str, size: int, content_type: str) -> UploadSlot:
+        name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload"
+        slot = UploadSlot(uuid.uuid4().hex, name, size, content_type)
+        self.slots[slot.token] = slot
+        return slot
+
+    def signature(self, token: str) -> str:
+        """The signature that makes an upload URL valid (it stands in for S3's pre-signing)."""
+        return hmac.new(self._signing_key, token.encode(), hashlib.sha256).hexdigest()
+
+    def signed_slot(self, token: str, signature: str) -> UploadSlot | None:
+        """The slot a PUT URL names, if its signature is right."""
+        slot = self.slots.get(token)
+        if slot is None or not hmac.compare_digest(signature, self.signature(token)):
+            return None
+        return slot
