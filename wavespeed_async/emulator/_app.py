@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from .._convert import converter
 from .._models import Prediction, Status, Timings
+from .._protocol import check_model_id
 from ..errors import InvalidInput
 from ._media import MP4_CONTENT_TYPE, PNG_CONTENT_TYPE, mp4_fixture, png
 from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, OutputSpec, TaskRecord
@@ -23,7 +23,6 @@ from ._waits import SyncWaits
 
 __all__ = ["build_app"]
 
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(?:/[\w.\-]+)*$")
 _RESERVED = ("predictions", "media")  # fixed API routes, never model ids
 _MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
 _CHUNK = 64 * 1024
@@ -93,7 +92,11 @@ class _Handlers:
     async def submit(self, request: web.Request) -> web.Response:
         """``POST /api/v3/{model}``: create a task; in sync mode, wait for its outcome."""
         model = request.match_info["model"]
-        if not _MODEL_ID.match(model) or model.split("/")[0] in _RESERVED or ".." in model:
+        try:
+            check_model_id(model)
+        except InvalidInput:
+            raise _Refused(404, f"model not found: {model}") from None
+        if model.split("/")[0] in _RESERVED:
             raise _Refused(404, f"model not found: {model}")
         task = self.state.submit(model, await _json(request), request.query.get("webhook"))
         self.waits.notify()  # before a sync wait: tests wait for the task to exist, then advance
