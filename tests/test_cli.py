@@ -90,8 +90,10 @@ def test_emulator_command_serves_other_commands_via_base_url(tmp_path: Path) -> 
         assert "nope" not in wrong.stderr
     finally:
         server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=10) in (0, 130)
-        server.stdout and server.stdout.close()
+        status = server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
+    assert status == 0  # Ctrl-C stops the emulator cleanly
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["text-to-video", "--help"]])

@@ -84,6 +84,8 @@ async def test_text_to_video_returns_a_completed_prediction_with_a_real_mp4(
     }
     assert [p.name for p in paths] == [f"{video.id}-0.mp4"]
     assert paths[0].read_bytes()[4:8] == b"ftyp"
+    assert paths[0].stat().st_mode & 0o044 == 0o044  # readable like any new file, not 0600
+    assert [p.name for p in tmp_path.iterdir()] == [paths[0].name]  # no temporary left behind
     assert emulator.auth_leaks() == []  # the download carried no API key
 
 

@@ -27,6 +27,9 @@ MAX_DOWNLOAD = 2 * 1024 * 1024 * 1024
 _CHUNK = 256 * 1024
 _EXTENSION = re.compile(r"^\.[a-z0-9]{1,5}$")
 _MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"))
+# mkstemp creates files 0600; a saved output gets the mode any new file would have.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def read_upload(file: str | Path | bytes, filename: str | None) -> tuple[bytes, str, str]:
@@ -121,6 +124,7 @@ async def _atomic(path: Path) -> AsyncIterator[Callable[[bytes], Awaitable[int]]
     try:
         async with await anyio.open_file(temp, "wb") as file:
             yield file.write
+        os.chmod(temp, 0o666 & ~_UMASK)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)  # noqa: ASYNC240 - one metadata call, no data

@@ -7,9 +7,11 @@ emulator, and says so in one line on stderr.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -41,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WaveSpeedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Python 3.10's loop lets Ctrl-C surface as a cancellation: the same interruption.
         print("interrupted", file=sys.stderr)
         return 130
 
@@ -168,7 +171,11 @@ async def _emulator(args: argparse.Namespace) -> int:
     from .emulator import Emulator
 
     emulator = Emulator(host=args.host, port=args.port, speed=args.speed, api_key=args.api_key)
-    async with emulator:
-        print(f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True)
-        await anyio.sleep_forever()
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with emulator:
+            print(
+                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True
+            )
+            async for _ in signals:
+                break
     return 0
