@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 
 from wavespeed_async import (
@@ -53,7 +54,8 @@ async def frozen() -> AsyncIterator[Emulator]:
 
 
 def client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
-    return AsyncWaveSpeed(api_key=KEY, base_url=emu.base_url, poll_schedule=FAST, **kwargs)
+    kwargs.setdefault("poll_schedule", FAST)
+    return AsyncWaveSpeed(api_key=KEY, base_url=emu.base_url, **kwargs)
 
 
 def result_gets(emu: Emulator, prediction_id: str) -> int:
@@ -140,6 +142,26 @@ async def test_concurrent_awaits_share_one_poller(frozen: Emulator) -> None:
             frozen.advance(60)
     assert len(results) == 5
     assert all(result is results[0] for result in results)
+
+
+async def test_a_delivered_terminal_state_finishes_waiters_without_another_check(
+    frozen: Emulator,
+) -> None:
+    slow = PollSchedule(first_delay=60, min_interval=60)
+    async with client_for(frozen, poll_schedule=slow) as client:
+        future = await client.submit_text_to_video("a fox")
+        waiter = asyncio.ensure_future(future.wait())
+        await anyio.sleep(0.02)
+        frozen.advance(60)
+        finished = await client.get_prediction(future.id)
+        future.deliver(finished)
+        with anyio.fail_after(5):
+            assert await waiter is finished
+        future.deliver(attrs.evolve(finished, status=Status.FAILED))  # a late duplicate
+        assert (await future).status is Status.COMPLETED
+        with pytest.raises(ValueError, match="given to the future of"):
+            future.deliver(attrs.evolve(finished, id="other"))
+    assert result_gets(frozen, future.id) == 1  # only the test's own check
 
 
 async def test_resume_by_id_from_another_client(frozen: Emulator) -> None:

@@ -78,6 +78,7 @@ class PredictionFuture:
         self._poller: asyncio.Task[Prediction] | None = None
         self._waiters = 0
         self._cancelled = False
+        self._delivered = asyncio.Event()
 
     def __repr__(self) -> str:
         status = self.status.value if self.status else "unseen"
@@ -117,6 +118,23 @@ class PredictionFuture:
         if self._poller is not None:
             self._poller.cancel()
 
+    def deliver(self, prediction: Prediction) -> None:
+        """Hand the future a state learnt elsewhere, such as a webhook delivery.
+
+        A terminal state finishes the future at once: waiters return without another check.
+        A delivery for another id raises ``ValueError``; one arriving after the future is done
+        is ignored (deliveries may repeat).
+        """
+        if prediction.id != self._id:
+            raise ValueError(f"delivery for {prediction.id} given to the future of {self._id}")
+        if self.done():
+            return
+        self._prediction = prediction
+        if prediction.model:
+            self._model = prediction.model
+        if prediction.status.is_terminal:
+            self._delivered.set()
+
     async def refresh(self) -> Prediction:
         """Fetch the task's current state once (one GET), and remember it."""
         try:
@@ -124,7 +142,8 @@ class PredictionFuture:
         except WaveSpeedError as exc:
             exc.prediction_id = exc.prediction_id or self._id
             raise
-        self._prediction = prediction
+        if not self.done():  # a delivery may have finished it while this check was in flight
+            self._prediction = prediction
         if prediction.model:
             self._model = prediction.model
         return prediction
@@ -175,8 +194,8 @@ class PredictionFuture:
         delays = self._schedule.delays()
         failures = 0
         if self._prediction is not None:
-            await anyio.sleep(next(delays))
-        while True:
+            await self._nap(next(delays))
+        while not self.done():
             try:
                 prediction = await self.refresh()
             except _TRANSIENT as exc:
@@ -194,7 +213,14 @@ class PredictionFuture:
                         self._id,
                         prediction.raw_status,
                     )
-            await anyio.sleep(next(delays))
+            await self._nap(next(delays))
+        assert self._prediction is not None
+        return self._prediction
+
+    async def _nap(self, seconds: float) -> None:
+        # Sleep until the next check, or until a delivery finishes the future.
+        with anyio.move_on_after(seconds):
+            await self._delivered.wait()
 
     def _outcome(self) -> Prediction:
         prediction = self._prediction
