@@ -78,7 +78,8 @@ class Prediction:
 
     ``outputs`` are URLs, or bare base64 strings when ``enable_base64_output`` was set.
     ``has_nsfw_contents`` has one flag per output. ``code`` is the server's inner code, when
-    it sends one (5004 means a sync-mode wait ran out while the task kept running).
+    it sends one (5004 means a sync-mode wait ran out while the task kept running). ``input``
+    is the task's input where the API includes it (webhooks, history).
     """
 
     id: str
@@ -92,6 +93,7 @@ class Prediction:
     error: str = ""
     timings: Timings | None = None
     code: int | None = None
+    input: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def output(self) -> str | None:

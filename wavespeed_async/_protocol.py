@@ -17,12 +17,13 @@ from urllib.parse import urlencode, urlsplit
 
 import attrs
 
-from ._convert import structure_prediction
+from ._convert import converter, structure_prediction
 from ._models import Prediction
 from .errors import (
     APIError,
     AuthenticationError,
     ConfigurationError,
+    InsufficientBalance,
     InvalidInput,
     InvalidRequest,
     NotFound,
@@ -148,6 +149,40 @@ def result_request(base_url: str, prediction_id: str) -> Request:
     )
 
 
+def history_request(
+    base_url: str,
+    *,
+    model: str | None = None,
+    status: str | None = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+    page: int = 1,
+    page_size: int = 100,
+) -> Request:
+    """``POST /api/v3/predictions``: a page of recent predictions, newest first."""
+    if not 1 <= page_size <= 100:
+        raise InvalidInput("page_size", page_size, "from 1 to 100")
+    if page < 1:
+        raise InvalidInput("page", page, "1 or more")
+    body: dict[str, Any] = {"page": page, "page_size": page_size}
+    if model is not None:
+        body["model"] = check_model_id(model)
+    if status is not None:
+        body["status"] = status
+    for name, when in (("created_after", created_after), ("created_before", created_before)):
+        if when is not None:
+            body[name] = converter.unstructure(when)
+    return Request("POST", f"{base_url}/api/v3/predictions", body)
+
+
+def parse_history(data: Any) -> list[Prediction]:
+    """The predictions of a history page."""
+    items = data.get("items") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        raise ProtocolError("history page without items")
+    return [structure_prediction(item) for item in items]
+
+
 def upload_ticket_request(base_url: str, filename: str, size: int, content_type: str) -> Request:
     """``POST /api/v3/media/uploads``: ask where to PUT a file."""
     body = {"filename": filename, "size": size, "content_type": content_type}
@@ -254,14 +289,18 @@ def _error_for(
         "code": code,
         "body": _excerpt(body),
         "prediction_id": prediction_id,
+        "retry_after": parse_retry_after(headers),
+        "request_id": headers.get("X-Request-Id"),
     }
     text = f"HTTP {status}: {message}"
+    if "balance" in message.lower() and 400 <= status < 500:
+        return InsufficientBalance(text, **kwargs)
     if status in (401, 403):
         return AuthenticationError(text, **kwargs)
     if status == 404:
         return NotFound(text, **kwargs)
     if status == 429:
-        return RateLimited(text, retry_after=parse_retry_after(headers), **kwargs)
+        return RateLimited(text, **kwargs)
     if 500 <= status < 600:
         return ServerError(text, **kwargs)
     if 400 <= status < 500:

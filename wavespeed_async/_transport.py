@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
@@ -12,7 +11,7 @@ import aiohttp
 import attrs
 
 from ._protocol import Request, auth_headers
-from .errors import SubmissionUncertain, TransportError
+from .errors import ConnectError, TransportError
 
 __all__ = ["Response", "Transport"]
 
@@ -61,14 +60,12 @@ class Transport:
     async def send(self, request: Request) -> Response:
         """Send an API request; errors below HTTP become :class:`TransportError`.
 
-        A request that ``creates_task`` and fails after it may have reached the server raises
-        :class:`SubmissionUncertain` instead: it is never resent.
+        :class:`ConnectError` means no connection was made, so nothing was sent.
         """
         if not request.url.startswith(f"{self.base_url}/"):
             raise TransportError(f"refusing to send the API key outside {self.base_url}")
         headers = auth_headers(self._key.reveal())
         timeout = aiohttp.ClientTimeout(sock_read=request.read_timeout)
-        sent_at = dt.datetime.now(dt.timezone.utc)
         started = time.monotonic()
         try:
             async with self.session.request(
@@ -76,19 +73,17 @@ class Transport:
             ) as answer:
                 body = await answer.read()
                 response = Response(answer.status, answer.headers, body)
-        except aiohttp.ClientConnectorError as exc:
-            # The connection was never made, so nothing was sent: safe to report plainly.
-            raise TransportError(f"cannot connect to {self.base_url}: {exc.strerror}") from None
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # The connection was never made, so nothing was sent: safe to send again.
+            raise ConnectError(
+                f"cannot connect to {self.base_url}: {type(exc).__name__}",
+                timed_out=isinstance(exc, TimeoutError),
+            ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            what = f"{request.method} {_path(request.url)} failed: {type(exc).__name__}"
-            if request.creates_task:
-                raise SubmissionUncertain(
-                    f"{what}; the task may have been created, so it was not resent",
-                    model=request.model,
-                    payload=request.json,
-                    sent_at=sent_at,
-                ) from None
-            raise TransportError(what) from None
+            raise TransportError(
+                f"{request.method} {_path(request.url)} failed: {type(exc).__name__}",
+                timed_out=isinstance(exc, TimeoutError),
+            ) from None
         log.debug(
             "%s %s -> %d in %.0f ms (request id %s)",
             request.method,

@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 
 from . import _files
-from ._convert import unstructure_payload
+from ._convert import structure_prediction, unstructure_payload
 from ._models import ImageEdit, Prediction, Status, TextToVideo
 from ._polling import PollSchedule, schedule_for
 from ._protocol import (
     DEFAULT_BASE_URL,
+    Request,
     check_base_url,
     check_model_id,
+    history_request,
     is_sync_timeout,
     parse_data,
-    parse_prediction,
+    parse_history,
     parse_upload_ticket,
     result_request,
     submit_request,
     upload_ticket_request,
 )
+from ._retry import RetryBudget, RetryPolicy, call_with_retries, outcome_unknown
 from ._transport import Transport
-from .errors import APIError, ConfigurationError, WaveSpeedError
+from .errors import APIError, ConfigurationError, SubmissionUncertain, WaveSpeedError
 from .future import PredictionFuture
 
 __all__ = ["AsyncWaveSpeed"]
@@ -51,7 +56,9 @@ class AsyncWaveSpeed:
     or ``https://api.wavespeed.ai``. Every wait has a deadline, ``wait_timeout`` seconds unless
     a call says otherwise. ``poll_schedule`` replaces the default per-model schedules (checks
     at least 2 s apart for images, 5 s for videos). ``max_connections`` caps the pool that all
-    requests share. Leaving the block stops every poller this client started (the remote tasks
+    requests share. ``retry`` is the :class:`RetryPolicy` for transient failures (reads are
+    retried; a submit only when it provably created nothing: see the README's failure
+    semantics). Leaving the block stops every poller this client started (the remote tasks
     keep running) and closes the session.
     """
 
@@ -65,6 +72,7 @@ class AsyncWaveSpeed:
         request_timeout: float = 60.0,
         max_connections: int = 100,
         allow_insecure_http: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -79,6 +87,8 @@ class AsyncWaveSpeed:
             raise ConfigurationError(f"wait_timeout must be > 0 seconds, got {wait_timeout!r}")
         self.wait_timeout = wait_timeout
         self.poll_schedule = poll_schedule
+        self.retry = retry or RetryPolicy()
+        self._budget = RetryBudget(self.retry.budget)
         self._api_key = key
         self._request_timeout = request_timeout
         self._max_connections = max_connections
@@ -158,8 +168,19 @@ class AsyncWaveSpeed:
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
         )
-        response = await self._session().send(request)
-        prediction = parse_prediction(response.status, response.headers, response.body)
+        sent_at = dt.datetime.now(dt.timezone.utc)
+        try:
+            prediction = structure_prediction(await self._call(request))
+        except WaveSpeedError as exc:
+            if not outcome_unknown(exc):
+                raise
+            raise SubmissionUncertain(
+                f"submitting to {model} failed after the request may have reached the server"
+                f" ({exc}); the task may exist, so it was not resent",
+                model=model,
+                payload=body,
+                sent_at=sent_at,
+            ) from exc
         if is_sync_timeout(prediction) and prediction.status.is_terminal:
             # A sync wait that ran out says nothing of the task's fate: check, don't trust.
             prediction = attrs.evolve(prediction, status=Status.PROCESSING)
@@ -197,11 +218,53 @@ class AsyncWaveSpeed:
         )
 
     async def get_prediction(self, prediction_id: str) -> Prediction:
-        """One ``GET /api/v3/predictions/{id}/result``: the task's current state."""
-        response = await self._session().send(result_request(self.base_url, prediction_id))
-        return parse_prediction(
-            response.status, response.headers, response.body, prediction_id=prediction_id
+        """``GET /api/v3/predictions/{id}/result`` (retried per the policy): the current state."""
+        request = result_request(self.base_url, prediction_id)
+        return structure_prediction(await self._call(request, prediction_id=prediction_id))
+
+    async def _call(self, request: Request, *, prediction_id: str | None = None) -> Any:
+        """Send an API request under the retry policy; return the envelope's ``data``."""
+        transport = self._session()
+
+        async def attempt() -> Any:
+            response = await transport.send(request)
+            return parse_data(
+                response.status, response.headers, response.body, prediction_id=prediction_id
+            )
+
+        return await call_with_retries(
+            attempt,
+            self.retry,
+            self._budget,
+            creates_task=request.creates_task,
+            what=f"{request.method} {urlsplit(request.url).path}",
         )
+
+    async def recent_predictions(
+        self,
+        *,
+        model: str | None = None,
+        status: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        page: int = 1,
+        page_size: int = 100,
+    ) -> list[Prediction]:
+        """A page of the account's predictions, newest first (the API keeps 7 days).
+
+        The way to reconcile a :class:`SubmissionUncertain`: look for a task of ``err.model``
+        created after ``err.sent_at`` (minus clock skew) whose ``input`` is ``err.payload``.
+        """
+        request = history_request(
+            self.base_url,
+            model=model,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            page=page,
+            page_size=page_size,
+        )
+        return parse_history(await self._call(request))
 
     def _schedule(self, model: str) -> PollSchedule:
         return self.poll_schedule or schedule_for(model)
@@ -303,12 +366,9 @@ class AsyncWaveSpeed:
         before anything is sent.
         """
         data, name, content_type = _files.read_upload(file, filename)
-        transport = self._session()
-        response = await transport.send(
-            upload_ticket_request(self.base_url, name, len(data), content_type)
-        )
-        ticket = parse_upload_ticket(parse_data(response.status, response.headers, response.body))
-        put = await transport.send_plain(
+        request = upload_ticket_request(self.base_url, name, len(data), content_type)
+        ticket = parse_upload_ticket(await self._call(request))
+        put = await self._session().send_plain(
             ticket.method, ticket.url, data=data, headers=ticket.headers
         )
         if not 200 <= put.status < 300:

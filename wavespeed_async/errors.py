@@ -5,12 +5,14 @@ Every error the library raises on purpose derives from :class:`WaveSpeedError`::
     WaveSpeedError
     ├── InvalidInput           bad arguments, caught before any request is sent (also ValueError)
     ├── ConfigurationError     no API key, a malformed base URL
-    ├── TransportError         the request failed below HTTP
+    ├── TransportError         the request failed below HTTP; it may have reached the server
+    │   ├── ConnectError         no connection was made: nothing was sent
     │   └── SubmissionUncertain  a submit may or may not have created a (billable) task
     ├── ProtocolError          the server answered something that is not the API's envelope
     ├── APIError               the server answered with an error (HTTP status or envelope code)
     │   ├── AuthenticationError  401, 403
-    │   ├── InvalidRequest       400, 413, 422
+    │   ├── InsufficientBalance  the account cannot pay for the task
+    │   ├── InvalidRequest       400, 413, 422 and other client errors
     │   ├── NotFound             404
     │   ├── RateLimited          429
     │   └── ServerError          5xx
@@ -34,6 +36,8 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "ConfigurationError",
+    "ConnectError",
+    "InsufficientBalance",
     "InvalidInput",
     "InvalidRequest",
     "NotFound",
@@ -88,14 +92,28 @@ class ConfigurationError(WaveSpeedError):
 
 
 class TransportError(WaveSpeedError):
-    """A request failed below HTTP: connection refused or reset, timeout, DNS failure."""
+    """A request failed below HTTP: connection reset, read timeout, refused, DNS failure.
+
+    ``timed_out`` tells a timeout from other failures.
+    """
+
+    def __init__(
+        self, message: str, *, prediction_id: str | None = None, timed_out: bool = False
+    ) -> None:
+        super().__init__(message, prediction_id=prediction_id)
+        self.timed_out = timed_out
+
+
+class ConnectError(TransportError):
+    """No connection could be made (refused, DNS failure, connect timeout): nothing was sent."""
 
 
 class SubmissionUncertain(TransportError):
     """A submit failed after its body may have reached the server.
 
     The task may exist (and be billed), so the client never resends it. Reconcile by listing
-    recent predictions for ``model`` created after ``sent_at`` before submitting again.
+    recent predictions for ``model`` created after ``sent_at`` (the API's history,
+    ``POST /api/v3/predictions``) before submitting again. ``__cause__`` is the failure seen.
     """
 
     def __init__(
@@ -120,7 +138,9 @@ class APIError(WaveSpeedError):
     """The API answered with an error.
 
     ``status`` is the HTTP status, ``code`` the envelope's code (they differ when a 200 carries
-    an error envelope), ``body`` the start of the raw answer.
+    an error envelope), ``body`` the start of the raw answer, ``retry_after`` the server's
+    ``Retry-After`` advice in seconds (``None`` without one), ``request_id`` its
+    ``X-Request-Id``.
     """
 
     def __init__(
@@ -131,15 +151,23 @@ class APIError(WaveSpeedError):
         code: int | None = None,
         body: str = "",
         prediction_id: str | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message, prediction_id=prediction_id)
         self.status = status
         self.code = code
         self.body = body
+        self.retry_after = retry_after
+        self.request_id = request_id
 
 
 class AuthenticationError(APIError):
     """The API key is missing, wrong, or the account is suspended (401, 403)."""
+
+
+class InsufficientBalance(APIError):
+    """The account's balance cannot pay for the task; top up before retrying."""
 
 
 class InvalidRequest(APIError):
@@ -152,10 +180,6 @@ class NotFound(APIError):
 
 class RateLimited(APIError):
     """Too many requests (429). ``retry_after`` is the server's advice in seconds, if any."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class ServerError(APIError):

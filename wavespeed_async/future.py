@@ -12,22 +12,11 @@ import anyio
 
 from ._models import Prediction, Status
 from ._polling import PollSchedule
-from .errors import (
-    PredictionFailed,
-    PredictionTimeout,
-    RateLimited,
-    ServerError,
-    TransportError,
-    WaveSpeedError,
-)
+from .errors import PredictionFailed, PredictionTimeout, WaveSpeedError
 
 __all__ = ["PredictionFuture"]
 
 log = logging.getLogger("wavespeed_async")
-
-#: Result checks that may fail in a row (5xx, 429, network) before the wait gives up.
-MAX_CONSECUTIVE_POLL_FAILURES = 5
-_TRANSIENT = (TransportError, ServerError, RateLimited)
 
 
 class _Owner(Protocol):
@@ -192,27 +181,19 @@ class PredictionFuture:
 
     async def _poll(self) -> Prediction:
         delays = self._schedule.delays()
-        failures = 0
         if self._prediction is not None:
             await self._nap(next(delays))
         while not self.done():
-            try:
-                prediction = await self.refresh()
-            except _TRANSIENT as exc:
-                failures += 1
-                if failures >= MAX_CONSECUTIVE_POLL_FAILURES:
-                    raise
-                log.warning("checking prediction %s failed (%s); will retry", self._id, exc)
-            else:
-                failures = 0
-                if prediction.status.is_terminal:
-                    return prediction
-                if prediction.status is Status.UNKNOWN:
-                    log.warning(
-                        "prediction %s has unknown status %r; polling until the deadline",
-                        self._id,
-                        prediction.raw_status,
-                    )
+            # Transient failures were already retried under the client's policy.
+            prediction = await self.refresh()
+            if prediction.status.is_terminal:
+                return prediction
+            if prediction.status is Status.UNKNOWN:
+                log.warning(
+                    "prediction %s has unknown status %r; polling until the deadline",
+                    self._id,
+                    prediction.raw_status,
+                )
             await self._nap(next(delays))
         assert self._prediction is not None
         return self._prediction

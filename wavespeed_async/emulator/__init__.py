@@ -10,7 +10,8 @@ uploads and output files, with scripted failures and a clock tests move by hand.
 """
 
 from ._clock import Clock
+from ._faults import Fault, FaultPlan
 from ._server import Emulator
 from ._state import RequestRecord, TaskRecord, payload_key
 
-__all__ = ["Clock", "Emulator", "RequestRecord", "TaskRecord", "payload_key"]
+__all__ = ["Clock", "Emulator", "Fault", "FaultPlan", "RequestRecord", "TaskRecord", "payload_key"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -16,6 +18,7 @@ from .._convert import converter
 from .._models import Prediction, Status, Timings
 from .._protocol import check_model_id
 from ..errors import InvalidInput
+from ._faults import Fault, route_of
 from ._media import MP4_CONTENT_TYPE, PNG_CONTENT_TYPE, mp4_fixture, png
 from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, OutputSpec, TaskRecord
 from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
@@ -26,6 +29,10 @@ __all__ = ["build_app"]
 _RESERVED = ("predictions", "media")  # fixed API routes, never model ids
 _MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
 _CHUNK = 64 * 1024
+_SYNC_TIMEOUT_NOW = web.RequestKey("sync_timeout_now", bool)
+_HTML_502 = (
+    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+)
 
 
 class _Refused(Exception):
@@ -74,7 +81,11 @@ class _Handlers:
             if is_api and not self.state.authorized(authorization):
                 # Never say what key arrived: only that none was acceptable.
                 raise _Refused(401, "Unauthorized: missing or invalid API key")
-            response = await handler(request)
+            fault = self.state.faults.pick(route_of(request.method, request.path))
+            if fault is None:
+                response = await handler(request)
+            else:
+                response = await self._inject(fault, request, handler)
         except UploadTooLarge as exc:
             response = _error(is_api, 413, str(exc))
         except InvalidInput as exc:
@@ -85,6 +96,35 @@ class _Handlers:
             response = _error(is_api, exc.status, exc.reason)
         response.headers["X-Request-Id"] = uuid.uuid4().hex
         self.waits.notify()  # wakes Emulator.wait_for() conditions about requests and tasks
+        return response
+
+    async def _inject(
+        self, fault: Fault, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        """Answer ``request`` as ``fault`` says (see :class:`Fault` for before/after)."""
+        if fault.before:
+            return await _answer_before(fault, request)
+        if fault is Fault.TASK_FAILS:
+            self.state.fail_next(1, "emulated failure (fault injection)")
+        if fault is Fault.SYNC_TIMEOUT:
+            request[_SYNC_TIMEOUT_NOW] = True
+        response = await handler(request)
+        if fault is Fault.RESET_AFTER:
+            _reset(request)
+        elif fault is Fault.STALL:
+            with anyio.move_on_after(self.state.faults.stall_seconds):
+                await self.waits.wait_until(lambda: False, lambda: math.inf)
+        elif fault in (Fault.SERVER_ERROR, Fault.GATEWAY_TIMEOUT):
+            return _error(True, int(fault.value), "emulated server error")
+        elif fault is Fault.BAD_GATEWAY:
+            return web.Response(status=502, text="Bad Gateway")
+        elif fault is Fault.MALFORMED_JSON:
+            body = _body(response) or b"{}"
+            return web.Response(body=body[: len(body) // 2], content_type="application/json")
+        elif fault in (Fault.UNKNOWN_STATUS, Fault.MISSING_FIELDS) and isinstance(
+            response, web.Response
+        ):
+            return _rewrite_data(fault, response)
         return response
 
     # --- predictions ------------------------------------------------------------------------
@@ -102,7 +142,8 @@ class _Handlers:
         self.waits.notify()  # before a sync wait: tests wait for the task to exist, then advance
         if not task.sync_mode:
             return _envelope(self._render(task, request))
-        deadline = task.submitted_at + self.state.sync_timeout
+        wait = 0.0 if request.get(_SYNC_TIMEOUT_NOW) else self.state.sync_timeout
+        deadline = task.submitted_at + wait
         finished = await self.waits.wait_until(
             lambda: self._settled(task, deadline),
             lambda: deadline if task.forced else min(task.finishes_at, deadline),
@@ -289,3 +330,41 @@ def _output_bytes(spec: OutputSpec) -> tuple[bytes, str]:
     if spec.kind == "video":
         return mp4_fixture(), MP4_CONTENT_TYPE
     return png(spec.width, spec.height, spec.colour), PNG_CONTENT_TYPE
+
+
+# --- fault injection ------------------------------------------------------------------------
+
+
+async def _answer_before(fault: Fault, request: web.Request) -> web.StreamResponse:
+    if fault is Fault.RESET_BEFORE:
+        _reset(request)
+        return web.Response(status=500)  # never reaches the client
+    if fault is Fault.HTML_ERROR:
+        return web.Response(status=502, text=_HTML_502, content_type="text/html")
+    status = 429 if fault in (Fault.RATE_LIMITED, Fault.RATE_LIMITED_RETRY_AFTER) else 503
+    response = _error(True, status, "emulated: too many requests" if status == 429 else "busy")
+    if fault in (Fault.RATE_LIMITED_RETRY_AFTER, Fault.UNAVAILABLE_RETRY_AFTER):
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def _reset(request: web.Request) -> None:
+    # Abort the socket: the client sees the connection drop, not an HTTP answer.
+    if request.transport is not None:
+        request.transport.abort()
+
+
+def _rewrite_data(fault: Fault, response: web.Response) -> web.Response:
+    envelope = json.loads(_body(response) or b"{}")
+    data = envelope.get("data")
+    if isinstance(data, dict):
+        if fault is Fault.UNKNOWN_STATUS:
+            data["status"] = "queued_for_gpu"
+        else:
+            envelope["data"] = {"id": data.get("id"), "status": data.get("status")}
+    return web.json_response(envelope, status=response.status)
+
+
+def _body(response: web.StreamResponse) -> bytes:
+    body = response.body if isinstance(response, web.Response) else None
+    return bytes(body) if isinstance(body, (bytes, bytearray)) else b""

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ._app import build_app
 from ._clock import Clock
+from ._faults import FaultPlan
 from ._state import EmulatorState, RequestRecord, TaskRecord
 from ._waits import SyncWaits
 
@@ -156,6 +157,11 @@ class Emulator:
     def set_duration(self, model: str, seconds: float) -> None:
         """Tasks of ``model`` submitted from now on take ``seconds`` emulated seconds."""
         self.state.set_duration(model, seconds)
+
+    @property
+    def faults(self) -> FaultPlan:
+        """Scripted faults: ``emu.faults.add(Fault.RESET_AFTER, route="submit", on=[2])``."""
+        return self.state.faults
 
     def fail_next(self, count: int = 1, error: str = "emulated failure") -> None:
         """The next ``count`` submitted tasks end ``failed`` with ``error`` when due."""

@@ -20,6 +20,7 @@ from .._convert import parse_datetime, structure_payload
 from .._models import ImageEdit, Status, TextToVideo
 from ..errors import InvalidInput
 from ._clock import Clock
+from ._faults import FaultPlan
 from ._media import Colour, colour_for
 from ._uploads import UploadStore
 
@@ -200,6 +201,7 @@ class EmulatorState:
     ) -> None:
         self.clock = clock or Clock()
         self.wall_clock = wall_clock or _utc_now
+        self.faults = FaultPlan()
         self.sync_timeout = sync_timeout
         self.tasks: dict[str, TaskRecord] = {}
         self.submit_count = 0
