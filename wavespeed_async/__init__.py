@@ -6,12 +6,15 @@
 """
 
 from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
-from ._polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from ._retry import RetryPolicy
 from .client import AsyncWaveSpeed
 from .errors import (
     APIError,
     AuthenticationError,
     ConfigurationError,
+    ConnectError,
+    InsufficientBalance,
     InvalidInput,
     InvalidRequest,
     NotFound,
@@ -25,17 +28,21 @@ from .errors import (
     WaveSpeedError,
 )
 from .future import PredictionFuture
+from .webhooks import WebhookReceiver, WebhookVerificationError, sign_webhook, verify_webhook
 
 __version__ = "0.1.0"
 
 __all__ = [
     "IMAGE_SCHEDULE",
+    "RECONCILE_SCHEDULE",
     "VIDEO_SCHEDULE",
     "APIError",
     "AsyncWaveSpeed",
     "AuthenticationError",
     "ConfigurationError",
+    "ConnectError",
     "ImageEdit",
+    "InsufficientBalance",
     "InvalidInput",
     "InvalidRequest",
     "NotFound",
@@ -46,6 +53,7 @@ __all__ = [
     "PredictionTimeout",
     "ProtocolError",
     "RateLimited",
+    "RetryPolicy",
     "ServerError",
     "Status",
     "SubmissionUncertain",
@@ -53,5 +61,9 @@ __all__ = [
     "Timings",
     "TransportError",
     "WaveSpeedError",
+    "WebhookReceiver",
+    "WebhookVerificationError",
+    "sign_webhook",
+    "verify_webhook",
     "__version__",
 ]

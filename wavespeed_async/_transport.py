@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -65,11 +66,14 @@ class Transport:
         if not request.url.startswith(f"{self.base_url}/"):
             raise TransportError(f"refusing to send the API key outside {self.base_url}")
         headers = auth_headers(self._key.reveal())
-        timeout = aiohttp.ClientTimeout(sock_read=request.read_timeout)
+        # Only a sync-mode submit needs a longer read than the session's request timeout.
+        options: dict[str, Any] = {}
+        if request.read_timeout is not None:
+            options["timeout"] = aiohttp.ClientTimeout(connect=10.0, sock_read=request.read_timeout)
         started = time.monotonic()
         try:
             async with self.session.request(
-                request.method, request.url, json=request.json, headers=headers, timeout=timeout
+                request.method, request.url, json=request.json, headers=headers, **options
             ) as answer:
                 body = await answer.read()
                 response = Response(answer.status, answer.headers, body)
