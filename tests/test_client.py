@@ -30,9 +30,11 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator
 
+from .conftest import SECRET_KEY
+
 pytestmark = pytest.mark.anyio
 
-KEY = "sk-test-0123456789abcdef"
+KEY = SECRET_KEY
 FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
 VIDEO = "bytedance/dreamina-v3.0-pro/text-to-video"
 EDIT = "bytedance/dreamina-v3.0/edit"

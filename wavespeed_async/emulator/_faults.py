@@ -137,9 +137,9 @@ class FaultPlan:
         """Number this request on its route and return the fault it gets, if any."""
         self._numbers[route] += 1
         number = self._numbers[route]
-        draw = self._random.random()
         for rule in self.rules:
-            if rule.matches(route, number, draw):
+            # A draw per rule, so the rates of several rules add up rather than overlap.
+            if rule.matches(route, number, self._random.random()):
                 if rule.times is not None:
                     rule.times -= 1
                 self.injected[rule.fault] += 1
