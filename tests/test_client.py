@@ -378,6 +378,20 @@ async def test_cancelling_the_awaiting_task_stops_its_poller(frozen: Emulator) -
         assert not client._pollers
 
 
+async def test_cancelling_1000_waiting_tasks_leaves_no_task_behind(frozen: Emulator) -> None:
+    async with client_for(frozen) as client:
+        futures = [client.prediction(f"task{i}") for i in range(1000)]
+        waiters = [asyncio.ensure_future(f.wait()) for f in futures]
+        await anyio.sleep(0.05)
+        for waiter in waiters:
+            waiter.cancel()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert not client._pollers
+        leftovers = [t for t in asyncio.all_tasks() if "PredictionFuture" in repr(t.get_coro())]
+        assert leftovers == []
+
+
 async def test_closing_the_client_stops_in_flight_waits_cleanly(frozen: Emulator) -> None:
     client = client_for(frozen)
     async with client:

@@ -58,8 +58,11 @@ async def download_outputs(
     paths = []
     for index, output in enumerate(prediction.outputs):
         stem = directory / f"{prediction.id}-{index}"
-        if urlsplit(output).scheme in ("http", "https"):
+        scheme = urlsplit(output).scheme if "://" in output[:16] else ""
+        if scheme in ("http", "https"):
             paths.append(await _fetch(session, output, stem, max_bytes))
+        elif scheme:
+            raise WaveSpeedError(f"refusing to fetch output {index} over {scheme}://")
         else:
             paths.append(await _decode(output, stem, max_bytes))
     return paths

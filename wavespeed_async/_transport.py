@@ -73,7 +73,12 @@ class Transport:
         started = time.monotonic()
         try:
             async with self.session.request(
-                request.method, request.url, json=request.json, headers=headers, **options
+                request.method,
+                request.url,
+                json=request.json,
+                headers=headers,
+                allow_redirects=False,  # a redirect must not carry the key to another host
+                **options,
             ) as answer:
                 body = await answer.read()
                 response = Response(answer.status, answer.headers, body)
