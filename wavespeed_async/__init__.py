@@ -5,6 +5,7 @@
 ...     video = await client.text_to_video("a red fox running through snow")
 """
 
+from ._limits import ACCOUNT_LEVELS, Limits
 from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
 from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
 from ._retry import RetryPolicy
@@ -33,6 +34,7 @@ from .webhooks import WebhookReceiver, WebhookVerificationError, sign_webhook, v
 __version__ = "0.1.0"
 
 __all__ = [
+    "ACCOUNT_LEVELS",
     "IMAGE_SCHEDULE",
     "RECONCILE_SCHEDULE",
     "VIDEO_SCHEDULE",
@@ -45,6 +47,7 @@ __all__ = [
     "InsufficientBalance",
     "InvalidInput",
     "InvalidRequest",
+    "Limits",
     "NotFound",
     "PollSchedule",
     "Prediction",

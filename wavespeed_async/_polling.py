@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
-__all__ = ["IMAGE_SCHEDULE", "VIDEO_SCHEDULE", "PollSchedule", "schedule_for"]
+__all__ = ["IMAGE_SCHEDULE", "RECONCILE_SCHEDULE", "VIDEO_SCHEDULE", "PollSchedule", "schedule_for"]
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -57,6 +57,14 @@ class PollSchedule:
 IMAGE_SCHEDULE = PollSchedule()
 #: Videos: first check after ~2 s, then at least 5 s apart, at most ~15 s.
 VIDEO_SCHEDULE = PollSchedule(first_delay=2.0, min_interval=5.0, max_interval=15.0)
+#: Webhook mode: the delivery is what finishes the future; these checks only reconcile.
+#: Deliveries can be lost (a receiver down, a network fault), so a future that expects one
+#: still checks, but rarely: first after ~60 s (most deliveries land before that), then every
+#: 3 to 10 minutes. A lost delivery costs at most that much latency; a healthy one costs at
+#: most a poll or two, not the dozens a plain 2-5 s schedule makes during a long video.
+RECONCILE_SCHEDULE = PollSchedule(
+    first_delay=60.0, min_interval=180.0, max_interval=600.0, growth=1.5, jitter=0.2
+)
 
 
 def schedule_for(model: str) -> PollSchedule:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import os
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import anyio
 import attrs
 
 from . import _files
 from ._convert import structure_prediction, unstructure_payload
+from ._limits import Limits, SubmitRate
 from ._models import ImageEdit, Prediction, Status, TextToVideo
 from ._polling import PollSchedule, schedule_for
 from ._protocol import (
@@ -34,8 +37,15 @@ from ._protocol import (
 )
 from ._retry import RetryBudget, RetryPolicy, call_with_retries, outcome_unknown
 from ._transport import Transport
-from .errors import APIError, ConfigurationError, SubmissionUncertain, WaveSpeedError
+from .errors import (
+    APIError,
+    ConfigurationError,
+    RateLimited,
+    SubmissionUncertain,
+    WaveSpeedError,
+)
 from .future import PredictionFuture
+from .webhooks import WebhookReceiver, parse_webhook_secret, webhook_secret_request
 
 __all__ = ["AsyncWaveSpeed"]
 
@@ -58,8 +68,11 @@ class AsyncWaveSpeed:
     at least 2 s apart for images, 5 s for videos). ``max_connections`` caps the pool that all
     requests share. ``retry`` is the :class:`RetryPolicy` for transient failures (reads are
     retried; a submit only when it provably created nothing: see the README's failure
-    semantics). Leaving the block stops every poller this client started (the remote tasks
-    keep running) and closes the session.
+    semantics). ``limits`` queues submits locally to stay within the account's rate and
+    running-task limits (``Limits.for_level("silver")``), slowing down on 429s; a task holds
+    its running slot until the client sees it finish (await it) or its future is cancelled.
+    Leaving the block stops every poller this client started (the remote tasks keep running)
+    and closes the session.
     """
 
     def __init__(
@@ -73,6 +86,8 @@ class AsyncWaveSpeed:
         max_connections: int = 100,
         allow_insecure_http: bool = False,
         retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        webhooks: WebhookReceiver | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -89,12 +104,17 @@ class AsyncWaveSpeed:
         self.poll_schedule = poll_schedule
         self.retry = retry or RetryPolicy()
         self._budget = RetryBudget(self.retry.budget)
+        self.limits = limits or Limits()
+        self._submit_rate = SubmitRate(self.limits.submits_per_minute)
+        self._running: anyio.CapacityLimiter | None = None  # made in the loop, on first use
         self._api_key = key
         self._request_timeout = request_timeout
         self._max_connections = max_connections
         self._transport: Transport | None = None
         self._pollers: set[asyncio.Task[Prediction]] = set()
         self._closed = False
+        #: Finishes the futures of submits made with ``webhook=`` (see :class:`WebhookReceiver`).
+        self.webhooks = webhooks
 
     def __repr__(self) -> str:
         return f"AsyncWaveSpeed(base_url={self.base_url!r}, api_key='***')"
@@ -168,9 +188,36 @@ class AsyncWaveSpeed:
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
         )
+        release = await self._running_slot()
+        try:
+            prediction = await self._create(model, request, body)
+        except BaseException:
+            release()
+            raise
+        if is_sync_timeout(prediction) and prediction.status.is_terminal:
+            # A sync wait that ran out says nothing of the task's fate: check, don't trust.
+            prediction = attrs.evolve(prediction, status=Status.PROCESSING)
+        # Webhook mode: the receiver finishes the future; polling only reconciles, rarely.
+        receiver = self.webhooks if webhook is not None else None
+        if poll_schedule is None and receiver is not None:
+            poll_schedule = receiver.reconcile_schedule
+        future = PredictionFuture(
+            self,
+            prediction.id,
+            model=model,
+            schedule=poll_schedule or self._schedule(model),
+            prediction=prediction,
+            on_finish=release,
+        )
+        if receiver is not None:
+            receiver.track(future)
+        return future
+
+    async def _create(self, model: str, request: Request, body: dict[str, Any]) -> Prediction:
+        """Send a submit; a failure that may have created the task is SubmissionUncertain."""
         sent_at = dt.datetime.now(dt.timezone.utc)
         try:
-            prediction = structure_prediction(await self._call(request))
+            return structure_prediction(await self._call(request))
         except WaveSpeedError as exc:
             if not outcome_unknown(exc):
                 raise
@@ -181,16 +228,16 @@ class AsyncWaveSpeed:
                 payload=body,
                 sent_at=sent_at,
             ) from exc
-        if is_sync_timeout(prediction) and prediction.status.is_terminal:
-            # A sync wait that ran out says nothing of the task's fate: check, don't trust.
-            prediction = attrs.evolve(prediction, status=Status.PROCESSING)
-        return PredictionFuture(
-            self,
-            prediction.id,
-            model=model,
-            schedule=poll_schedule or self._schedule(model),
-            prediction=prediction,
-        )
+
+    async def _running_slot(self) -> Callable[[], None]:
+        """Wait for a running-task slot (``max_concurrent_tasks``); return its release."""
+        if self.limits.max_concurrent_tasks is None:
+            return lambda: None
+        if self._running is None:
+            self._running = anyio.CapacityLimiter(self.limits.max_concurrent_tasks)
+        limiter, borrower = self._running, object()
+        await limiter.acquire_on_behalf_of(borrower)
+        return functools.partial(limiter.release_on_behalf_of, borrower)
 
     async def run(
         self,
@@ -227,10 +274,20 @@ class AsyncWaveSpeed:
         transport = self._session()
 
         async def attempt() -> Any:
+            if request.creates_task:  # every try of a submit waits its turn, retries too
+                await anyio.sleep(self._submit_rate.reserve())
             response = await transport.send(request)
-            return parse_data(
-                response.status, response.headers, response.body, prediction_id=prediction_id
-            )
+            try:
+                data = parse_data(
+                    response.status, response.headers, response.body, prediction_id=prediction_id
+                )
+            except RateLimited:
+                if request.creates_task:
+                    self._submit_rate.on_rate_limited()
+                raise
+            if request.creates_task:
+                self._submit_rate.on_accepted()
+            return data
 
         return await call_with_retries(
             attempt,
@@ -391,3 +448,12 @@ class AsyncWaveSpeed:
         return await _files.download_outputs(
             self._session().session, prediction, Path(directory), max_bytes=max_bytes
         )
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    async def webhook_secret(self) -> str:
+        """The account's webhook signing secret (``whsec_...``): ``GET /api/v3/webhook/secret``.
+
+        >>> receiver.set_secret(await client.webhook_secret())        # doctest: +SKIP
+        """
+        return parse_webhook_secret(await self._call(webhook_secret_request(self.base_url)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 import anyio
@@ -58,6 +58,7 @@ class PredictionFuture:
         model: str = "",
         schedule: PollSchedule,
         prediction: Prediction | None = None,
+        on_finish: Callable[[], None] | None = None,
     ) -> None:
         self._owner = owner
         self._id = prediction_id
@@ -68,6 +69,8 @@ class PredictionFuture:
         self._waiters = 0
         self._cancelled = False
         self._delivered = asyncio.Event()
+        self._on_finish = on_finish  # frees the client's running-task slot, once
+        self._settle()
 
     def __repr__(self) -> str:
         status = self.status.value if self.status else "unseen"
@@ -104,6 +107,7 @@ class PredictionFuture:
     def cancel(self) -> None:
         """Stop polling; waiters get ``asyncio.CancelledError``. The remote task keeps running."""
         self._cancelled = True
+        self._settle()
         if self._poller is not None:
             self._poller.cancel()
 
@@ -123,6 +127,7 @@ class PredictionFuture:
             self._model = prediction.model
         if prediction.status.is_terminal:
             self._delivered.set()
+        self._settle()
 
     async def refresh(self) -> Prediction:
         """Fetch the task's current state once (one GET), and remember it."""
@@ -135,7 +140,13 @@ class PredictionFuture:
             self._prediction = prediction
         if prediction.model:
             self._model = prediction.model
+        self._settle()
         return prediction
+
+    def _settle(self) -> None:
+        if self._on_finish is not None and (self.done() or self._cancelled):
+            release, self._on_finish = self._on_finish, None
+            release()
 
     def __await__(self) -> Generator[Any, None, Prediction]:
         return self.wait().__await__()

@@ -24,9 +24,9 @@ from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, Output
 from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
 from ._waits import SyncWaits
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "render_task"]
 
-_RESERVED = ("predictions", "media")  # fixed API routes, never model ids
+_RESERVED = ("predictions", "media", "webhook")  # fixed API routes, never model ids
 _MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
 _CHUNK = 64 * 1024
 _SYNC_TIMEOUT_NOW = web.RequestKey("sync_timeout_now", bool)
@@ -56,6 +56,7 @@ def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
     app.router.add_get("/api/v3/predictions/{id}", handlers.result)
     app.router.add_post("/api/v3/media/uploads", handlers.upload_ticket)
     app.router.add_post("/api/v3/media/upload/binary", handlers.upload_binary)
+    app.router.add_get("/api/v3/webhook/secret", handlers.webhook_secret)
     app.router.add_post("/api/v3/{model:.+}", handlers.submit)
     app.router.add_put("/storage/upload/{token}", handlers.upload_put)
     app.router.add_get("/storage/files/{token}/{filename}", handlers.download)
@@ -187,6 +188,10 @@ class _Handlers:
         body, content_type = _output_bytes(task.output)
         return web.Response(body=body, content_type=content_type)
 
+    async def webhook_secret(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/webhook/secret``: the key webhook deliveries are signed with."""
+        return _envelope({"secret": self.state.webhook_secret})
+
     def _task(self, task_id: str) -> TaskRecord:
         task = self.state.tasks.get(task_id)
         if task is None:
@@ -196,29 +201,8 @@ class _Handlers:
     def _render(
         self, task: TaskRecord, request: web.Request, *, sync_timed_out: bool = False
     ) -> dict[str, Any]:
-        origin = _origin(request)
-        current = task.status_at(self.state.clock.now())
-        completed = current.status is Status.COMPLETED
-        outputs: tuple[str, ...] = ()
-        if completed and task.base64_output:
-            outputs = (base64.b64encode(_output_bytes(task.output)[0]).decode("ascii"),)
-        elif completed:
-            outputs = (f"{origin}/outputs/{task.id}/0.{task.output.extension}",)
-        prediction = Prediction(
-            id=task.id,
-            model=task.model,
-            status=current.status,
-            raw_status=current.raw,
-            outputs=outputs,
-            urls={"get": f"{origin}/api/v3/predictions/{task.id}/result"},
-            has_nsfw_contents=(False,) * len(outputs),
-            created_at=task.created_at,
-            error=SYNC_TIMEOUT_ERROR if sync_timed_out else current.error,
-            timings=Timings(round(task.duration * 1000) if completed else 0),
-            code=SYNC_TIMEOUT_CODE if sync_timed_out else None,
-        )
-        data: dict[str, Any] = converter.unstructure(prediction)
-        return data
+        now = self.state.clock.now()
+        return render_task(task, now, _origin(request), sync_timed_out=sync_timed_out)
 
     # --- uploads ----------------------------------------------------------------------------
 
@@ -275,6 +259,37 @@ class _Handlers:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def render_task(
+    task: TaskRecord, now: float, origin: str, *, sync_timed_out: bool = False
+) -> dict[str, Any]:
+    """A task's prediction object at emulated time ``now``, URLs under ``origin``.
+
+    The one rendering of a task: result, submit and history answers, and webhook bodies.
+    """
+    current = task.status_at(now)
+    completed = current.status is Status.COMPLETED
+    outputs: tuple[str, ...] = ()
+    if completed and task.base64_output:
+        outputs = (base64.b64encode(_output_bytes(task.output)[0]).decode("ascii"),)
+    elif completed:
+        outputs = (f"{origin}/outputs/{task.id}/0.{task.output.extension}",)
+    prediction = Prediction(
+        id=task.id,
+        model=task.model,
+        status=current.status,
+        raw_status=current.raw,
+        outputs=outputs,
+        urls={"get": f"{origin}/api/v3/predictions/{task.id}/result"},
+        has_nsfw_contents=(False,) * len(outputs),
+        created_at=task.created_at,
+        error=SYNC_TIMEOUT_ERROR if sync_timed_out else current.error,
+        timings=Timings(round(task.duration * 1000) if completed else 0),
+        code=SYNC_TIMEOUT_CODE if sync_timed_out else None,
+    )
+    data: dict[str, Any] = converter.unstructure(prediction)
+    return data
 
 
 def _envelope(data: Any) -> web.Response:

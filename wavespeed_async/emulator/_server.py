@@ -17,6 +17,7 @@ from ._clock import Clock
 from ._faults import FaultPlan
 from ._state import EmulatorState, RequestRecord, TaskRecord
 from ._waits import SyncWaits
+from ._webhooks import WebhookDispatcher
 
 __all__ = ["Emulator"]
 
@@ -65,6 +66,8 @@ class Emulator:
         self._host = host
         self._port = port
         self._waits = SyncWaits(self._clock)
+        #: Webhook deliveries: faults (``drop_next``, ...), secret, record of attempts.
+        self.webhooks = WebhookDispatcher(self.state, self._waits)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
 
@@ -99,6 +102,7 @@ class Emulator:
         host, port = runner.addresses[0][:2]
         self._base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         self._runner = runner
+        await self.webhooks.start(self._base_url)
 
     async def close(self) -> None:
         """Stop the server: cancel sync-mode waits, close the site and the runner."""
@@ -107,6 +111,7 @@ class Emulator:
             return
         self._waits.close()
         with anyio.CancelScope(shield=True):  # a half-closed server would leak its socket
+            await self.webhooks.close()
             await runner.cleanup()
 
     @property

@@ -10,6 +10,7 @@ import collections
 import datetime as dt
 import hmac
 import json
+import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
@@ -211,6 +212,9 @@ class EmulatorState:
         self._durations = dict(durations or {})
         self._scripted_failures: collections.deque[str] = collections.deque()
         self._created: collections.Counter[str] = collections.Counter()
+        self.webhook_secret = f"whsec_{secrets.token_urlsafe(24)}"
+        #: Tasks submitted with a webhook whose delivery is not made yet (the dispatcher's).
+        self.webhook_tasks: dict[str, TaskRecord] = {}
 
     # --- auth and bookkeeping ---------------------------------------------------------------
 
@@ -302,6 +306,8 @@ class EmulatorState:
             scripted_error=error,
         )
         self.tasks[task_id] = task
+        if webhook is not None:
+            self.webhook_tasks[task_id] = task
         self._created[payload_key(model, body)] += 1
         return task
 

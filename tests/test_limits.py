@@ -1,0 +1,115 @@
+"""Local rate and concurrency limits: the token bucket's arithmetic and the running cap."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wavespeed_async import ACCOUNT_LEVELS, AsyncWaveSpeed, Limits, PollSchedule, Status
+from wavespeed_async._limits import SubmitRate
+from wavespeed_async.emulator import Emulator
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_ceiling_lets_a_minute_of_submits_through_then_queues_them() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(120, clock)
+    assert [rate.reserve() for _ in range(120)] == [0.0] * 120
+    assert [rate.reserve() for _ in range(3)] == pytest.approx([0.5, 1.0, 1.5])
+    clock.now += 60  # a minute refills the bucket (less the three queued)
+    assert rate.reserve() == 0.0
+
+
+def test_a_429_halves_the_rate_and_accepted_submits_bring_it_back() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(500, clock)
+    rate.on_rate_limited()
+    assert rate.rate == 250
+    assert rate.reserve() == 0.0  # the retry itself is timed by the retry policy
+    assert rate.reserve() == pytest.approx(60 / 250)
+    for _ in range(249):
+        rate.on_accepted()
+    assert rate.rate == 499
+    rate.on_accepted()
+    rate.on_accepted()
+    assert rate.rate == 500  # never above the configured ceiling
+
+
+def test_a_burst_of_429s_halves_the_rate_once() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(400, clock)
+    for _ in range(10):
+        rate.on_rate_limited()
+    assert rate.rate == 200
+    clock.now += 2
+    rate.on_rate_limited()
+    assert rate.rate == 100
+
+
+def test_without_a_ceiling_a_429_throttles_to_half_the_recent_rate_then_lifts() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(None, clock)
+    assert [rate.reserve() for _ in range(400)] == [0.0] * 400
+    rate.on_rate_limited()
+    assert rate.rate == 200
+    for _ in range(599):
+        rate.on_accepted()
+    assert rate.rate == 799
+    rate.on_accepted()
+    assert rate.rate is None  # four times the throttled rate: the cap lifts
+    assert rate.reserve() == 0.0
+
+
+def test_the_rate_never_falls_below_the_floor_or_a_lower_ceiling() -> None:
+    clock = FakeClock()
+    lone = SubmitRate(None, clock)
+    lone.reserve()
+    lone.on_rate_limited()
+    assert lone.rate == 60  # one submit and a 429 must not mean one a minute
+    bronze = SubmitRate(2, clock)
+    for _ in range(5):
+        bronze.on_rate_limited()
+        clock.now += 2
+    assert bronze.rate == 2
+
+
+def test_account_level_presets() -> None:
+    assert Limits.for_level("Bronze") == Limits(submits_per_minute=2, max_concurrent_tasks=2)
+    assert ACCOUNT_LEVELS["ultra"].max_concurrent_tasks == 10000
+    with pytest.raises(ValueError, match="bronze, silver, gold, ultra"):
+        Limits.for_level("platinum")
+    with pytest.raises(ValueError, match="max_concurrent_tasks"):
+        Limits(max_concurrent_tasks=0)
+
+
+@pytest.mark.anyio
+async def test_max_concurrent_tasks_caps_tasks_running_on_the_platform() -> None:
+    fast = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.005)
+    async with Emulator(speed=1000) as emu:
+        async with AsyncWaveSpeed(
+            api_key="k",
+            base_url=emu.base_url,
+            poll_schedule=fast,
+            limits=Limits(max_concurrent_tasks=3),
+        ) as client:
+            results = [
+                await f for f in [await client.submit("m/x", {"prompt": f"{i}"}) for i in range(3)]
+            ]
+            results += await asyncio.gather(
+                *(client.run("m/x", {"prompt": f"more {i}"}) for i in range(20))
+            )
+        tasks = sorted(emu.tasks.values(), key=lambda t: t.submitted_at)
+    assert {r.status for r in results} == {Status.COMPLETED}
+    for task in tasks:
+        running = [
+            other for other in tasks if other.submitted_at < task.submitted_at < other.finishes_at
+        ]
+        assert len(running) <= 2, "a fourth task started while three were running"
