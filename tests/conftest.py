@@ -1,4 +1,5 @@
-"""Shared test set-up: anyio on asyncio, and a watch for the API key in every log record."""
+"""Shared test set-up: anyio on asyncio, and a watch for the API key in every log record
+and in the text of every library exception raised during the suite."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+
+from wavespeed_async.errors import WaveSpeedError
 
 #: The key tests use where a leak would matter; no log record of any test may contain it.
 SECRET_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
@@ -29,8 +32,17 @@ class _Collector(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-def no_key_in_logs() -> Iterator[None]:
-    """Every record any logger emits during a test, at DEBUG, is searched for the key."""
+def no_key_in_logs_or_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every record any logger emits during a test, at DEBUG, and every library exception
+    created, are searched for the key."""
+    errors: list[WaveSpeedError] = []
+    original_init = WaveSpeedError.__init__
+
+    def recording_init(self: WaveSpeedError, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        errors.append(self)
+
+    monkeypatch.setattr(WaveSpeedError, "__init__", recording_init)
     collector = _Collector()
     root = logging.getLogger()
     library = logging.getLogger("wavespeed_async")
@@ -44,3 +56,6 @@ def no_key_in_logs() -> Iterator[None]:
         library.setLevel(previous)
     leaks = [text for text in collector.texts if SECRET_KEY in text]
     assert not leaks, f"the API key appeared in a log record: {leaks[0][:200]}"
+    texts = [f"{error} {error!r} {getattr(error, 'body', '')}" for error in errors]
+    leaked = [text for text in texts if SECRET_KEY in text]
+    assert not leaked, f"the API key appeared in an exception: {leaked[0][:200]}"
