@@ -29,6 +29,7 @@ from .errors import (
     WaveSpeedError,
 )
 from .future import PredictionFuture
+from .sync import WaveSpeed
 from .webhooks import WebhookReceiver, WebhookVerificationError, sign_webhook, verify_webhook
 
 __version__ = "0.1.0"
@@ -63,6 +64,7 @@ __all__ = [
     "TextToVideo",
     "Timings",
     "TransportError",
+    "WaveSpeed",
     "WaveSpeedError",
     "WebhookReceiver",
     "WebhookVerificationError",

@@ -40,6 +40,7 @@ from ._transport import Transport
 from .errors import (
     APIError,
     ConfigurationError,
+    PredictionFailed,
     RateLimited,
     SubmissionUncertain,
     WaveSpeedError,
@@ -53,6 +54,8 @@ API_KEY_ENV = "WAVESPEED_API_KEY"
 BASE_URL_ENV = "WAVESPEED_BASE_URL"
 #: Default deadline of every wait, in seconds: long enough for a queued 1080p video.
 DEFAULT_WAIT_TIMEOUT = 30 * 60.0
+# Stands in for a local image while the other fields of an edit are checked, before uploading.
+_UPLOAD_PENDING = "upload-pending"
 
 
 class AsyncWaveSpeed:
@@ -367,23 +370,36 @@ class AsyncWaveSpeed:
         self,
         prompt: str,
         *,
-        image: str,
+        image: str | os.PathLike[str] | bytes,
         size: tuple[int, int] | str = (1328, 1328),
         seed: int = -1,
         enable_base64_output: bool = False,
         enable_sync_mode: bool = False,
+        inline: bool = False,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
     ) -> PredictionFuture:
-        """Submit Dreamina V3.0 image edit; see :class:`ImageEdit` for the limits."""
+        """Submit Dreamina V3.0 image edit; see :class:`ImageEdit` for the limits.
+
+        ``image`` is an http(s) URL, a ``data:image/...;base64,`` URI or bare base64 text, a
+        local path (``str`` or ``Path``) or ``bytes`` of a PNG, JPEG, WebP or GIF image. A
+        local image is uploaded first (:meth:`upload`), or sent inline as a data URI with
+        ``inline=True``. Every argument is checked before anything is sent.
+        """
+        source = await _files.image_input(image)
+        local = source if isinstance(source, _files.Media) else None
         payload = ImageEdit(
             prompt,
-            image=image,
+            # Check every other field before uploading: a bad prompt must not cost a request.
+            image=_UPLOAD_PENDING if local is not None else str(source),
             size=size,  # the model's converter also accepts "W*H"
             seed=seed,
             enable_base64_output=enable_base64_output,
             enable_sync_mode=enable_sync_mode,
         )
+        if local is not None:
+            url = local.data_uri() if inline else await self._upload(local)
+            payload = attrs.evolve(payload, image=url)
         return await self.submit(
             payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
         )
@@ -392,16 +408,21 @@ class AsyncWaveSpeed:
         self,
         prompt: str,
         *,
-        image: str,
+        image: str | os.PathLike[str] | bytes,
         size: tuple[int, int] | str = (1328, 1328),
         seed: int = -1,
         enable_base64_output: bool = False,
         enable_sync_mode: bool = False,
+        inline: bool = False,
         timeout: float | None = None,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
     ) -> Prediction:
-        """Edit an image and wait for it; ``outputs`` holds URLs (or base64 strings)."""
+        """Edit an image and wait for it; ``outputs`` holds URLs (or base64 strings).
+
+        ``image`` takes what :meth:`submit_edit_image` takes: a URL, a data URI or base64, a
+        local path or bytes (uploaded, or inlined with ``inline=True``).
+        """
         future = await self.submit_edit_image(
             prompt,
             image=image,
@@ -409,6 +430,7 @@ class AsyncWaveSpeed:
             seed=seed,
             enable_base64_output=enable_base64_output,
             enable_sync_mode=enable_sync_mode,
+            inline=inline,
             webhook=webhook,
             poll_schedule=poll_schedule,
         )
@@ -416,35 +438,64 @@ class AsyncWaveSpeed:
 
     # --- files --------------------------------------------------------------------------------
 
-    async def upload(self, file: str | Path | bytes, *, filename: str | None = None) -> str:
+    async def upload(
+        self, file: str | os.PathLike[str] | bytes, *, filename: str | None = None
+    ) -> str:
         """Upload a local file or bytes (ticket, then PUT); returns the URL to use as input.
 
-        The PUT goes to pre-signed storage without the API key. Files over 200 MB are refused
-        before anything is sent.
+        The content type comes from the bytes (PNG, JPEG, WebP, GIF, MP4, ...) or the file
+        name; ``filename`` overrides the name announced. Empty files and files over 200 MB are
+        refused before anything is sent. The PUT goes to pre-signed storage with exactly the
+        ticket's headers, never the API key.
+
+        >>> url = await client.upload("photo.jpg")                     # doctest: +SKIP
+        >>> await client.edit_image("make it snow", image=url)         # doctest: +SKIP
         """
-        data, name, content_type = _files.read_upload(file, filename)
-        request = upload_ticket_request(self.base_url, name, len(data), content_type)
-        ticket = parse_upload_ticket(await self._call(request))
-        put = await self._session().send_plain(
-            ticket.method, ticket.url, data=data, headers=ticket.headers
+        return await self._upload(await _files.read_media(file, filename=filename))
+
+    async def _upload(self, media: _files.Media) -> str:
+        request = upload_ticket_request(
+            self.base_url, media.filename, len(media.data), media.content_type
         )
-        if not 200 <= put.status < 300:
-            raise APIError(f"upload PUT failed: HTTP {put.status}", status=put.status)
+        ticket = parse_upload_ticket(await self._call(request))
+        transport = self._session()
+
+        async def put() -> None:  # a PUT may be repeated: retried as a read is
+            answer = await transport.send_plain(
+                ticket.method, ticket.url, data=media.data, headers=ticket.headers
+            )
+            if not 200 <= answer.status < 300:
+                raise APIError(f"upload PUT failed: HTTP {answer.status}", status=answer.status)
+
+        await call_with_retries(
+            put, self.retry, self._budget, creates_task=False, what="upload PUT"
+        )
         return ticket.download_url
 
     async def download(
         self,
         prediction: Prediction,
-        directory: str | Path,
+        directory: str | os.PathLike[str],
         *,
         max_bytes: int = _files.MAX_DOWNLOAD,
     ) -> list[Path]:
-        """Save every output of a prediction under ``directory``; returns the paths.
+        """Save every output of a completed prediction under ``directory``; returns the paths.
 
-        Files are named ``{id}-{index}{ext}``, written atomically (temporary file, then
-        rename) and capped at ``max_bytes`` each. Base64 outputs are decoded; URLs are fetched
-        without the API key.
+        Files are named ``{id}-{index}{suffix}``, the suffix from the bytes, the content type
+        or the URL, among ``.mp4 .png .jpg .jpeg .webp .gif .mov .webm`` (else ``.bin``).
+        Each is written atomically (temporary file, then rename) and capped at ``max_bytes``.
+        Base64 outputs are decoded; URLs are fetched over http(s) only, without the API key.
+        A failed prediction raises :class:`PredictionFailed`, an unfinished one
+        :class:`WaveSpeedError`.
         """
+        if prediction.status.is_failure:
+            raise PredictionFailed(prediction)
+        if prediction.status is not Status.COMPLETED:
+            raise WaveSpeedError(
+                f"prediction {prediction.id} is {prediction.raw_status or prediction.status.value},"
+                " not completed: nothing to download yet",
+                prediction_id=prediction.id,
+            )
         return await _files.download_outputs(
             self._session().session, prediction, Path(directory), max_bytes=max_bytes
         )

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
+from ._files import MAX_DOWNLOAD
 from ._models import Prediction, Status
 from ._polling import PollSchedule
 from .errors import PredictionFailed, PredictionTimeout, WaveSpeedError
@@ -27,6 +30,15 @@ class _Owner(Protocol):
     async def get_prediction(self, prediction_id: str) -> Prediction: ...
 
     def _spawn(self, coro: Any) -> asyncio.Task[Prediction]: ...
+
+
+@runtime_checkable
+class _Downloader(Protocol):
+    """What :meth:`PredictionFuture.download` needs from its client (test owners may lack it)."""
+
+    async def download(
+        self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
+    ) -> list[Path]: ...
 
 
 class PredictionFuture:
@@ -142,6 +154,30 @@ class PredictionFuture:
             self._model = prediction.model
         self._settle()
         return prediction
+
+    async def download(
+        self, directory: str | os.PathLike[str], *, max_bytes: int = MAX_DOWNLOAD
+    ) -> list[Path]:
+        """Save the finished task's outputs under ``directory``; returns the paths.
+
+        It does not wait: await the future first. An unfinished task raises
+        :class:`WaveSpeedError`, a failed one :class:`PredictionFailed`. Files are named
+        ``{id}-{index}{suffix}`` and written as :meth:`AsyncWaveSpeed.download` writes them.
+
+        >>> video = await fut                                 # doctest: +SKIP
+        >>> await fut.download("videos/")                     # doctest: +SKIP
+        [PosixPath('videos/9c1d...-0.mp4')]
+        """
+        prediction = self._prediction
+        if prediction is None or not prediction.status.is_terminal:
+            status = prediction.raw_status if prediction else "not checked yet"
+            raise WaveSpeedError(
+                f"prediction {self._id} is not finished ({status}): await it before downloading",
+                prediction_id=self._id,
+            )
+        if not isinstance(self._owner, _Downloader):
+            raise TypeError(f"{type(self._owner).__name__} cannot download outputs")
+        return await self._owner.download(prediction, directory, max_bytes=max_bytes)
 
     def _settle(self) -> None:
         if self._on_finish is not None and (self.done() or self._cancelled):
