@@ -32,6 +32,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side measurements; prints ratios from one run (never gates CI)."""
+    """Side-by-side measurements (`nox -s bench -- --quick` for a smoke run); never gates CI.
+
+    Writes benchmarks/results/ (results/quick/ with --quick): JSON, Markdown table, plot.
+    """
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)

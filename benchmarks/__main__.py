@@ -1,81 +1,92 @@
-"""`python -m benchmarks [--quick]`: client overhead against the raw-aiohttp floor.
+"""`python -m benchmarks [--quick]`: wavespeed-async side by side with a raw-aiohttp floor and
+the official SDK, against one emulator, in one run.
 
-Both contenders run against one in-process emulator whose tasks complete instantly, in the
-same run, alternating, and the ratios printed come from that one run. Timings never gate CI.
+Scenarios: overhead (client CPU per instant prediction), batch (wall time of a capped batch),
+memory (RSS with many predictions in flight), polling (checks per prediction against detection
+lag) and start-up (import, cold first prediction). The emulator runs in its own process.
+Results go to ``benchmarks/results/`` (``results/quick/`` for ``--quick``): a JSON file, a
+Markdown table and a PNG plot. Timings never gate CI: ``--quick`` is a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
+import dataclasses
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
+from pathlib import Path
 
-import aiohttp
+from . import report
+from .scenarios import SCENARIOS, Plan, Result, profile_overhead
 
-from wavespeed_async import AsyncWaveSpeed, PollSchedule
-from wavespeed_async.emulator import Emulator
-
-MODEL = "wavespeed-ai/flux-dev"
-POLL = 0.002
-SCHEDULE = PollSchedule(first_delay=POLL, min_interval=POLL, max_interval=POLL, jitter=0)
-Contender = Callable[[str, int], Awaitable[None]]
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-async def ours(base_url: str, count: int) -> None:
-    async with AsyncWaveSpeed(api_key="bench", base_url=base_url, poll_schedule=SCHEDULE) as c:
-        await asyncio.gather(*(c.run(MODEL, {"prompt": f"p{i}"}) for i in range(count)))
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-async def floor(base_url: str, count: int) -> None:
-    """The least code that does the job: one session, submit, poll, parse into dicts."""
-    headers = {"Authorization": "Bearer bench"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-
-        async def one(i: int) -> dict[str, object]:
-            async with session.post(f"{base_url}/api/v3/{MODEL}", json={"prompt": f"p{i}"}) as r:
-                task_id = (await r.json())["data"]["id"]
-            while True:
-                await asyncio.sleep(POLL)
-                url = f"{base_url}/api/v3/predictions/{task_id}/result"
-                async with session.get(url) as r:
-                    data: dict[str, object] = (await r.json())["data"]
-                if data["status"] in ("completed", "failed"):
-                    return data
-
-        await asyncio.gather(*(one(i) for i in range(count)))
-
-
-async def measure(contender: Contender, base_url: str, count: int) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    await contender(base_url, count)
-    return time.perf_counter() - wall, time.process_time() - cpu
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: tens of predictions, one round"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run (default: all of {','.join(SCENARIOS)})",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds of overhead and start-up")
+    parser.add_argument("--official-pool", type=int, help="official SDK's thread pool size")
+    parser.add_argument("--out", type=Path, help="directory for results.{json,md} and the PNG")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile wavespeed-async's overhead run (pyinstrument) into the output directory",
+    )
+    return parser
 
 
-async def main(count: int, rounds: int) -> None:
-    contenders: dict[str, Contender] = {"wavespeed-async": ours, "floor": floor}
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
-    async with Emulator(speed=0) as emu:
-        emu.set_duration(MODEL, 0)
-        for _ in range(rounds):
-            for name, contender in contenders.items():
-                results[name].append(await measure(contender, emu.base_url, count))
-    print(f"{count} instant predictions x {rounds} rounds (process CPU includes the emulator)")
-    print(f"{'contender':<16} {'wall s (median)':>16} {'CPU ms/prediction':>18}")
-    medians = {}
-    for name, runs in results.items():
-        wall = statistics.median(w for w, _ in runs)
-        cpu = statistics.median(c for _, c in runs) / count * 1000
-        medians[name] = (wall, cpu)
-        print(f"{name:<16} {wall:>16.3f} {cpu:>18.3f}")
-    ratio_wall = medians["wavespeed-async"][0] / medians["floor"][0]
-    ratio_cpu = medians["wavespeed-async"][1] / medians["floor"][1]
-    print(f"ratio wavespeed-async/floor: wall {ratio_wall:.2f}x, CPU {ratio_cpu:.2f}x")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen scenarios, print the table and write the result files."""
+    args = _parser().parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    if args.rounds:
+        plan = dataclasses.replace(plan, rounds=args.rounds)
+    if args.official_pool:
+        plan = dataclasses.replace(plan, official_pool=args.official_pool)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        _parser().error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
+
+    started = time.perf_counter()
+    results: dict[str, Result] = {}
+    for name in chosen:
+        _log(f"--- {name}")
+        results[name] = SCENARIOS[name](plan, _log)
+    elapsed = time.perf_counter() - started
+
+    command = "python -m benchmarks" + ("".join(f" {arg}" for arg in (argv or sys.argv[1:])))
+    rounds = {
+        "overhead": plan.rounds,
+        "startup": plan.rounds,
+        "batch": plan.batch_rounds,
+        "polling": plan.polling_rounds,
+        "memory": 1,
+    }
+    built = report.build(results, command, elapsed, rounds)
+    paths = report.write(built, out)
+    print(report.markdown(built))
+    for ratio, value in built["ratios"].items():
+        print(f"{ratio}: {value:.3f}")
+    if args.profile:
+        paths.append(profile_overhead(plan, out / "profile-overhead.txt"))
+    _log("wrote " + ", ".join(str(path) for path in paths))
+    return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--quick", action="store_true", help="a smoke run")
-    args = parser.parse_args()
-    asyncio.run(main(count=50 if args.quick else 1000, rounds=1 if args.quick else 5))
+    raise SystemExit(main())
