@@ -69,7 +69,9 @@ class Transport:
         # Only a sync-mode submit needs a longer read than the session's request timeout.
         options: dict[str, Any] = {}
         if request.read_timeout is not None:
-            options["timeout"] = aiohttp.ClientTimeout(connect=10.0, sock_read=request.read_timeout)
+            options["timeout"] = aiohttp.ClientTimeout(
+                sock_connect=10.0, sock_read=request.read_timeout
+            )
         started = time.monotonic()
         try:
             async with self.session.request(
@@ -93,14 +95,15 @@ class Transport:
                 f"{request.method} {_path(request.url)} failed: {type(exc).__name__}",
                 timed_out=isinstance(exc, TimeoutError),
             ) from None
-        log.debug(
-            "%s %s -> %d in %.0f ms (request id %s)",
-            request.method,
-            _path(request.url),
-            response.status,
-            (time.monotonic() - started) * 1000,
-            response.headers.get("X-Request-Id", "-"),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # this runs for every request: build nothing idle
+            log.debug(
+                "%s %s -> %d in %.0f ms (request id %s)",
+                request.method,
+                _path(request.url),
+                response.status,
+                (time.monotonic() - started) * 1000,
+                response.headers.get("X-Request-Id", "-"),
+            )
         return response
 
     async def send_plain(
