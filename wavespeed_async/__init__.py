@@ -9,6 +9,7 @@ from ._limits import ACCOUNT_LEVELS, Limits
 from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
 from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
 from ._retry import RetryPolicy
+from .batch import Batch, BatchEvent, BatchItem, ItemResult, JournalError, ProgressCallback
 from .client import AsyncWaveSpeed
 from .errors import (
     APIError,
@@ -42,12 +43,17 @@ __all__ = [
     "APIError",
     "AsyncWaveSpeed",
     "AuthenticationError",
+    "Batch",
+    "BatchEvent",
+    "BatchItem",
     "ConfigurationError",
     "ConnectError",
     "ImageEdit",
     "InsufficientBalance",
     "InvalidInput",
     "InvalidRequest",
+    "ItemResult",
+    "JournalError",
     "Limits",
     "NotFound",
     "PollSchedule",
@@ -55,6 +61,7 @@ __all__ = [
     "PredictionFailed",
     "PredictionFuture",
     "PredictionTimeout",
+    "ProgressCallback",
     "ProtocolError",
     "RateLimited",
     "RetryPolicy",

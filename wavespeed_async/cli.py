@@ -1,7 +1,8 @@
 """The ``wavespeed-async`` command line.
 
 With no ``WAVESPEED_API_KEY`` (and no ``--base-url``) every command runs against the embedded
-emulator, and says so in one line on stderr.
+emulator, and says so in one line on stderr. Results go to stdout (``--json`` for scripts),
+progress and errors to stderr; an error is one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import attrs
 
 from ._convert import converter
 from ._models import ImageEdit, TextToVideo
-from ._polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE
+from ._polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
 from .client import API_KEY_ENV, BASE_URL_ENV, AsyncWaveSpeed
-from .errors import WaveSpeedError
+from .errors import InvalidInput, WaveSpeedError
 from .future import PredictionFuture
 
 __all__ = ["main"]
@@ -43,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WaveSpeedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a batch file or an output directory
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Python 3.10's loop lets Ctrl-C surface as a cancellation: the same interruption.
         print("interrupted", file=sys.stderr)
@@ -59,9 +64,21 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         if name != "emulator":
-            sub.add_argument("--base-url", default=os.environ.get(BASE_URL_ENV))
+            sub.add_argument(
+                "--base-url",
+                default=os.environ.get(BASE_URL_ENV),
+                help=f"the API's address, such as an emulator's (default: ${BASE_URL_ENV})",
+            )
             sub.add_argument("--json", action="store_true", help="print JSON for scripts")
             sub.add_argument("--timeout", type=float, default=None, help="seconds to wait")
+            sub.add_argument(
+                "--poll-interval",
+                type=float,
+                default=None,
+                metavar="SECONDS",
+                help="seconds between result checks (default: the platform's etiquette,"
+                " 2-8 s for images, 5-15 s for videos)",
+            )
         return sub
 
     video = command("text-to-video", _text_to_video, "Generate a 1080p video from a prompt.")
@@ -79,8 +96,23 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--sync", action="store_true", help="use the API's sync mode")
     edit.add_argument("--out", type=Path, default=Path("images"))
 
+    batch = command("batch", _batch, "Run a JSON Lines file of tasks, resumably.")
+    batch.add_argument("file", type=Path, help="one task per line (see the README)")
+    batch.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go")
+    batch.add_argument("--concurrency", type=int, default=10, help="tasks in flight at most")
+    batch.add_argument(
+        "--journal", type=Path, default=None, help="default: OUT/<file name>.journal.jsonl"
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="resubmit tasks that failed in a past run"
+    )
+
     result = command("result", _result, "Show a prediction's current state.")
     result.add_argument("id")
+
+    download = command("download", _download, "Wait for a prediction and save its outputs.")
+    download.add_argument("id")
+    download.add_argument("--out", type=Path, default=Path("outputs"))
 
     emulator = command("emulator", _emulator, "Run the local WaveSpeed emulator.")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -128,10 +160,19 @@ async def _finish(
     return 0
 
 
+def _schedule(args: argparse.Namespace, scale: float, default: PollSchedule) -> PollSchedule:
+    every = args.poll_interval
+    if every is None:
+        return default.scaled(scale)
+    if not every > 0:
+        raise InvalidInput("--poll-interval", every, "a number of seconds above 0")
+    return PollSchedule(first_delay=every, min_interval=every, max_interval=every, jitter=0.1)
+
+
 async def _text_to_video(args: argparse.Namespace) -> int:
     payload = TextToVideo(args.prompt, aspect_ratio=args.aspect_ratio, seed=args.seed)
     async with _client(args) as (client, scale):
-        schedule = VIDEO_SCHEDULE.scaled(scale)
+        schedule = _schedule(args, scale, VIDEO_SCHEDULE)
         future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
         return await _finish(client, future, args)
 
@@ -150,9 +191,38 @@ async def _edit_image(args: argparse.Namespace) -> int:
     async with _client(args) as (client, scale):
         if local is not None:
             payload = attrs.evolve(payload, image=await client.upload(local))
-        schedule = IMAGE_SCHEDULE.scaled(scale)
+        schedule = _schedule(args, scale, IMAGE_SCHEDULE)
         future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
         return await _finish(client, future, args)
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    from ._cli_batch import read_batch_file, run_batch
+
+    if args.concurrency < 1:
+        raise InvalidInput("--concurrency", args.concurrency, "at least 1")
+    read_batch_file(args.file)  # checked before an emulator starts or anything is sent
+    async with _client(args) as (client, scale):
+        given = args.poll_interval is not None
+        # Without --poll-interval a real server gets the client's per-model etiquette.
+        schedule = _schedule(args, scale, VIDEO_SCHEDULE) if given or scale != 1 else None
+        return await run_batch(args, client, schedule)
+
+
+async def _download(args: argparse.Namespace) -> int:
+    async with _client(args) as (client, scale):
+        future = client.prediction(args.id, poll_schedule=_schedule(args, scale, IMAGE_SCHEDULE))
+        started = time.monotonic()
+        prediction = await future.wait(args.timeout)
+        paths = await client.download(prediction, args.out)
+        if args.json:
+            unstructured = converter.unstructure(prediction)
+            print(json.dumps({"prediction": unstructured, "files": [str(p) for p in paths]}))
+            return 0
+        print(f"{prediction.id} completed ({time.monotonic() - started:.1f}s)", file=sys.stderr)
+        for path in paths:
+            print(path)
+        return 0
 
 
 async def _result(args: argparse.Namespace) -> int:

@@ -6,17 +6,17 @@ import asyncio
 import datetime as dt
 import functools
 import os
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 import attrs
 
-from . import _files
+from . import _files, batch
 from ._convert import structure_prediction, unstructure_payload
 from ._limits import Limits, SubmitRate
 from ._models import ImageEdit, Prediction, Status, TextToVideo
@@ -154,8 +154,10 @@ class AsyncWaveSpeed:
         if self._transport is None:
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
+                # sock_connect, not connect: waiting for a free pooled connection (thousands
+                # of futures share max_connections) is queueing, not a connect failure.
                 timeout=aiohttp.ClientTimeout(
-                    total=None, connect=10.0, sock_read=self._request_timeout
+                    total=None, sock_connect=10.0, sock_read=self._request_timeout
                 ),
                 headers={"User-Agent": "wavespeed-async", "X-Client-Name": "wavespeed-async"},
             )
@@ -278,7 +280,9 @@ class AsyncWaveSpeed:
 
         async def attempt() -> Any:
             if request.creates_task:  # every try of a submit waits its turn, retries too
-                await anyio.sleep(self._submit_rate.reserve())
+                delay = self._submit_rate.reserve()
+                if delay > 0:
+                    await anyio.sleep(delay)
             response = await transport.send(request)
             try:
                 data = parse_data(
@@ -508,3 +512,115 @@ class AsyncWaveSpeed:
         >>> receiver.set_secret(await client.webhook_secret())        # doctest: +SKIP
         """
         return parse_webhook_secret(await self._call(webhook_secret_request(self.base_url)))
+
+    # --- batches ------------------------------------------------------------------------------
+
+    @overload
+    async def map(
+        self,
+        payloads: Iterable[batch.BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ...,
+        on_event: batch.ProgressCallback | None = ...,
+        timeout: float | None = ...,
+    ) -> list[Prediction]: ...
+
+    @overload
+    async def map(
+        self,
+        payloads: Iterable[batch.BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ...,
+        on_event: batch.ProgressCallback | None = ...,
+        timeout: float | None = ...,
+    ) -> list[Prediction | WaveSpeedError]: ...
+
+    async def map(
+        self,
+        payloads: Iterable[batch.BatchInput],
+        *,
+        concurrency: int = 10,
+        return_exceptions: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+        out: str | os.PathLike[str] | None = None,
+        on_event: batch.ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> list[Prediction] | list[Prediction | WaveSpeedError]:
+        """Run a batch, at most ``concurrency`` tasks in flight; results in input order.
+
+        ``payloads`` are payload models (``TextToVideo(...)``), :class:`BatchItem` objects or
+        ``(model, input)`` pairs. A failure raises at once (the rest stop waiting; their
+        remote tasks run on) unless ``return_exceptions=True`` puts the error in its place.
+        ``journal`` makes the batch resumable: run it again with the same journal and nothing
+        is submitted twice. ``out`` saves the outputs there; ``on_event`` gets progress
+        events. See :class:`Batch` for the whole story.
+
+        >>> videos = await client.map([TextToVideo(p) for p in prompts], concurrency=20,
+        ...                           journal="videos.jsonl")         # doctest: +SKIP
+        """
+        return await batch.map_items(
+            self,
+            payloads,
+            return_exceptions=return_exceptions,
+            concurrency=concurrency,
+            journal=journal,
+            out=out,
+            on_event=on_event,
+            timeout=timeout,
+        )
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | batch.BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        timeout: float | None = ...,
+        on_event: batch.ProgressCallback | None = ...,
+    ) -> AsyncGenerator[Prediction, None]: ...
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | batch.BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        timeout: float | None = ...,
+        on_event: batch.ProgressCallback | None = ...,
+    ) -> AsyncGenerator[Prediction | WaveSpeedError, None]: ...
+
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | batch.BatchInput],
+        *,
+        concurrency: int = 10,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+        on_event: batch.ProgressCallback | None = None,
+    ) -> AsyncGenerator[Prediction, None] | AsyncGenerator[Prediction | WaveSpeedError, None]:
+        """Yield predictions as they finish, from futures or from payloads to submit.
+
+        Payloads are submitted with at most ``concurrency`` in flight. A failure is raised
+        from the loop (which then stops waiting for the rest) unless
+        ``return_exceptions=True`` yields it instead.
+
+        >>> futures = [await client.submit_text_to_video(p) for p in prompts]  # doctest: +SKIP
+        >>> async for video in client.as_completed(futures):                 # doctest: +SKIP
+        ...     print(video.id, video.outputs)
+        """
+        return batch.as_completed(
+            self,
+            futures_or_payloads,
+            return_exceptions=return_exceptions,
+            timeout=timeout,
+            concurrency=concurrency,
+            on_event=on_event,
+        )

@@ -1,0 +1,277 @@
+"""``wavespeed-async batch`` as a user runs it: a subprocess, an emulator in its own process,
+Ctrl-C and ``kill -9`` part-way, then the same command again."""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wavespeed_async import (
+    BatchEvent,
+    BatchItem,
+    ItemResult,
+    Prediction,
+    PredictionFailed,
+    Status,
+    _cli_progress,
+)
+from wavespeed_async._cli_progress import LiveDisplay, PlainDisplay, print_summary
+from wavespeed_async.emulator import payload_key
+
+from .test_cli import CLI, free_port, run_cli
+
+KEY = {"WAVESPEED_API_KEY": "k"}
+
+
+class EmulatorProcess:
+    """``wavespeed-async emulator`` in a process of its own: it outlives the CLI runs."""
+
+    def __init__(self, speed: float) -> None:
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [*CLI, "emulator", "--port", str(port), "--speed", str(speed)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        assert f"127.0.0.1:{port}" in self.process.stdout.readline()
+
+    def created(self) -> collections.Counter[str]:
+        """Tasks created so far, per (model, input), read from the emulator's history."""
+        created: collections.Counter[str] = collections.Counter()
+        for page in range(1, 100):
+            body = json.dumps({"page": page, "page_size": 100}).encode()
+            request = urllib.request.Request(
+                f"{self.base_url}/api/v3/predictions",
+                data=body,
+                headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                items = json.load(answer)["data"]["items"]
+            created.update(payload_key(item["model"], item["input"]) for item in items)
+            if len(items) < 100:
+                return created
+        raise AssertionError("too many tasks")
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def fast_emulator() -> Iterator[EmulatorProcess]:
+    emulator = EmulatorProcess(speed=1000)
+    yield emulator
+    emulator.close()
+
+
+@pytest.fixture
+def slow_emulator() -> Iterator[EmulatorProcess]:
+    """A video takes 0.5 s: long enough to stop a batch part-way, reliably."""
+    emulator = EmulatorProcess(speed=60)
+    yield emulator
+    emulator.close()
+
+
+def write_batch(path: Path, prompts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text_to_video": {"prompt": p}}) + "\n" for p in prompts))
+    return path
+
+
+def batch_args(emulator: EmulatorProcess, tasks: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "batch", str(tasks), "--out", str(out), "--base-url", emulator.base_url,
+        "--poll-interval", "0.02", *extra,
+    ]  # fmt: skip
+
+
+def journal_statuses(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    complete = path.read_text().splitlines(keepends=True)
+    return [json.loads(line)["status"] for line in complete if line.endswith("\n")]
+
+
+def test_batch_with_a_journal_reports_json_and_a_rerun_creates_nothing(
+    fast_emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        json.dumps({"text_to_video": {"prompt": "a fox", "aspect_ratio": "9:16"}}) + "\n\n"
+        + json.dumps({"model": "wavespeed-ai/flux-dev", "input": {"prompt": "a lighthouse"}})
+        + "\n" + json.dumps({"text_to_video": {"prompt": "no [fail]"}}) + "\n"
+    )  # fmt: skip
+    out, journal = tmp_path / "out", tmp_path / "run.jsonl"
+    args = batch_args(fast_emulator, tasks, out, "--journal", str(journal), "--json")
+    done = run_cli(*args, env=KEY)
+    assert done.returncode == 1, done.stderr  # one task failed
+    report = json.loads(done.stdout)
+    assert (report["total"], report["completed"], report["failed"]) == (3, 2, 1)
+    lines = {item["line"]: item for item in report["items"]}
+    assert sorted(lines) == [1, 3, 4]  # file line numbers, blank line skipped
+    assert Path(lines[1]["files"][0]).read_bytes()[4:8] == b"ftyp"
+    assert "[fail] marker" in lines[4]["error"]
+    assert "line 3: submitted" in done.stderr  # the plain progress lines
+
+    again = run_cli(*args, env=KEY)
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["resumed"] == 3
+    assert "3 items finished in an earlier run" in again.stderr
+    assert sum(fast_emulator.created().values()) == 3
+
+
+def test_result_and_download_find_a_batch_task_by_id(
+    fast_emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    tasks = write_batch(tmp_path / "tasks.jsonl", ["a hare"])
+    done = run_cli(*batch_args(fast_emulator, tasks, tmp_path / "out", "--json"), env=KEY)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "tasks.journal.jsonl").exists()  # the default journal
+    [item] = json.loads(done.stdout)["items"]
+    base = ["--base-url", fast_emulator.base_url]
+    shown = run_cli("result", item["id"], "--json", *base, env=KEY)
+    assert json.loads(shown.stdout)["status"] == "completed"
+    saved = run_cli("download", item["id"], "--out", str(tmp_path / "again"), *base, env=KEY)
+    assert saved.returncode == 0, saved.stderr
+    assert Path(saved.stdout.strip()).read_bytes()[4:8] == b"ftyp"
+    missing = run_cli("download", "0" * 32, *base, env=KEY)
+    assert missing.returncode == 1
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_a_batch_killed_part_way_resumes_without_duplicate_tasks(
+    slow_emulator: EmulatorProcess, tmp_path: Path, stop: signal.Signals
+) -> None:
+    prompts = [f"a fox, take {n}" for n in range(16)]
+    tasks, out = write_batch(tmp_path / "tasks.jsonl", prompts), tmp_path / "out"
+    journal = out / "tasks.journal.jsonl"
+    args = batch_args(slow_emulator, tasks, out, "--concurrency", "4")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVESPEED_")}
+    first = subprocess.Popen(
+        [*CLI, *args], env={**env, **KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while "completed" not in journal_statuses(journal):  # some done, some running, some not sent
+        assert time.monotonic() < deadline, "the batch made no progress"
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.01)
+    first.send_signal(stop)
+    _, stderr = first.communicate(timeout=30)
+    created_before = sum(slow_emulator.created().values())
+    assert 0 < created_before < len(prompts)
+    if stop == signal.SIGINT:
+        assert first.returncode == 130
+        assert stderr.strip().splitlines()[-1].startswith("interrupted: ")
+        assert "Traceback" not in stderr
+    else:
+        assert first.returncode == -signal.SIGKILL
+
+    second = run_cli(*args, "--json", env=KEY)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert report["completed"] == len(prompts)
+    created = slow_emulator.created()
+    assert sum(created.values()) == len(prompts)
+    assert set(created.values()) == {1}  # every prompt once: no duplicate task
+    assert len(list(out.glob("*.mp4"))) == len(prompts)
+
+
+def test_a_bad_batch_file_is_one_line_and_nothing_starts(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        json.dumps({"text_to_video": {"prompt": "fine"}}) + "\n"
+        + json.dumps({"text_to_video": {"prompt": "x", "aspect": "9:16"}}) + "\n"
+    )  # fmt: skip
+    done = run_cli("batch", str(tasks), "--out", str(tmp_path / "out"))
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()  # not even the emulator's announcement
+    assert line.startswith(f"error: {tasks}:2: aspect='9:16' is invalid")
+    missing = run_cli("batch", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"error: No such file or directory: {tmp_path / 'nope.jsonl'}"
+
+
+def test_batch_runs_on_the_embedded_emulator_without_a_key(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"model": "wavespeed-ai/flux-dev", "input": {"prompt": "x"}}))
+    done = run_cli("batch", str(tasks), "--out", str(tmp_path / "out"), "--poll-interval", "0.1")
+    assert done.returncode == 0, done.stderr
+    assert "embedded emulator" in done.stderr
+    assert "completed" in done.stdout  # the summary table
+
+
+# --- the displays, in process ---------------------------------------------------------------------
+
+
+def events() -> list[BatchEvent]:
+    item = BatchItem("wavespeed-ai/flux-dev", {"prompt": "x"})
+    return [
+        BatchEvent("submitted", 0, item, prediction_id="task-a"),
+        BatchEvent("submitted", 1, item, prediction_id="task-b"),
+        BatchEvent("status", 0, item, prediction_id="task-a", status=Status.PROCESSING),
+        BatchEvent("completed", 1, item, prediction_id="task-b", files=(Path("out/b.png"),)),
+    ]
+
+
+def test_the_live_display_shows_each_task_in_flight_and_an_overall_bar() -> None:
+    rich_console = pytest.importorskip("rich.console")
+    screen = io.StringIO()
+    console = rich_console.Console(file=screen, force_terminal=True, width=100)
+    display = LiveDisplay([3, 7], console)
+    for event in events():
+        display.on_event(event)
+    console.print(display.render())
+    text = screen.getvalue()
+    assert "task-a" in text
+    assert "processing" in text
+    assert "task-b" not in text  # finished: off the table, counted by the bar
+    assert "1/2" in text
+
+
+def test_the_plain_display_prints_one_line_per_event() -> None:
+    stream = io.StringIO()
+    with PlainDisplay([3, 7], stream) as display:
+        for event in events():
+            display.on_event(event)
+    assert stream.getvalue().splitlines() == [
+        "[0/2] line 3: submitted task-a",
+        "[0/2] line 7: submitted task-b",
+        "[0/2] line 3: task-a processing",
+        "[1/2] line 7: completed task-b out/b.png",
+    ]
+
+
+def test_without_rich_the_summary_is_a_plain_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_cli_progress, "_rich_console", lambda stream: None)
+    item = BatchItem("wavespeed-ai/flux-dev", {"prompt": "x"})
+    failed = Prediction("task-b", status=Status.FAILED, raw_status="failed", error="NSFW")
+    results = [
+        ItemResult(0, item, "completed", "task-a", resumed=True),
+        ItemResult(1, item, "failed", "task-b", failed, PredictionFailed(failed)),
+    ]
+    stream = io.StringIO()
+    print_summary(results, [3, 7], stream)
+    assert stream.getvalue().splitlines() == [
+        "outcome     items",
+        "completed   1",
+        "failed      1",
+        "uncertain   0",
+        "unfinished  0",
+        "total       2 (1 from an earlier run)",
+        "line  outcome  task    error",
+        "7     failed   task-b  failed: NSFW",
+    ]

@@ -1,0 +1,175 @@
+"""``wavespeed-async batch FILE.jsonl``: the batch file, the run, Ctrl-C, the summary.
+
+The file has one task per line (blank lines are skipped), in one of three forms::
+
+    {"model": "wavespeed-ai/flux-dev", "input": {"prompt": "a lighthouse"}}
+    {"text_to_video": {"prompt": "a red fox", "aspect_ratio": "9:16", "seed": 7}}
+    {"edit_image": {"prompt": "make it snow", "image": "photo.png", "size": "1024x1024"}}
+
+The short forms take the arguments of ``text_to_video`` and ``edit_image`` and are validated
+as they are; a local ``image`` path is relative to the batch file and uploaded when its task
+is submitted. The whole file is checked before anything is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._batch import Batch
+from ._batch_items import BatchItem, ItemResult
+from ._cli_progress import make_display, print_summary
+from ._convert import converter, structure_payload
+from ._models import ImageEdit, TextToVideo
+from ._polling import PollSchedule
+from .client import AsyncWaveSpeed
+from .errors import InvalidInput, WaveSpeedError
+
+__all__ = ["read_batch_file", "run_batch"]
+
+SHORT_FORMS: dict[str, type[Any]] = {"text_to_video": TextToVideo, "edit_image": ImageEdit}
+_FORMS = '{"model": ..., "input": {...}}, {"text_to_video": {...}} or {"edit_image": {...}}'
+
+
+class BatchFileError(WaveSpeedError):
+    """A line of the batch file is not a task; raised before anything is sent."""
+
+
+def read_batch_file(path: Path) -> tuple[list[BatchItem], list[int]]:
+    """The items of a batch file and the line number of each."""
+    items, lines = [], []
+    text = path.read_text(encoding="utf-8")
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(_item(json.loads(line), path.parent))
+        except ValueError as exc:  # JSON errors and InvalidInput alike
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise BatchFileError(f"{path}:{number}: {detail}") from None
+        lines.append(number)
+    if not items:
+        raise BatchFileError(f"{path} has no tasks (one JSON object per line: {_FORMS})")
+    return items, lines
+
+
+def _item(data: object, base: Path) -> BatchItem:
+    if not isinstance(data, dict) or len(data) not in (1, 2):
+        raise InvalidInput("line", data, _FORMS)
+    if set(data) == {"model", "input"}:
+        if not isinstance(data["input"], dict):
+            raise InvalidInput("input", data["input"], "a JSON object")
+        return BatchItem(str(data["model"]), data["input"])
+    [(form, fields)] = data.items() if len(data) == 1 else [("", None)]
+    cls = SHORT_FORMS.get(form)
+    if cls is None or not isinstance(fields, dict):
+        raise InvalidInput("line", data, _FORMS)
+    known = {field.name for field in cls.__attrs_attrs__}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InvalidInput(unknown[0], fields[unknown[0]], f"one of {', '.join(sorted(known))}")
+    if cls is ImageEdit and isinstance(fields.get("image"), str):
+        fields = {**fields, "image": _local_image(fields["image"], base)}
+    return BatchItem.of(structure_payload(fields, cls))
+
+
+def _local_image(image: str, base: Path) -> str:
+    """A relative image path is taken from the batch file's directory."""
+    if "://" in image or image.startswith("data:") or len(image) > 4096:
+        return image
+    candidate = base / image
+    return str(candidate) if candidate.is_file() else image
+
+
+async def run_batch(
+    args: argparse.Namespace, client: AsyncWaveSpeed, schedule: PollSchedule | None
+) -> int:
+    """Run the batch with a live display; 0 if every item completed, 1 if not, 130 on Ctrl-C."""
+    items, lines = read_batch_file(args.file)
+    journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
+    print(
+        f"batch: {len(items)} tasks from {args.file}, at most {args.concurrency} at once;"
+        f" journal {journal} (run the same command again to resume)",
+        file=sys.stderr,
+    )
+    display = make_display(lines)
+    batch = Batch(
+        client,
+        items,
+        concurrency=args.concurrency,
+        journal=journal,
+        out=args.out,
+        on_event=display.on_event,
+        timeout=args.timeout,
+        poll_schedule=schedule,
+        retry_failed=args.retry_failed,
+    )
+    results: list[ItemResult] = []
+    started = time.monotonic()
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, signals, batch, group.cancel_scope)
+            with display:
+                async for result in batch:
+                    results.append(result)
+            group.cancel_scope.cancel()
+    elapsed = time.monotonic() - started
+    results.sort(key=lambda result: result.index)
+    if args.json:
+        print(json.dumps(_report(results, lines, journal, batch.stopping, elapsed)))
+    if batch.stopping:
+        print(
+            f"interrupted: {len(results)} of {len(items)} tasks finished; the rest keep their"
+            f" place in {journal}: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    if not args.json:
+        print_summary(results, lines)
+    print(f"batch done in {elapsed:.1f}s", file=sys.stderr)
+    return 0 if all(result.ok for result in results) else 1
+
+
+async def _stop_on_signal(signals: Any, batch: Batch, scope: anyio.CancelScope) -> None:
+    async for _ in signals:
+        if batch.stopping:
+            scope.cancel()  # a second Ctrl-C: stop a history lookup or a download too
+            return
+        batch.stop()  # nothing more is submitted; sent submits get their ids journaled
+
+
+def _report(
+    results: list[ItemResult], lines: list[int], journal: Path, interrupted: bool, elapsed: float
+) -> dict[str, Any]:
+    counts = {outcome: 0 for outcome in ("completed", "failed", "uncertain", "unfinished")}
+    for result in results:
+        counts[result.outcome] += 1
+    return {
+        "total": len(lines),
+        **counts,
+        "resumed": sum(result.resumed for result in results),
+        "interrupted": interrupted,
+        "seconds": round(elapsed, 3),
+        "journal": str(journal),
+        "items": [
+            {
+                "line": lines[result.index],
+                "outcome": result.outcome,
+                "id": result.prediction_id,
+                "resumed": result.resumed,
+                "files": [str(path) for path in result.files],
+                "error": str(result.error) if result.error else None,
+                "prediction": converter.unstructure(result.prediction)
+                if result.prediction
+                else None,
+            }
+            for result in results
+        ],
+    }
