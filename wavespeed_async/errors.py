@@ -17,7 +17,9 @@ Every error the library raises on purpose derives from :class:`WaveSpeedError`::
     │   ├── RateLimited          429
     │   └── ServerError          5xx
     ├── PredictionFailed       the task reached a failed terminal status (carries the Prediction)
-    └── PredictionTimeout      a wait's deadline passed (also TimeoutError; the task keeps running)
+    ├── PredictionTimeout      a wait's deadline passed (also TimeoutError; the task keeps running)
+    ├── JournalError           a batch journal is unreadable or in use (``wavespeed_async.batch``)
+    └── WebhookVerificationError  a webhook delivery failed a check (``wavespeed_async.webhooks``)
 
 Local faults (``InvalidInput``, ``ConfigurationError``) are split from remote ones, and every
 error raised while a prediction id is known carries it in ``prediction_id``.
