@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import attrs
 
 from ._convert import converter
 from ._models import ImageEdit, TextToVideo
@@ -178,7 +177,7 @@ async def _text_to_video(args: argparse.Namespace) -> int:
 
 
 async def _edit_image(args: argparse.Namespace) -> int:
-    # Validated before anything starts; a local file is uploaded only then.
+    # Every other field is validated before anything starts.
     payload = ImageEdit(
         args.prompt,
         image=args.image,
@@ -187,12 +186,17 @@ async def _edit_image(args: argparse.Namespace) -> int:
         enable_base64_output=args.base64,
         enable_sync_mode=args.sync,
     )
-    local = Path(args.image) if "://" not in args.image and ":" not in args.image[:5] else None
     async with _client(args) as (client, scale):
-        if local is not None:
-            payload = attrs.evolve(payload, image=await client.upload(local))
-        schedule = _schedule(args, scale, IMAGE_SCHEDULE)
-        future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
+        # The client decides what --image is (URL, data URI, base64, or a file to upload).
+        future = await client.submit_edit_image(
+            payload.prompt,
+            image=args.image,
+            size=payload.size,
+            seed=payload.seed,
+            enable_base64_output=payload.enable_base64_output,
+            enable_sync_mode=payload.enable_sync_mode,
+            poll_schedule=_schedule(args, scale, IMAGE_SCHEDULE),
+        )
         return await _finish(client, future, args)
 
 
