@@ -11,7 +11,7 @@ nox.options.reuse_existing_virtualenvs = True
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against the emulator (real loopback HTTP)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,cli]")
     session.run("pytest", *session.posargs)
 
 
@@ -26,7 +26,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the tests."""
-    session.install("-e", ".[test]", "mypy")
+    session.install("-e", ".[test,cli]", "mypy")
     session.run("mypy")
 
 
