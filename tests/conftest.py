@@ -4,19 +4,46 @@ and in the text of every library exception raised during the suite."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
+from wavespeed_async import AsyncWaveSpeed, PollSchedule
+from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
 #: The key tests use where a leak would matter; no log record of any test may contain it.
 SECRET_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 
 
+#: Polling for tests: the emulator's clock is sped up or frozen, so check every few ms.
+FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    """A fast emulator: a 30 s video takes 30 ms."""
+    async with Emulator(speed=1000) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def frozen() -> AsyncIterator[Emulator]:
+    """An emulator whose clock only moves when the test advances it."""
+    async with Emulator(speed=0) as emu:
+        yield emu
+
+
+def client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
+    """A client of ``emu`` with the test key and ``FAST`` polling unless told otherwise."""
+    kwargs.setdefault("poll_schedule", FAST)
+    return AsyncWaveSpeed(api_key=SECRET_KEY, base_url=emu.base_url, **kwargs)
 
 
 class _Collector(logging.Handler):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from wavespeed_async import (
     ImageEdit,
     ItemResult,
     JournalError,
-    PollSchedule,
     Prediction,
     PredictionFailed,
     RetryPolicy,
@@ -32,30 +30,12 @@ from wavespeed_async import (
 from wavespeed_async._journal import Journal, item_keys
 from wavespeed_async.emulator import Emulator, Fault
 
-from .conftest import SECRET_KEY
+from .conftest import client_for
 
 pytestmark = pytest.mark.anyio
 
-FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
 VIDEO = TextToVideo.model_id
 FLUX = "wavespeed-ai/flux-dev"
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(speed=1000) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def frozen() -> AsyncIterator[Emulator]:
-    async with Emulator(speed=0) as emu:
-        yield emu
-
-
-def client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
-    kwargs.setdefault("poll_schedule", FAST)
-    return AsyncWaveSpeed(api_key=SECRET_KEY, base_url=emu.base_url, **kwargs)
 
 
 def videos(count: int, prefix: str = "a fox") -> list[TextToVideo]:

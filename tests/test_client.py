@@ -6,7 +6,6 @@ import asyncio
 import base64
 import logging
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +29,14 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator
 
-from .conftest import SECRET_KEY
+from .conftest import SECRET_KEY, client_for
 
 pytestmark = pytest.mark.anyio
 
 KEY = SECRET_KEY
-FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
 VIDEO = "bytedance/dreamina-v3.0-pro/text-to-video"
 EDIT = "bytedance/dreamina-v3.0/edit"
 IMAGE_URL = "https://example.com/in.png"
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    """A fast emulator: a 30 s video takes 30 ms."""
-    async with Emulator(speed=1000) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def frozen() -> AsyncIterator[Emulator]:
-    """An emulator whose clock only moves when the test advances it."""
-    async with Emulator(speed=0) as emu:
-        yield emu
-
-
-def client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
-    kwargs.setdefault("poll_schedule", FAST)
-    return AsyncWaveSpeed(api_key=KEY, base_url=emu.base_url, **kwargs)
 
 
 def result_gets(emu: Emulator, prediction_id: str) -> int:
