@@ -145,6 +145,21 @@ async def test_a_delivered_terminal_state_finishes_waiters_without_another_check
     assert result_gets(frozen, future.id) == 1  # only the test's own check
 
 
+async def test_status_callbacks_hear_each_new_status_once(frozen: Emulator) -> None:
+    async with client_for(frozen) as client:
+        future = await client.submit_text_to_video("a fox")
+        seen: list[str] = []
+        future.on_status(lambda prediction: seen.append(prediction.raw_status))
+        await future.refresh()  # still created: no news
+        frozen.advance(1)
+        await future.refresh()
+        await future.refresh()
+        frozen.advance(60)
+        finished = await future
+        future.deliver(attrs.evolve(finished, status=Status.FAILED))  # ignored: done
+    assert seen == ["processing", "completed"]
+
+
 async def test_resume_by_id_from_another_client(frozen: Emulator) -> None:
     async with client_for(frozen) as first:
         future = await first.submit_edit_image("make it snow", image=IMAGE_URL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import socket
 import statistics
 import time
@@ -267,6 +268,11 @@ class _NoPolling:
 
     def _spawn(self, coro: Any) -> asyncio.Task[Prediction]:
         return asyncio.get_running_loop().create_task(coro)
+
+    async def download(
+        self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = 0
+    ) -> list[Path]:
+        raise AssertionError("not used")
 
 
 def new_future(prediction_id: str = "pred_abc123") -> PredictionFuture:

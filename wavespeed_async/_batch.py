@@ -19,7 +19,6 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-import math
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from pathlib import Path
@@ -49,7 +48,6 @@ from .errors import (
     InvalidRequest,
     NotFound,
     PredictionFailed,
-    PredictionTimeout,
     SubmissionUncertain,
     WaveSpeedError,
 )
@@ -373,26 +371,16 @@ class Batch:
         return self._finish(index, "unfinished", None, error=error)
 
     async def _wait(self, index: int, future: PredictionFuture) -> Prediction:
-        """Poll until terminal, telling ``on_event`` of every status change."""
-        limit = self._client.wait_timeout if self._timeout is None else self._timeout
-        delays = self._schedule(self.items[index]).delays()
-        seen = future.status
+        """Wait until terminal, telling ``on_event`` of every status change."""
+        future.on_status(
+            lambda p: self._emit("status", index, prediction_id=future.id, status=p.status)
+        )
         try:
-            with anyio.fail_after(None if math.isinf(limit) else limit):
-                while not future.done():
-                    if future.prediction is not None:  # a resumed id is checked at once
-                        await anyio.sleep(next(delays))
-                    prediction = await future.refresh()
-                    if prediction.status is not seen:
-                        seen = prediction.status
-                        self._emit("status", index, prediction_id=future.id, status=seen)
-        except TimeoutError:
-            future.cancel()
-            raise PredictionTimeout(future.id, limit, future.prediction) from None
+            return await future.wait(self._timeout)
         except BaseException:
-            future.cancel()  # frees the client's running slot; the remote task goes on
+            if not future.done():
+                future.cancel()  # frees the client's running slot; the remote task goes on
             raise
-        return await future.wait()  # done: the outcome at once (PredictionFailed if failed)
 
     def _schedule(self, item: BatchItem) -> PollSchedule:
         return self._poll_schedule or self._client.poll_schedule or schedule_for(item.model)

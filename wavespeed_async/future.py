@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import anyio
 
@@ -30,11 +30,6 @@ class _Owner(Protocol):
     async def get_prediction(self, prediction_id: str) -> Prediction: ...
 
     def _spawn(self, coro: Any) -> asyncio.Task[Prediction]: ...
-
-
-@runtime_checkable
-class _Downloader(Protocol):
-    """What :meth:`PredictionFuture.download` needs from its client (test owners may lack it)."""
 
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
@@ -82,6 +77,7 @@ class PredictionFuture:
         self._cancelled = False
         self._napping: asyncio.Future[None] | None = None  # the poller's sleep, if asleep
         self._on_finish = on_finish  # frees the client's running-task slot, once
+        self._status_callbacks: list[Callable[[Prediction], None]] = []
         self._settle()
 
     def __repr__(self) -> str:
@@ -132,14 +128,13 @@ class PredictionFuture:
         """
         if prediction.id != self._id:
             raise ValueError(f"delivery for {prediction.id} given to the future of {self._id}")
-        if self.done():
-            return
-        self._prediction = prediction
-        if prediction.model:
-            self._model = prediction.model
-        if prediction.status.is_terminal and self._napping is not None:
+        self._observe(prediction)
+        if self.done() and self._napping is not None:
             _wake(self._napping)
-        self._settle()
+
+    def on_status(self, callback: Callable[[Prediction], None]) -> None:
+        """Call ``callback(prediction)`` whenever a check or a delivery shows a new status."""
+        self._status_callbacks.append(callback)
 
     async def refresh(self) -> Prediction:
         """Fetch the task's current state once (one GET), and remember it."""
@@ -148,12 +143,20 @@ class PredictionFuture:
         except WaveSpeedError as exc:
             exc.prediction_id = exc.prediction_id or self._id
             raise
-        if not self.done():  # a delivery may have finished it while this check was in flight
-            self._prediction = prediction
+        self._observe(prediction)
+        return prediction
+
+    def _observe(self, prediction: Prediction) -> None:
+        """Remember a state seen; a finished future keeps its outcome (deliveries repeat)."""
+        if self.done():
+            return
+        previous, self._prediction = self.status, prediction
         if prediction.model:
             self._model = prediction.model
         self._settle()
-        return prediction
+        if prediction.status is not previous:
+            for callback in self._status_callbacks:
+                callback(prediction)
 
     async def download(
         self, directory: str | os.PathLike[str], *, max_bytes: int = MAX_DOWNLOAD
@@ -175,8 +178,6 @@ class PredictionFuture:
                 f"prediction {self._id} is not finished ({status}): await it before downloading",
                 prediction_id=self._id,
             )
-        if not isinstance(self._owner, _Downloader):
-            raise TypeError(f"{type(self._owner).__name__} cannot download outputs")
         return await self._owner.download(prediction, directory, max_bytes=max_bytes)
 
     def _settle(self) -> None:
