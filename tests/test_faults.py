@@ -14,7 +14,6 @@ from wavespeed_async import (
     AsyncWaveSpeed,
     AuthenticationError,
     ConnectError,
-    PollSchedule,
     PredictionFailed,
     RetryPolicy,
     ServerError,
@@ -23,9 +22,10 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator, Fault
 
+from .conftest import client_for as shared_client_for
+
 pytestmark = pytest.mark.anyio
 
-FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
 QUICK_RETRIES = RetryPolicy(attempts=5, base_delay=0.001, max_delay=0.01)
 MODEL = "wavespeed-ai/flux-dev"
 
@@ -38,9 +38,8 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 
 def client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
-    options: dict[str, Any] = {"poll_schedule": FAST, "retry": QUICK_RETRIES}
-    options["request_timeout"] = 0.5  # a stalled answer is a read timeout, soon
-    return AsyncWaveSpeed(api_key="k", base_url=emu.base_url, **{**options, **kwargs})
+    # Quick retries, and a stalled answer becomes a read timeout soon.
+    return shared_client_for(emu, **{"retry": QUICK_RETRIES, "request_timeout": 0.5, **kwargs})
 
 
 def routed(emu: Emulator, route: str) -> int:

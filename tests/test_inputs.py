@@ -12,9 +12,7 @@ import pytest
 from aiohttp import web
 
 from wavespeed_async import (
-    AsyncWaveSpeed,
     InvalidInput,
-    PollSchedule,
     Prediction,
     PredictionFailed,
     Status,
@@ -25,11 +23,10 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
 from wavespeed_async.emulator._uploads import UploadSlot
 
-from .conftest import SECRET_KEY
+from .conftest import client_for
 
 pytestmark = pytest.mark.anyio
 
-FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
 IMAGE_URL = "https://example.com/in.png"
 
 PNG = png(4, 4, (200, 10, 10))
@@ -37,16 +34,6 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64)
 WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(64)
 GIF = b"GIF89a\x01\x00\x01\x00" + bytes(64)
 MP4 = b"\x00\x00\x00\x18ftypisom" + bytes(64)
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(speed=1000) as emu:
-        yield emu
-
-
-def client_for(emu: Emulator) -> AsyncWaveSpeed:
-    return AsyncWaveSpeed(api_key=SECRET_KEY, base_url=emu.base_url, poll_schedule=FAST)
 
 
 def stored(emu: Emulator) -> list[UploadSlot]:

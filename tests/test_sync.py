@@ -19,7 +19,6 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from wavespeed_async import (
     ConfigurationError,
     InvalidInput,
-    PollSchedule,
     Prediction,
     PredictionTimeout,
     Status,
@@ -30,9 +29,8 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
 from wavespeed_async.sync import SyncPredictionFuture
 
-from .conftest import SECRET_KEY
+from .conftest import FAST, SECRET_KEY
 
-FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
 PNG = png(4, 4, (10, 200, 10))
 
 
