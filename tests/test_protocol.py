@@ -19,17 +19,18 @@ from wavespeed_async import (
     InvalidInput,
     InvalidRequest,
     NotFound,
+    Prediction,
     ProtocolError,
     RateLimited,
     ServerError,
     WaveSpeedError,
 )
+from wavespeed_async._convert import structure_prediction
 from wavespeed_async._protocol import (
     check_base_url,
     check_model_id,
     is_sync_timeout,
     parse_data,
-    parse_prediction,
     parse_retry_after,
     parse_upload_ticket,
     result_request,
@@ -38,6 +39,11 @@ from wavespeed_async._protocol import (
 
 SAMPLES = Path(__file__).parent / "samples"
 BASE = "https://api.wavespeed.ai"
+
+
+def parse_prediction(status: int, headers: dict[str, str], body: bytes) -> Prediction:
+    """What the client does with a submit or result answer: the envelope, then the data."""
+    return structure_prediction(parse_data(status, headers, body))
 
 
 def envelope(code: int, message: str, data: Any = None) -> bytes:

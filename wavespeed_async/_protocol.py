@@ -39,7 +39,6 @@ __all__ = [
     "check_base_url",
     "is_sync_timeout",
     "parse_data",
-    "parse_prediction",
     "parse_retry_after",
     "result_request",
     "submit_request",
@@ -239,13 +238,6 @@ def parse_data(
     if "data" not in envelope:
         raise ProtocolError(f"envelope without data: {_excerpt(body)!r}")
     return envelope["data"]
-
-
-def parse_prediction(
-    status: int, headers: Mapping[str, str], body: bytes, *, prediction_id: str | None = None
-) -> Prediction:
-    """Parse a submit or result response into a :class:`Prediction`."""
-    return structure_prediction(parse_data(status, headers, body, prediction_id=prediction_id))
 
 
 def is_sync_timeout(prediction: Prediction) -> bool:
