@@ -9,29 +9,37 @@ from ._limits import ACCOUNT_LEVELS, Limits
 from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
 from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
 from ._retry import RetryPolicy
-from .batch import Batch, BatchEvent, BatchItem, ItemResult, JournalError, ProgressCallback
+from .batch import Batch, BatchEvent, BatchItem, ItemResult, ProgressCallback
 from .client import AsyncWaveSpeed
 from .errors import (
     APIError,
     AuthenticationError,
+    ClientClosed,
     ConfigurationError,
     ConnectError,
+    CoordinatorUnavailable,
+    CostLimitExceeded,
+    IdempotencyConflict,
     InsufficientBalance,
     InvalidInput,
     InvalidRequest,
+    JournalError,
+    NotFinished,
     NotFound,
     PredictionFailed,
     PredictionTimeout,
     ProtocolError,
     RateLimited,
+    ResponseTooLarge,
     ServerError,
     SubmissionUncertain,
     TransportError,
     WaveSpeedError,
+    WebhookVerificationError,
 )
 from .future import PredictionFuture
 from .sync import WaveSpeed
-from .webhooks import WebhookReceiver, WebhookVerificationError, sign_webhook, verify_webhook
+from .webhooks import WebhookReceiver, sign_webhook, verify_webhook
 
 __version__ = "0.1.0"
 
@@ -46,8 +54,12 @@ __all__ = [
     "Batch",
     "BatchEvent",
     "BatchItem",
+    "ClientClosed",
     "ConfigurationError",
     "ConnectError",
+    "CoordinatorUnavailable",
+    "CostLimitExceeded",
+    "IdempotencyConflict",
     "ImageEdit",
     "InsufficientBalance",
     "InvalidInput",
@@ -55,6 +67,7 @@ __all__ = [
     "ItemResult",
     "JournalError",
     "Limits",
+    "NotFinished",
     "NotFound",
     "PollSchedule",
     "Prediction",
@@ -64,6 +77,7 @@ __all__ = [
     "ProgressCallback",
     "ProtocolError",
     "RateLimited",
+    "ResponseTooLarge",
     "RetryPolicy",
     "ServerError",
     "Status",

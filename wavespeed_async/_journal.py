@@ -30,16 +30,12 @@ import attrs
 
 from ._convert import converter, parse_datetime, structure_prediction
 from ._models import Prediction
-from .errors import WaveSpeedError
+from .errors import JournalError, WaveSpeedError
 
 __all__ = ["Entry", "Journal", "JournalError", "MemoryJournal", "item_keys", "utc_now"]
 
 VERSION = 1
 STATUSES = ("submitting", "submitted", "completed", "failed", "unsent")
-
-
-class JournalError(WaveSpeedError):
-    """A batch journal cannot be used: unreadable, written by something else, or in use."""
 
 
 def item_keys(items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:

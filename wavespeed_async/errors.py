@@ -4,11 +4,17 @@ Every error the library raises on purpose derives from :class:`WaveSpeedError`::
 
     WaveSpeedError
     ├── InvalidInput           bad arguments, caught before any request is sent (also ValueError)
-    ├── ConfigurationError     no API key, a malformed base URL
+    │   └── IdempotencyConflict  one idempotency key reused with another payload
+    ├── ConfigurationError     no API key, a malformed base URL, a client used from a second loop
+    ├── ClientClosed           the client was closed while (or before) this call ran
+    ├── NotFinished            the task has not finished yet (nothing to download)
+    ├── CostLimitExceeded      a batch would spend more than ``max_cost`` or the balance
+    ├── CoordinatorUnavailable the coordinator (Redis) cannot be reached; nothing was sent
+    ├── SubmissionUncertain    a submit may or may not have created a (billable) task
     ├── TransportError         the request failed below HTTP; it may have reached the server
-    │   ├── ConnectError         no connection was made: nothing was sent
-    │   └── SubmissionUncertain  a submit may or may not have created a (billable) task
+    │   └── ConnectError         no connection was made: nothing was sent
     ├── ProtocolError          the server answered something that is not the API's envelope
+    │   └── ResponseTooLarge     the answer passed the size cap (counted inflated)
     ├── APIError               the server answered with an error (HTTP status or envelope code)
     │   ├── AuthenticationError  401, 403
     │   ├── InsufficientBalance  the account cannot pay for the task
@@ -18,18 +24,20 @@ Every error the library raises on purpose derives from :class:`WaveSpeedError`::
     │   └── ServerError          5xx
     ├── PredictionFailed       the task reached a failed terminal status (carries the Prediction)
     ├── PredictionTimeout      a wait's deadline passed (also TimeoutError; the task keeps running)
-    ├── JournalError           a batch journal is unreadable or in use (``wavespeed_async.batch``)
-    └── WebhookVerificationError  a webhook delivery failed a check (``wavespeed_async.webhooks``)
+    ├── JournalError           a batch journal is unreadable, corrupt, in use or cannot be written
+    └── WebhookVerificationError  a webhook delivery failed a check
 
 Local faults (``InvalidInput``, ``ConfigurationError``) are split from remote ones, and every
-error raised while a prediction id is known carries it in ``prediction_id``.
+error raised while a prediction id is known carries it in ``prediction_id``. A submit that
+fails after its request may have reached the server is :class:`SubmissionUncertain` whatever
+the failure below it (a reset, a 502, an unreadable answer): ``__cause__`` says which.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ._models import Prediction
@@ -37,20 +45,28 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "ClientClosed",
     "ConfigurationError",
     "ConnectError",
+    "CoordinatorUnavailable",
+    "CostLimitExceeded",
+    "IdempotencyConflict",
     "InsufficientBalance",
     "InvalidInput",
     "InvalidRequest",
+    "JournalError",
+    "NotFinished",
     "NotFound",
     "PredictionFailed",
     "PredictionTimeout",
     "ProtocolError",
     "RateLimited",
+    "ResponseTooLarge",
     "ServerError",
     "SubmissionUncertain",
     "TransportError",
     "WaveSpeedError",
+    "WebhookVerificationError",
 ]
 
 
@@ -89,6 +105,13 @@ class InvalidInput(WaveSpeedError, ValueError):
         self.allowed = allowed
 
 
+class IdempotencyConflict(InvalidInput):
+    """An idempotency key was used before with a different model or payload."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("idempotency_key", key, "used with the same model and payload each time")
+
+
 class ConfigurationError(WaveSpeedError):
     """The client is not set up to talk to the API (for example, no API key)."""
 
@@ -110,7 +133,34 @@ class ConnectError(TransportError):
     """No connection could be made (refused, DNS failure, connect timeout): nothing was sent."""
 
 
-class SubmissionUncertain(TransportError):
+class ClientClosed(WaveSpeedError):
+    """The client was closed before or while this call ran.
+
+    ``prediction_id`` names a task that was known by then (it keeps running on the platform).
+    """
+
+
+class NotFinished(WaveSpeedError):
+    """The task has not reached a terminal status yet (for example, nothing to download)."""
+
+
+class CostLimitExceeded(WaveSpeedError):
+    """Running a batch would spend more than its ``max_cost`` (or the balance).
+
+    ``quoted`` is the total quote in USD, ``limit`` the ceiling it passed.
+    """
+
+    def __init__(self, message: str, *, quoted: float, limit: float) -> None:
+        super().__init__(message)
+        self.quoted = quoted
+        self.limit = limit
+
+
+class CoordinatorUnavailable(WaveSpeedError):
+    """The coordinator (Redis) could not be reached; a submit that needed it was not sent."""
+
+
+class SubmissionUncertain(WaveSpeedError):
     """A submit failed after its body may have reached the server.
 
     The task may exist (and be billed), so the client never resends it. Reconcile by listing
@@ -134,6 +184,10 @@ class SubmissionUncertain(TransportError):
 
 class ProtocolError(WaveSpeedError):
     """The server's answer could not be understood (not JSON, not the API's envelope)."""
+
+
+class ResponseTooLarge(ProtocolError):
+    """The answer was larger than the client's cap (``max_response_bytes``, counted inflated)."""
 
 
 class APIError(WaveSpeedError):
@@ -221,3 +275,29 @@ class PredictionTimeout(WaveSpeedError, TimeoutError):
         )
         self.timeout = timeout
         self.prediction = prediction
+
+
+class JournalError(WaveSpeedError):
+    """A batch journal cannot be used: unreadable, corrupt, in use, or a write failed.
+
+    After a failed write, ``prediction_id`` names the task whose record was lost.
+    """
+
+
+WebhookCheck = Literal["headers", "signature", "timestamp", "payload"]
+
+
+class WebhookVerificationError(WaveSpeedError):
+    """A delivery failed verification; ``check`` names the check that failed.
+
+    - ``"headers"``: a ``webhook-id``, ``webhook-timestamp`` or ``webhook-signature`` header
+      is missing or empty;
+    - ``"signature"``: no ``v3`` signature matches (a wrong secret, or an altered body);
+    - ``"timestamp"``: signed more than ``tolerance`` seconds before or after now (a replay,
+      or a skewed clock), or not Unix seconds;
+    - ``"payload"``: correctly signed, but not a prediction object.
+    """
+
+    def __init__(self, check: WebhookCheck, reason: str) -> None:
+        super().__init__(f"webhook {check} check failed: {reason}")
+        self.check: WebhookCheck = check

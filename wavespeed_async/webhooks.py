@@ -26,14 +26,19 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from . import _webhook_asgi as asgi
 from ._convert import structure_prediction
 from ._models import Prediction
 from ._polling import RECONCILE_SCHEDULE, PollSchedule
 from ._protocol import Request
-from .errors import ConfigurationError, ProtocolError, WaveSpeedError
+from .errors import (
+    ConfigurationError,
+    ProtocolError,
+    WebhookCheck,
+    WebhookVerificationError,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -63,27 +68,11 @@ SIGNATURE_HEADER = "webhook-signature"
 #: Deliveries carry the task's input, which may hold a base64 image: allow as much as a submit.
 MAX_BODY_SIZE = 64 * 1024 * 1024
 
-Check = Literal["headers", "signature", "timestamp", "payload"]
+Check = WebhookCheck
 #: Deliveries kept for a future not tracked yet (its task ended before submit() returned).
 _UNCLAIMED_KEPT = 1024
 
 OnPrediction = Callable[[Prediction], Awaitable[None] | None]
-
-
-class WebhookVerificationError(WaveSpeedError):
-    """A delivery failed verification; ``check`` names the check that failed.
-
-    - ``"headers"``: a ``webhook-id``, ``webhook-timestamp`` or ``webhook-signature`` header
-      is missing or empty;
-    - ``"signature"``: no ``v3`` signature matches (a wrong secret, or an altered body);
-    - ``"timestamp"``: signed more than ``tolerance`` seconds before or after now (a replay,
-      or a skewed clock), or not Unix seconds;
-    - ``"payload"``: correctly signed, but not a prediction object.
-    """
-
-    def __init__(self, check: Check, reason: str) -> None:
-        super().__init__(f"webhook {check} check failed: {reason}")
-        self.check: Check = check
 
 
 # --- the scheme (pure) ----------------------------------------------------------------------
