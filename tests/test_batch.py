@@ -375,5 +375,5 @@ async def test_leaving_as_completed_early_stops_local_polling_only(emulator: Emu
         async with contextlib.aclosing(client.as_completed(futures)) as finished:
             async for _ in finished:
                 break
-        assert not client._pollers  # nothing polls on behalf of the loop that was left
+        assert client.engine.watched == 0  # nothing polls on behalf of the loop that was left
         assert [(await future).outputs != () for future in futures] == [True] * 3  # still usable

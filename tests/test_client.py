@@ -119,7 +119,7 @@ async def test_concurrent_awaits_share_one_poller(frozen: Emulator) -> None:
             for _ in range(5):
                 group.start_soon(wait)
             await anyio.sleep(0.05)
-            assert len(client._pollers) == 1
+            assert client.engine.watched == 1
             frozen.advance(60)
     assert len(results) == 5
     assert all(result is results[0] for result in results)
@@ -245,7 +245,7 @@ async def test_wait_deadline_raises_with_the_id_and_the_task_keeps_running(
             await future.wait(timeout=0.05)
         assert info.value.prediction_id == future.id
         assert isinstance(info.value, TimeoutError)
-        assert not client._pollers  # nobody waits, so nobody polls
+        assert client.engine.watched == 0  # nobody waits, so nobody polls
         frozen.advance(60)
         assert (await future).status is Status.COMPLETED
 
@@ -329,8 +329,16 @@ def test_key_and_base_url_come_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("WAVESPEED_BASE_URL", "http://127.0.0.1:9/")
     client = AsyncWaveSpeed()
     assert client.base_url == "http://127.0.0.1:9"
-    assert client._api_key == KEY  # whitespace around a pasted key is stripped
     assert KEY not in repr(client)
+
+
+async def test_whitespace_around_a_pasted_key_is_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Emulator(api_key=KEY) as emu:
+        monkeypatch.setenv("WAVESPEED_API_KEY", f"  {KEY}\n")
+        monkeypatch.setenv("WAVESPEED_BASE_URL", emu.base_url)
+        async with AsyncWaveSpeed() as client:
+            future = await client.submit_text_to_video("a fox")  # refused with a wrong key
+        assert emu.tasks[future.id].status is not None
 
 
 async def test_upload_puts_the_bytes_without_the_key(emulator: Emulator, tmp_path: Path) -> None:
@@ -355,8 +363,10 @@ async def test_cancel_stops_polling_and_waiters_see_cancellation(frozen: Emulato
         future.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        await anyio.lowlevel.checkpoint()
-        assert not client._pollers
+        assert client.engine.watched == 0
+        with anyio.fail_after(5):  # a check already sent may still get its answer
+            while client.engine.in_flight:  # noqa: ASYNC110 - a counter, not an event
+                await anyio.sleep(0.001)
         gets = result_gets(frozen, future.id)
         await anyio.sleep(0.03)
         assert result_gets(frozen, future.id) == gets
@@ -369,19 +379,21 @@ async def test_cancelling_the_awaiting_task_stops_its_poller(frozen: Emulator) -
         with anyio.move_on_after(0.05):
             await asyncio.gather(*(f.wait() for f in futures))
         await anyio.lowlevel.checkpoint()
-        assert not client._pollers
+        assert client.engine.watched == 0
 
 
 async def test_cancelling_1000_waiting_tasks_leaves_no_task_behind(frozen: Emulator) -> None:
     async with client_for(frozen) as client:
-        futures = [client.prediction(f"task{i}") for i in range(1000)]
+        futures = await asyncio.gather(
+            *(client.submit_text_to_video(f"fox {i}") for i in range(1000))
+        )
         waiters = [asyncio.ensure_future(f.wait()) for f in futures]
         await anyio.sleep(0.05)
         for waiter in waiters:
             waiter.cancel()
         results = await asyncio.gather(*waiters, return_exceptions=True)
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
-        assert not client._pollers
+        assert client.engine.watched == 0
         leftovers = [t for t in asyncio.all_tasks() if "PredictionFuture" in repr(t.get_coro())]
         assert leftovers == []
 
@@ -397,6 +409,6 @@ async def test_closing_the_client_stops_in_flight_waits_cleanly(frozen: Emulator
     assert {r.prediction_id for r in results if isinstance(r, WaveSpeedError)} == {
         f.id for f in futures
     }
-    assert not client._pollers
+    assert client.engine.watched == 0
     with pytest.raises(WaveSpeedError, match="closed"):
         await client.text_to_video("a fox")

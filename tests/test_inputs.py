@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -94,8 +95,7 @@ async def test_upload_returns_a_url_that_serves_the_bytes(
     async with client_for(emulator) as client:
         url = await client.upload(clip)
         named = await client.upload(PNG, filename="mine.png")
-        session = client._session().session
-        async with session.get(url) as answer:
+        async with aiohttp.ClientSession() as session, session.get(url) as answer:
             served = await answer.read()
     assert served == MP4
     assert [(s.filename, s.content_type) for s in stored(emulator)] == [

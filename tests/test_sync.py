@@ -148,12 +148,12 @@ def test_an_interrupted_wait_stops_polling_in_the_loop_too(frozen: Running) -> N
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             with pytest.raises(Interrupted):
                 future.result()  # blocks: the clock is frozen
-            pollers = client._client._pollers
+            engine = client._client.engine
             for _ in range(200):  # the cancellation reaches the loop thread soon after
-                if not pollers:
+                if not engine.watched:
                     break
                 client._run(functools.partial(anyio.sleep, 0.001))
-            assert not pollers
+            assert engine.watched == 0
             frozen.emu.advance(60)
             assert future.result().status is Status.COMPLETED  # and it can be awaited again
     finally:

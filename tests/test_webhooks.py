@@ -32,6 +32,8 @@ from wavespeed_async import (
     sign_webhook,
     verify_webhook,
 )
+from wavespeed_async._engine import PollEngine
+from wavespeed_async._polling import PollStats
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import ConfigurationError
 
@@ -263,11 +265,12 @@ class _NoPolling:
 
     wait_timeout = 5.0
 
+    def __init__(self) -> None:
+        self.engine = PollEngine(self.get_prediction, workers=1)
+        self.poll_stats = PollStats()
+
     async def get_prediction(self, prediction_id: str) -> Prediction:
         raise AssertionError(f"{prediction_id} was polled")
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Prediction]:
-        return asyncio.get_running_loop().create_task(coro)
 
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = 0
@@ -442,6 +445,7 @@ async def test_a_delivery_resolves_the_future_without_a_single_poll(stack: Stack
     stack.emu.advance(30)
     with anyio.fail_after(5):
         video = await future
+        await stack.emu.wait_for(stack.deliveries_reach(1))  # recorded once its answer is back
     assert video.status is Status.COMPLETED
     assert video.outputs[0].endswith(".mp4")
     assert stack.result_gets(future.id) == 0
@@ -486,6 +490,7 @@ async def test_a_delayed_delivery_resolves_the_future_when_it_arrives(stack: Sta
     stack.emu.advance(20)
     with anyio.fail_after(5):
         await future
+        await stack.emu.wait_for(stack.deliveries_reach(1))
     assert stack.emu.webhooks.deliveries[0].at == 50
     assert stack.result_gets(future.id) == 0
 
@@ -531,6 +536,7 @@ async def test_a_corrupted_delivery_is_refused_and_the_retry_resolves_the_future
     stack.emu.advance(stack.emu.webhooks.retry_delays[0])
     with anyio.fail_after(5):
         await future
+        await stack.emu.wait_for(stack.deliveries_reach(2))
     retry = stack.emu.webhooks.deliveries[1]
     assert (retry.status, retry.attempt, retry.webhook_id) == (200, 2, refused.webhook_id)
 
@@ -551,6 +557,7 @@ async def test_non_2xx_answers_are_retried_with_backoff_on_the_emulated_clock(
     stack.receiver.set_secret(real_secret)
     with anyio.fail_after(5):
         await future
+        await stack.emu.wait_for(stack.deliveries_reach(3))
     times = [d.at for d in stack.emu.webhooks.deliveries]
     assert times == [30, 30 + delays[0], 30 + delays[0] + delays[1]]
 

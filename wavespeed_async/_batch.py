@@ -38,7 +38,7 @@ from ._batch_items import (
 )
 from ._journal import Entry, Journal, JournalError, MemoryJournal, item_keys, utc_now
 from ._models import ImageEdit, Prediction
-from ._polling import PollSchedule, schedule_for
+from ._polling import PollSchedule
 from ._reconcile import Pending, Verdict, reconcile
 from .errors import (
     AuthenticationError,
@@ -382,8 +382,8 @@ class Batch:
                 future.cancel()  # frees the client's running slot; the remote task goes on
             raise
 
-    def _schedule(self, item: BatchItem) -> PollSchedule:
-        return self._poll_schedule or self._client.poll_schedule or schedule_for(item.model)
+    def _schedule(self, item: BatchItem) -> PollSchedule | None:
+        return self._poll_schedule  # None: the client's (learned) schedule for the model
 
     # --- results and events -------------------------------------------------------------------
 

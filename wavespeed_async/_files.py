@@ -16,17 +16,21 @@ import re
 import stat
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
-import aiohttp
 import anyio
 import anyio.to_thread
 import attrs
 
 from ._models import Prediction
 from ._protocol import check_prediction_id
-from .errors import InvalidInput, TransportError, WaveSpeedError
+from .errors import InvalidInput, WaveSpeedError
+
+if TYPE_CHECKING:
+    from ._api import Output
 
 __all__ = [
     "MAX_DOWNLOAD",
@@ -235,8 +239,21 @@ def output_suffix(head: bytes, content_type: str, url_path: str) -> str:
     return suffix if suffix in OUTPUT_SUFFIXES else ".bin"
 
 
+class OpenOutput(Protocol):
+    """Opens an output URL for streaming (the client's HTTP owner does the I/O)."""
+
+    def __call__(
+        self, url: str, shown: str, *, timeout: float
+    ) -> AbstractAsyncContextManager[Output]: ...
+
+
 async def download_outputs(
-    session: aiohttp.ClientSession, prediction: Prediction, directory: Path, *, max_bytes: int
+    open_output: OpenOutput,
+    prediction: Prediction,
+    directory: Path,
+    *,
+    max_bytes: int,
+    timeout: float,
 ) -> list[Path]:
     """Write each output to ``directory/{id}-{index}{suffix}`` atomically; returns the paths.
 
@@ -253,7 +270,7 @@ async def download_outputs(
             if output[:5].lower() == "data:" or ":" not in output:  # base64 has no colon
                 paths.append(await _decode(output, directory, stem, max_bytes))
             elif scheme is not None and scheme[1].lower() in ("http", "https"):
-                paths.append(await _fetch(session, output, directory, stem, max_bytes))
+                paths.append(await _fetch(open_output, output, directory, stem, max_bytes, timeout))
             else:
                 shown = f"over {scheme[1]}:" if scheme else "that is not a URL"
                 raise WaveSpeedError(f"refusing to fetch output {index} {shown} (http(s) only)")
@@ -264,29 +281,22 @@ async def download_outputs(
 
 
 async def _fetch(
-    session: aiohttp.ClientSession, url: str, directory: Path, stem: str, max_bytes: int
+    open_output: OpenOutput, url: str, directory: Path, stem: str, max_bytes: int, timeout: float
 ) -> Path:
-    # A plain request: outputs live on a CDN, which must never see the API key. Report the
-    # path only: a signed URL's query is a credential.
+    # Report the path only: a signed URL's query is a credential.
     path = urlsplit(url).path
     shown = path if len(path) <= 100 else f"{path[:60]}...{path[-20:]}"
-    try:
-        async with session.get(url) as response:
-            if response.status != 200:
-                raise WaveSpeedError(f"download of {shown} failed: HTTP {response.status}")
-            if response.content_length is not None and response.content_length > max_bytes:
-                raise WaveSpeedError(f"download of {shown} exceeds {max_bytes} bytes")
-            content_type = response.content_type
-            return await _write_atomically(
-                response.content.iter_chunked(_CHUNK),
-                directory,
-                stem,
-                lambda head: output_suffix(head, content_type, path),
-                max_bytes=max_bytes,
-                what=f"download of {shown}",
-            )
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise TransportError(f"download of {shown} failed: {type(exc).__name__}") from None
+    async with open_output(url, shown, timeout=timeout) as output:
+        if output.content_length is not None and output.content_length > max_bytes:
+            raise WaveSpeedError(f"download of {shown} exceeds {max_bytes} bytes")
+        return await _write_atomically(
+            output.chunks,
+            directory,
+            stem,
+            lambda head: output_suffix(head, output.content_type, path),
+            max_bytes=max_bytes,
+            what=f"download of {shown}",
+        )
 
 
 async def _decode(output: str, directory: Path, stem: str, max_bytes: int) -> Path:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import collections
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol
 
 import attrs
 
-__all__ = ["IMAGE_SCHEDULE", "RECONCILE_SCHEDULE", "VIDEO_SCHEDULE", "PollSchedule", "schedule_for"]
+__all__ = [
+    "IMAGE_SCHEDULE",
+    "RECONCILE_SCHEDULE",
+    "VIDEO_SCHEDULE",
+    "LearnedSchedule",
+    "PollSchedule",
+    "PollStats",
+    "Schedule",
+    "schedule_for",
+]
+
+
+#: Past this many steps any growth > 1 has reached max_interval (and the power stays finite).
+_MAX_GROWTH_STEPS = 64
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -37,11 +52,21 @@ class PollSchedule:
 
     def delays(self, uniform: Callable[[], float] = random.random) -> Iterator[float]:
         """Yield the delay before each check, forever; ``uniform`` draws from [0, 1)."""
-        yield self.first_delay * (1 + self.jitter * uniform())
-        gap = self.min_interval
+        checks = 0
         while True:
-            yield min(gap, self.max_interval) * (1 + self.jitter * uniform())
-            gap *= self.growth
+            yield self.next_delay(checks, 0.0, uniform)
+            checks += 1
+
+    def next_delay(
+        self, checks: int, elapsed: float, uniform: Callable[[], float] = random.random
+    ) -> float:
+        """The delay before the next check, after ``checks`` checks (``elapsed`` is unused)."""
+        if checks == 0:
+            return self.first_delay * (1 + self.jitter * uniform())
+        gap = self.max_interval
+        if self.growth <= 1 or checks - 1 < _MAX_GROWTH_STEPS:
+            gap = min(gap, self.min_interval * self.growth ** min(checks - 1, _MAX_GROWTH_STEPS))
+        return gap * (1 + self.jitter * uniform())
 
     def scaled(self, factor: float) -> PollSchedule:
         """The same shape with every delay multiplied by ``factor`` (for a sped-up emulator)."""
@@ -70,3 +95,125 @@ RECONCILE_SCHEDULE = PollSchedule(
 def schedule_for(model: str) -> PollSchedule:
     """The default schedule for a model id: video models poll more slowly."""
     return VIDEO_SCHEDULE if "video" in model.lower() else IMAGE_SCHEDULE
+
+
+class Schedule(Protocol):
+    """When to check a task next: :class:`PollSchedule`, or the learned default."""
+
+    def next_delay(
+        self, checks: int, elapsed: float, uniform: Callable[[], float] = random.random
+    ) -> float:
+        """Seconds until the next check, after ``checks`` checks, ``elapsed`` s after submit."""
+        ...
+
+
+class PollStats:
+    """How long each model's tasks took, as this client saw them: what polling learns from.
+
+    Per model it keeps the last ``window`` durations (seconds from the submit to the first
+    sight of a terminal state), for at most ``max_models`` models (the least recently
+    updated is forgotten first). :meth:`export` and :meth:`load` carry them from one process
+    to the next, so a long-lived service or the CLI can start warm.
+
+    >>> stats = PollStats()
+    >>> stats.load({"bytedance/dreamina-v3.0-pro/text-to-video": [60.0] * 20})
+    >>> stats.summary("bytedance/dreamina-v3.0-pro/text-to-video")
+    (60.0, 60.0)
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 200,
+        max_models: int = 256,
+        min_samples: int = 20,
+        quantile: float = 0.1,
+    ) -> None:
+        if window < 1 or max_models < 1 or min_samples < 1:
+            raise ValueError("window, max_models and min_samples must be >= 1")
+        if not 0 <= quantile <= 0.5:
+            raise ValueError(f"quantile must be within [0, 0.5], got {quantile!r}")
+        self.window = window
+        self.max_models = max_models
+        self.min_samples = min_samples
+        self.quantile = quantile
+        self._samples: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+        self._summaries: dict[str, tuple[float, float] | None] = {}
+
+    def record(self, model: str, seconds: float) -> None:
+        """Add one observed duration of ``model``."""
+        if not model or not seconds > 0 or seconds == float("inf"):
+            return
+        samples = self._samples.get(model)
+        if samples is None:
+            samples = self._samples[model] = collections.deque(maxlen=self.window)
+            while len(self._samples) > self.max_models:
+                forgotten, _ = self._samples.popitem(last=False)
+                self._summaries.pop(forgotten, None)
+        else:
+            self._samples.move_to_end(model)
+        samples.append(float(seconds))
+        self._summaries.pop(model, None)
+
+    def summary(self, model: str) -> tuple[float, float] | None:
+        """``(low quantile, median)`` of the model's durations, or ``None`` with too few."""
+        if model in self._summaries:
+            return self._summaries[model]
+        samples = self._samples.get(model)
+        summary = None
+        if samples is not None and len(samples) >= self.min_samples:
+            ordered = sorted(samples)
+            summary = (_quantile(ordered, self.quantile), _quantile(ordered, 0.5))
+        self._summaries[model] = summary
+        return summary
+
+    def export(self) -> dict[str, list[float]]:
+        """The durations kept, per model (JSON-ready)."""
+        return {model: list(samples) for model, samples in self._samples.items()}
+
+    def load(self, durations: Mapping[str, Iterable[float]]) -> None:
+        """Add durations exported earlier (or known in advance), per model."""
+        for model, seconds in durations.items():
+            for value in seconds:
+                self.record(model, value)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values, interpolated linearly."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@attrs.define(frozen=True)
+class LearnedSchedule:
+    """The default schedule: checks timed by the model's learned durations.
+
+    With enough samples in ``stats`` the first check comes near a low quantile of the
+    model's durations, and the next ones every ``gap_fraction`` of the median, never closer
+    than ``fallback.min_interval`` (the platform's 2 s for images, 5 s for videos) nor further
+    apart than ``fallback.max_interval``. Before that, it is ``fallback``.
+    """
+
+    model: str
+    stats: PollStats
+    fallback: PollSchedule
+    gap_fraction: float = 0.1
+    jitter: float = 0.1
+
+    def next_delay(
+        self, checks: int, elapsed: float, uniform: Callable[[], float] = random.random
+    ) -> float:
+        """Seconds until the next check (see the class docstring)."""
+        summary = self.stats.summary(self.model)
+        if summary is None:
+            return self.fallback.next_delay(checks, elapsed, uniform)
+        low, median = summary
+        floor, cap = self.fallback.min_interval, self.fallback.max_interval
+        if checks == 0 and elapsed < low:
+            return max(low - elapsed, self.fallback.first_delay)
+        gap = min(cap, max(floor, self.gap_fraction * median))
+        return gap * (1 + self.jitter * uniform())

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
+import math
 import os
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
-from urllib.parse import urlsplit
 
-import aiohttp
-import anyio
 import attrs
 
 from . import _files, batch
+from ._api import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
 from ._convert import structure_prediction, unstructure_payload
-from ._limits import Limits, SubmitRate
+from ._engine import PollEngine
+from ._limits import Limits
 from ._models import ImageEdit, Prediction, Status, TextToVideo
-from ._polling import PollSchedule, schedule_for
+from ._polling import LearnedSchedule, PollSchedule, PollStats, Schedule, schedule_for
 from ._protocol import (
     DEFAULT_BASE_URL,
     Request,
@@ -28,20 +27,17 @@ from ._protocol import (
     check_model_id,
     history_request,
     is_sync_timeout,
-    parse_data,
     parse_history,
     parse_upload_ticket,
     result_request,
     submit_request,
     upload_ticket_request,
 )
-from ._retry import RetryBudget, RetryPolicy, call_with_retries, outcome_unknown
-from ._transport import Transport
+from ._retry import RetryPolicy, outcome_unknown
 from .errors import (
-    APIError,
     ConfigurationError,
+    NotFinished,
     PredictionFailed,
-    RateLimited,
     SubmissionUncertain,
     WaveSpeedError,
 )
@@ -91,6 +87,9 @@ class AsyncWaveSpeed:
         retry: RetryPolicy | None = None,
         limits: Limits | None = None,
         webhooks: WebhookReceiver | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_checks_per_second: float | None = None,
+        poll_stats: PollStats | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -101,21 +100,35 @@ class AsyncWaveSpeed:
             base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
             allow_insecure_http=allow_insecure_http,
         )
-        if not wait_timeout > 0:
-            raise ConfigurationError(f"wait_timeout must be > 0 seconds, got {wait_timeout!r}")
+        for name, value in (("wait_timeout", wait_timeout), ("request_timeout", request_timeout)):
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+        if max_checks_per_second is not None and not max_checks_per_second > 0:
+            raise ConfigurationError(
+                f"max_checks_per_second must be > 0 or None, got {max_checks_per_second!r}"
+            )
         self.wait_timeout = wait_timeout
         self.poll_schedule = poll_schedule
+        #: The durations learnt per model (seed or export them to start warm).
+        self.poll_stats = poll_stats or PollStats()
         self.retry = retry or RetryPolicy()
-        self._budget = RetryBudget(self.retry.budget)
         self.limits = limits or Limits()
-        self._submit_rate = SubmitRate(self.limits.submits_per_minute)
-        self._running: anyio.CapacityLimiter | None = None  # made in the loop, on first use
-        self._api_key = key
-        self._request_timeout = request_timeout
-        self._max_connections = max_connections
-        self._transport: Transport | None = None
-        self._pollers: set[asyncio.Task[Prediction]] = set()
-        self._closed = False
+        self._api = ApiSession(
+            self.base_url,
+            key,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            retry=self.retry,
+            limits=self.limits,
+            max_response_bytes=max_response_bytes,
+        )
+        #: Sends the result checks of every future of this client (internal).
+        self.engine = PollEngine(
+            self.get_prediction,
+            workers=max_connections,
+            max_checks_per_second=max_checks_per_second,
+        )
+        self._schedules: dict[str, Schedule] = {}
         #: Finishes the futures of submits made with ``webhook=`` (see :class:`WebhookReceiver`).
         self.webhooks = webhooks
 
@@ -125,7 +138,7 @@ class AsyncWaveSpeed:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncWaveSpeed:
-        self._session()
+        self._api.session()
         return self
 
     async def __aexit__(
@@ -137,38 +150,9 @@ class AsyncWaveSpeed:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every poller this client started, wait for them, and close the session."""
-        self._closed = True
-        pollers = list(self._pollers)
-        for poller in pollers:
-            poller.cancel()
-        if pollers:
-            await asyncio.wait(pollers)
-        if self._transport is not None:
-            await self._transport.session.close()
-            self._transport = None
-
-    def _session(self) -> Transport:
-        if self._closed:
-            raise WaveSpeedError("this client is closed")
-        if self._transport is None:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                # sock_connect, not connect: waiting for a free pooled connection (thousands
-                # of futures share max_connections) is queueing, not a connect failure.
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=10.0, sock_read=self._request_timeout
-                ),
-                headers={"User-Agent": "wavespeed-async", "X-Client-Name": "wavespeed-async"},
-            )
-            self._transport = Transport(session, self.base_url, self._api_key)
-        return self._transport
-
-    def _spawn(self, coro: Coroutine[Any, Any, Prediction]) -> asyncio.Task[Prediction]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._pollers.add(task)
-        task.add_done_callback(self._pollers.discard)
-        return task
+        """Stop polling, wake every waiter with :class:`ClientClosed`, close the session."""
+        await self.engine.aclose()
+        await self._api.aclose()
 
     # --- generic ------------------------------------------------------------------------------
 
@@ -179,6 +163,7 @@ class AsyncWaveSpeed:
         *,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
+        timeout: float | None = None,
     ) -> PredictionFuture:
         """Create a task and return a :class:`PredictionFuture` for it (its ``id`` is known).
 
@@ -186,16 +171,21 @@ class AsyncWaveSpeed:
         :class:`TextToVideo`. With ``enable_sync_mode`` the server answers when the task is
         done and the future is already finished; if the server's sync wait ran out, the future
         polls the returned id. A submit is never resent: a failure after the request may have
-        reached the server raises :class:`SubmissionUncertain`.
+        reached the server raises :class:`SubmissionUncertain`. ``timeout`` bounds the wait
+        for a running slot (``limits``) and the request (default: ``wait_timeout``).
         """
         body = unstructure_payload(payload)
         sync_wait = self.wait_timeout if body.get("enable_sync_mode") is True else None
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
         )
-        release = await self._running_slot()
+        loop = self._api.check_loop()
+        limit = self.wait_timeout if timeout is None else timeout
+        deadline = None if math.isinf(limit) else loop.time() + limit
+        release = await self._api.slots.acquire(limit)
         try:
-            prediction = await self._create(model, request, body)
+            started = loop.time()
+            prediction = await self._create(model, request, body, deadline)
         except BaseException:
             release()
             raise
@@ -210,19 +200,22 @@ class AsyncWaveSpeed:
             self,
             prediction.id,
             model=model,
-            schedule=poll_schedule or self._schedule(model),
+            schedule=self._schedule(model, poll_schedule),
             prediction=prediction,
             on_finish=release,
+            started=started,
         )
         if receiver is not None:
             receiver.track(future)
         return future
 
-    async def _create(self, model: str, request: Request, body: dict[str, Any]) -> Prediction:
+    async def _create(
+        self, model: str, request: Request, body: dict[str, Any], deadline: float | None
+    ) -> Prediction:
         """Send a submit; a failure that may have created the task is SubmissionUncertain."""
         sent_at = dt.datetime.now(dt.timezone.utc)
         try:
-            return structure_prediction(await self._call(request))
+            return structure_prediction(await self._api.call(request, deadline=deadline))
         except WaveSpeedError as exc:
             if not outcome_unknown(exc):
                 raise
@@ -234,16 +227,6 @@ class AsyncWaveSpeed:
                 sent_at=sent_at,
             ) from exc
 
-    async def _running_slot(self) -> Callable[[], None]:
-        """Wait for a running-task slot (``max_concurrent_tasks``); return its release."""
-        if self.limits.max_concurrent_tasks is None:
-            return lambda: None
-        if self._running is None:
-            self._running = anyio.CapacityLimiter(self.limits.max_concurrent_tasks)
-        limiter, borrower = self._running, object()
-        await limiter.acquire_on_behalf_of(borrower)
-        return functools.partial(limiter.release_on_behalf_of, borrower)
-
     async def run(
         self,
         model: str,
@@ -253,9 +236,15 @@ class AsyncWaveSpeed:
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
     ) -> Prediction:
-        """Submit a task for any model id and wait for it: ``submit(...)`` then ``wait()``."""
-        future = await self.submit(model, payload, webhook=webhook, poll_schedule=poll_schedule)
-        return await future.wait(timeout)
+        """Submit a task for any model id and wait for it: ``submit(...)`` then ``wait()``.
+
+        ``timeout`` bounds the whole call, the submit included (default: ``wait_timeout``).
+        """
+        deadline = _Deadline(self.wait_timeout if timeout is None else timeout)
+        future = await self.submit(
+            model, payload, webhook=webhook, poll_schedule=poll_schedule, timeout=deadline.left()
+        )
+        return await future.wait(deadline.left())
 
     def prediction(
         self, prediction_id: str, *, model: str = "", poll_schedule: PollSchedule | None = None
@@ -263,46 +252,13 @@ class AsyncWaveSpeed:
         """A future for a task created earlier (resume by id); it checks at once when awaited."""
         result_request(self.base_url, prediction_id)  # validates the id before anything else
         return PredictionFuture(
-            self,
-            prediction_id,
-            model=model,
-            schedule=poll_schedule or self._schedule(model),
+            self, prediction_id, model=model, schedule=self._schedule(model, poll_schedule)
         )
 
     async def get_prediction(self, prediction_id: str) -> Prediction:
         """``GET /api/v3/predictions/{id}/result`` (retried per the policy): the current state."""
         request = result_request(self.base_url, prediction_id)
-        return structure_prediction(await self._call(request, prediction_id=prediction_id))
-
-    async def _call(self, request: Request, *, prediction_id: str | None = None) -> Any:
-        """Send an API request under the retry policy; return the envelope's ``data``."""
-        transport = self._session()
-
-        async def attempt() -> Any:
-            if request.creates_task:  # every try of a submit waits its turn, retries too
-                delay = self._submit_rate.reserve()
-                if delay > 0:
-                    await anyio.sleep(delay)
-            response = await transport.send(request)
-            try:
-                data = parse_data(
-                    response.status, response.headers, response.body, prediction_id=prediction_id
-                )
-            except RateLimited:
-                if request.creates_task:
-                    self._submit_rate.on_rate_limited()
-                raise
-            if request.creates_task:
-                self._submit_rate.on_accepted()
-            return data
-
-        return await call_with_retries(
-            attempt,
-            self.retry,
-            self._budget,
-            creates_task=request.creates_task,
-            what=f"{request.method} {urlsplit(request.url).path}",
-        )
+        return structure_prediction(await self._api.call(request, prediction_id=prediction_id))
 
     async def recent_predictions(
         self,
@@ -328,10 +284,19 @@ class AsyncWaveSpeed:
             page=page,
             page_size=page_size,
         )
-        return parse_history(await self._call(request))
+        return parse_history(await self._api.call(request))
 
-    def _schedule(self, model: str) -> PollSchedule:
-        return self.poll_schedule or schedule_for(model)
+    def _schedule(self, model: str, given: PollSchedule | None = None) -> Schedule:
+        """``given``, the client's ``poll_schedule``, or the learned schedule of ``model``."""
+        if given is not None or self.poll_schedule is not None:
+            return given or self.poll_schedule  # type: ignore[return-value]
+        schedule = self._schedules.get(model)
+        if schedule is None:
+            if len(self._schedules) >= self.poll_stats.max_models:
+                self._schedules.clear()
+            schedule = LearnedSchedule(model, self.poll_stats, schedule_for(model))
+            self._schedules[model] = schedule
+        return schedule
 
     # --- the two seed models ------------------------------------------------------------------
 
@@ -360,15 +325,14 @@ class AsyncWaveSpeed:
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
     ) -> Prediction:
-        """Generate a video and wait for it; ``outputs`` holds the MP4 URL(s)."""
-        future = await self.submit_text_to_video(
-            prompt,
-            aspect_ratio=aspect_ratio,
-            seed=seed,
-            webhook=webhook,
-            poll_schedule=poll_schedule,
+        """Generate a video and wait for it; ``outputs`` holds the MP4 URL(s).
+
+        ``timeout`` bounds the whole call, the submit included (default: ``wait_timeout``).
+        """
+        payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
+        return await self.run(
+            payload.model_id, payload, timeout=timeout, webhook=webhook, poll_schedule=poll_schedule
         )
-        return await future.wait(timeout)
 
     async def submit_edit_image(
         self,
@@ -390,6 +354,23 @@ class AsyncWaveSpeed:
         local image is uploaded first (:meth:`upload`), or sent inline as a data URI with
         ``inline=True``. Every argument is checked before anything is sent.
         """
+        payload = await self._edit_payload(
+            prompt, image, size, seed, enable_base64_output, enable_sync_mode, inline
+        )
+        return await self.submit(
+            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
+        )
+
+    async def _edit_payload(
+        self,
+        prompt: str,
+        image: str | os.PathLike[str] | bytes,
+        size: tuple[int, int] | str,
+        seed: int,
+        enable_base64_output: bool,
+        enable_sync_mode: bool,
+        inline: bool,
+    ) -> ImageEdit:
         source = await _files.image_input(image)
         local = source if isinstance(source, _files.Media) else None
         payload = ImageEdit(
@@ -404,9 +385,7 @@ class AsyncWaveSpeed:
         if local is not None:
             url = local.data_uri() if inline else await self._upload(local)
             payload = attrs.evolve(payload, image=url)
-        return await self.submit(
-            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
-        )
+        return payload
 
     async def edit_image(
         self,
@@ -461,19 +440,8 @@ class AsyncWaveSpeed:
         request = upload_ticket_request(
             self.base_url, media.filename, len(media.data), media.content_type
         )
-        ticket = parse_upload_ticket(await self._call(request))
-        transport = self._session()
-
-        async def put() -> None:  # a PUT may be repeated: retried as a read is
-            answer = await transport.send_plain(
-                ticket.method, ticket.url, data=media.data, headers=ticket.headers
-            )
-            if not 200 <= answer.status < 300:
-                raise APIError(f"upload PUT failed: HTTP {answer.status}", status=answer.status)
-
-        await call_with_retries(
-            put, self.retry, self._budget, creates_task=False, what="upload PUT"
-        )
+        ticket = parse_upload_ticket(await self._api.call(request))
+        await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
     async def download(
@@ -482,26 +450,27 @@ class AsyncWaveSpeed:
         directory: str | os.PathLike[str],
         *,
         max_bytes: int = _files.MAX_DOWNLOAD,
+        timeout: float = 30 * 60.0,
     ) -> list[Path]:
         """Save every output of a completed prediction under ``directory``; returns the paths.
 
         Files are named ``{id}-{index}{suffix}``, the suffix from the bytes, the content type
         or the URL, among ``.mp4 .png .jpg .jpeg .webp .gif .mov .webm`` (else ``.bin``).
         Each is written atomically (temporary file, then rename) and capped at ``max_bytes``.
-        Base64 outputs are decoded; URLs are fetched over http(s) only, without the API key.
-        A failed prediction raises :class:`PredictionFailed`, an unfinished one
-        :class:`WaveSpeedError`.
+        Base64 outputs are decoded; URLs are fetched over http(s) only, without the API key,
+        each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
+        an unfinished one :class:`NotFinished`.
         """
         if prediction.status.is_failure:
             raise PredictionFailed(prediction)
         if prediction.status is not Status.COMPLETED:
-            raise WaveSpeedError(
+            raise NotFinished(
                 f"prediction {prediction.id} is {prediction.raw_status or prediction.status.value},"
                 " not completed: nothing to download yet",
                 prediction_id=prediction.id,
             )
         return await _files.download_outputs(
-            self._session().session, prediction, Path(directory), max_bytes=max_bytes
+            self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
         )
 
     # --- webhooks -----------------------------------------------------------------------------
@@ -511,7 +480,7 @@ class AsyncWaveSpeed:
 
         >>> receiver.set_secret(await client.webhook_secret())        # doctest: +SKIP
         """
-        return parse_webhook_secret(await self._call(webhook_secret_request(self.base_url)))
+        return parse_webhook_secret(await self._api.call(webhook_secret_request(self.base_url)))
 
     # --- batches ------------------------------------------------------------------------------
 
@@ -624,3 +593,17 @@ class AsyncWaveSpeed:
             concurrency=concurrency,
             on_event=on_event,
         )
+
+
+class _Deadline:
+    """A call's deadline, as the seconds left at each step."""
+
+    __slots__ = ("_at",)
+
+    def __init__(self, seconds: float) -> None:
+        self._at = math.inf if math.isinf(seconds) else asyncio.get_running_loop().time() + seconds
+
+    def left(self) -> float:
+        if math.isinf(self._at):
+            return math.inf
+        return max(0.0, self._at - asyncio.get_running_loop().time())

@@ -258,21 +258,30 @@ class PredictionFailed(WaveSpeedError):
 
 
 class PredictionTimeout(WaveSpeedError, TimeoutError):
-    """A wait's deadline passed before the task finished.
+    """A wait's deadline passed before the task finished (or before a submit could be sent).
 
     The remote task keeps running: resume with ``client.prediction(err.prediction_id)``.
-    ``prediction`` is the last state seen, if any.
+    ``prediction`` is the last state seen, if any. ``prediction_id`` is ``None`` when the
+    deadline passed before any task was created (waiting for a running slot, say).
     """
 
     def __init__(
-        self, prediction_id: str, timeout: float, prediction: Prediction | None = None
+        self,
+        prediction_id: str | None,
+        timeout: float,
+        prediction: Prediction | None = None,
+        *,
+        reason: str = "",
     ) -> None:
-        status = prediction.raw_status if prediction else "unknown"
-        super().__init__(
-            f"prediction {prediction_id} not finished after {timeout:g}s (last status: {status});"
-            " it keeps running on the platform",
-            prediction_id=prediction_id,
-        )
+        if prediction_id is None:
+            message = f"deadline of {timeout:g}s passed: {reason or 'no task was created'}"
+        else:
+            status = prediction.raw_status if prediction else "unknown"
+            message = (
+                f"prediction {prediction_id} not finished after {timeout:g}s (last status:"
+                f" {status}); it keeps running on the platform"
+            )
+        super().__init__(message, prediction_id=prediction_id)
         self.timeout = timeout
         self.prediction = prediction
 

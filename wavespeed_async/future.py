@@ -8,14 +8,15 @@ import math
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
-
-from ._files import MAX_DOWNLOAD
 from ._models import Prediction, Status
-from ._polling import PollSchedule
-from .errors import PredictionFailed, PredictionTimeout, WaveSpeedError
+from ._polling import Schedule
+from .errors import NotFinished, PredictionFailed, PredictionTimeout, WaveSpeedError
+
+if TYPE_CHECKING:
+    from ._engine import PollEngine
+    from ._polling import PollStats
 
 __all__ = ["PredictionFuture"]
 
@@ -26,10 +27,10 @@ class _Owner(Protocol):
     """What a future needs from its client."""
 
     wait_timeout: float
+    engine: PollEngine
+    poll_stats: PollStats
 
     async def get_prediction(self, prediction_id: str) -> Prediction: ...
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Prediction]: ...
 
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
@@ -39,17 +40,17 @@ class _Owner(Protocol):
 class PredictionFuture:
     """A task submitted to the platform: ``await`` it for the finished :class:`Prediction`.
 
-    Awaiting polls ``GET /api/v3/predictions/{id}/result`` on a :class:`PollSchedule` until
-    the status is terminal, and may be done any number of times, from any number of tasks:
-    they share one poller, and a finished future answers at once.
+    Awaiting polls ``GET /api/v3/predictions/{id}/result`` until the status is terminal, and
+    may be done any number of times, from any number of tasks; a finished future answers at
+    once. The checks are sent by the client's one poll engine, timed by the model's learned
+    durations (or a :class:`PollSchedule` given), only while someone awaits.
 
     - ``completed`` returns the prediction;
     - ``failed``, ``cancelled``, ``timeout`` or ``deleted`` raise :class:`PredictionFailed`;
     - a deadline (``wait(timeout=...)``, or the client's ``wait_timeout``) raises
       :class:`PredictionTimeout`. The remote task keeps running; await again to resume.
 
-    :meth:`cancel` stops *local* polling only. The platform has no cancel endpoint: the
-    remote task keeps running (and is billed) whatever the client does.
+    :meth:`cancel` stops *local* polling only: the remote task keeps running (and is billed).
 
     >>> fut = await client.submit_text_to_video("a fox")  # doctest: +SKIP
     >>> fut.id, fut.status                                # doctest: +SKIP
@@ -57,27 +58,52 @@ class PredictionFuture:
     >>> video = await fut                                 # doctest: +SKIP
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_cancelled",
+        "_checking",
+        "_checks",
+        "_due",
+        "_id",
+        "_last_check",
+        "_model",
+        "_on_finish",
+        "_owner",
+        "_prediction",
+        "_schedule",
+        "_started",
+        "_waiters",
+        "_warned",
+    )
+
     def __init__(
         self,
         owner: _Owner,
         prediction_id: str,
         *,
         model: str = "",
-        schedule: PollSchedule,
+        schedule: Schedule,
         prediction: Prediction | None = None,
         on_finish: Callable[[], None] | None = None,
+        started: float | None = None,
     ) -> None:
         self._owner = owner
         self._id = prediction_id
         self._model = model or (prediction.model if prediction else "")
         self._schedule = schedule
         self._prediction = prediction
-        self._poller: asyncio.Task[Prediction] | None = None
-        self._waiters = 0
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._cancelled = False
-        self._napping: asyncio.Future[None] | None = None  # the poller's sleep, if asleep
         self._on_finish = on_finish  # frees the client's running-task slot, once
-        self._status_callbacks: list[Callable[[Prediction], None]] = []
+        self._callbacks: list[Callable[[Prediction], None]] | None = None
+        # Loop time of the submit (None for a task resumed by id: its age is unknown).
+        self._started = started
+        self._checks = 0
+        self._last_check: float | None = None
+        self._due = 0.0
+        self._checking = False
+        self._warned = False
         self._settle()
 
     def __repr__(self) -> str:
@@ -116,8 +142,9 @@ class PredictionFuture:
         """Stop polling; waiters get ``asyncio.CancelledError``. The remote task keeps running."""
         self._cancelled = True
         self._settle()
-        if self._poller is not None:
-            self._poller.cancel()
+        self._owner.engine.unwatch(self)
+        for waiter in self._take_waiters():
+            waiter.cancel(f"polling of prediction {self._id} was cancelled")
 
     def deliver(self, prediction: Prediction) -> None:
         """Hand the future a state learnt elsewhere, such as a webhook delivery.
@@ -128,13 +155,22 @@ class PredictionFuture:
         """
         if prediction.id != self._id:
             raise ValueError(f"delivery for {prediction.id} given to the future of {self._id}")
-        self._observe(prediction)
-        if self.done() and self._napping is not None:
-            _wake(self._napping)
+        try:  # a delivery is seen the moment it arrives: an exact duration to learn from
+            now: float | None = asyncio.get_running_loop().time()
+        except RuntimeError:
+            now = None
+        self._observe(prediction, previous_check=now)
+        if self.done():
+            self._owner.engine.unwatch(self)
 
     def on_status(self, callback: Callable[[Prediction], None]) -> None:
-        """Call ``callback(prediction)`` whenever a check or a delivery shows a new status."""
-        self._status_callbacks.append(callback)
+        """Call ``callback(prediction)`` whenever a check or a delivery shows a new status.
+
+        A callback that raises is logged and does not stop the polling.
+        """
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(callback)
 
     async def refresh(self) -> Prediction:
         """Fetch the task's current state once (one GET), and remember it."""
@@ -146,25 +182,13 @@ class PredictionFuture:
         self._observe(prediction)
         return prediction
 
-    def _observe(self, prediction: Prediction) -> None:
-        """Remember a state seen; a finished future keeps its outcome (deliveries repeat)."""
-        if self.done():
-            return
-        previous, self._prediction = self.status, prediction
-        if prediction.model:
-            self._model = prediction.model
-        self._settle()
-        if prediction.status is not previous:
-            for callback in self._status_callbacks:
-                callback(prediction)
-
     async def download(
-        self, directory: str | os.PathLike[str], *, max_bytes: int = MAX_DOWNLOAD
+        self, directory: str | os.PathLike[str], *, max_bytes: int | None = None
     ) -> list[Path]:
         """Save the finished task's outputs under ``directory``; returns the paths.
 
         It does not wait: await the future first. An unfinished task raises
-        :class:`WaveSpeedError`, a failed one :class:`PredictionFailed`. Files are named
+        :class:`NotFinished`, a failed one :class:`PredictionFailed`. Files are named
         ``{id}-{index}{suffix}`` and written as :meth:`AsyncWaveSpeed.download` writes them.
 
         >>> video = await fut                                 # doctest: +SKIP
@@ -174,16 +198,13 @@ class PredictionFuture:
         prediction = self._prediction
         if prediction is None or not prediction.status.is_terminal:
             status = prediction.raw_status if prediction else "not checked yet"
-            raise WaveSpeedError(
+            raise NotFinished(
                 f"prediction {self._id} is not finished ({status}): await it before downloading",
                 prediction_id=self._id,
             )
+        if max_bytes is None:
+            return await self._owner.download(prediction, directory)
         return await self._owner.download(prediction, directory, max_bytes=max_bytes)
-
-    def _settle(self) -> None:
-        if self._on_finish is not None and (self.done() or self._cancelled):
-            release, self._on_finish = self._on_finish, None
-            release()
 
     def __await__(self) -> Generator[Any, None, Prediction]:
         return self.wait().__await__()
@@ -196,66 +217,119 @@ class PredictionFuture:
         """
         if self._cancelled:
             raise asyncio.CancelledError(f"polling of prediction {self._id} was cancelled")
-        if not self.done():
-            limit = self._owner.wait_timeout if timeout is None else timeout
-            await self._wait_for_poller(limit)
+        if self.done():
+            return self._outcome()
+        limit = self._owner.wait_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        if len(self._waiters) == 1:
+            self._owner.engine.watch(self, self._first_due(loop.time()))
+        timer = None if math.isinf(limit) else loop.call_later(limit, self._expire, waiter, limit)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._leave(waiter)
         return self._outcome()
 
-    async def _wait_for_poller(self, limit: float) -> None:
-        if self._poller is None or self._poller.done():
-            self._poller = self._owner._spawn(self._poll())
-        poller = self._poller
-        self._waiters += 1
-        try:
-            # asyncio.wait, not the task itself: a waiter leaving must not cancel a poller
-            # that other waiters still share.
-            finished, _ = await asyncio.wait({poller}, timeout=None if math.isinf(limit) else limit)
-            if not finished:
-                raise PredictionTimeout(self._id, limit, self._prediction)
-        finally:
-            self._waiters -= 1
-            if self._waiters == 0 and not poller.done():
-                poller.cancel()  # nobody is listening: stop the requests at once
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait({poller})
-        if poller.cancelled():
-            if self._cancelled:
-                raise asyncio.CancelledError(f"polling of prediction {self._id} was cancelled")
-            raise WaveSpeedError("the client was closed while waiting", prediction_id=self._id)
-        exc = poller.exception()
-        if exc is not None:
-            raise exc
+    # --- driven by the engine -----------------------------------------------------------------
 
-    async def _poll(self) -> Prediction:
-        delays = self._schedule.delays()
-        if self._prediction is not None:
-            await self._nap(next(delays))
-        while not self.done():
-            # Transient failures were already retried under the client's policy.
-            prediction = await self.refresh()
-            if prediction.status.is_terminal:
-                return prediction
-            if prediction.status is Status.UNKNOWN:
-                log.warning(
-                    "prediction %s has unknown status %r; polling until the deadline",
-                    self._id,
-                    prediction.raw_status,
-                )
-            await self._nap(next(delays))
-        assert self._prediction is not None
-        return self._prediction
+    def _first_due(self, now: float) -> float:
+        if self._prediction is None:
+            return now  # a resumed id: look at once
+        if self._last_check is not None or self._started is None:
+            return max(now, self._due)
+        return self._started + self._schedule.next_delay(0, 0.0)
 
-    async def _nap(self, seconds: float) -> None:
-        # Sleep until the next check, or until a delivery finishes the future. A bare timer
-        # and future: a quarter of the cost of a cancel scope, and thousands of these run.
+    def _next_due(self) -> float:
+        assert self._last_check is not None
+        elapsed = self._last_check - self._started if self._started is not None else math.inf
+        return self._last_check + self._schedule.next_delay(self._checks, elapsed)
+
+    def _likelihood(self, now: float) -> float:
+        """How likely the task is finished by ``now``: its age over the expected duration."""
+        if self._started is None:
+            return 1.0
+        summary = self._owner.poll_stats.summary(self._model)
+        expected = summary[1] if summary else 60.0
+        return (now - self._started) / expected
+
+    def _checked(self, prediction: Prediction) -> None:
+        """A check's answer (sent by the engine)."""
         loop = asyncio.get_running_loop()
-        self._napping = wake = loop.create_future()
-        timer = loop.call_later(seconds, _wake, wake)
-        try:
-            await wake
-        finally:
-            timer.cancel()
-            self._napping = None
+        previous, self._last_check = self._last_check, loop.time()
+        self._checks += 1
+        self._observe(prediction, previous_check=previous)
+        if prediction.status is Status.UNKNOWN and not self._warned:
+            self._warned = True
+            log.warning(
+                "prediction %s has unknown status %r; polling until the deadline",
+                self._id,
+                prediction.raw_status,
+            )
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        for waiter in self._take_waiters():
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def _expire(self, waiter: asyncio.Future[None], limit: float) -> None:
+        if not waiter.done():
+            waiter.set_exception(PredictionTimeout(self._id, limit, self._prediction))
+
+    def _leave(self, waiter: asyncio.Future[None]) -> None:
+        if self._waiters is not None and waiter in self._waiters:
+            self._waiters.remove(waiter)
+            if not self._waiters:
+                self._waiters = None
+                self._owner.engine.unwatch(self)  # nobody is listening: stop the requests
+
+    def _take_waiters(self) -> list[asyncio.Future[None]]:
+        waiters, self._waiters = self._waiters or [], None
+        return waiters
+
+    def _observe(self, prediction: Prediction, *, previous_check: float | None = None) -> None:
+        """Remember a state seen; a finished future keeps its outcome (deliveries repeat)."""
+        if self.done():
+            return
+        previous, self._prediction = self.status, prediction
+        if prediction.model:
+            self._model = prediction.model
+        if prediction.status is not previous and self._callbacks:
+            for callback in self._callbacks:
+                try:
+                    callback(prediction)
+                except Exception:
+                    log.exception("an on_status callback of prediction %s raised", self._id)
+        if self.done():
+            self._learn(prediction, previous_check)
+            self._settle()
+            for waiter in self._take_waiters():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _learn(self, prediction: Prediction, previous_check: float | None) -> None:
+        """Record how long the task took: it ended between the last two sights of it."""
+        if self._started is None or prediction.status is not Status.COMPLETED:
+            return
+        now = asyncio.get_running_loop().time()
+        high = now - self._started
+        # Between the last check that saw it running and this one; seen at the first check,
+        # only "by now" is known.
+        low = high if previous_check is None else previous_check - self._started
+        estimate = (low + high) / 2
+        if prediction.timings is not None and prediction.timings.inference:
+            estimate = max(estimate, prediction.timings.inference / 1000)
+        self._owner.poll_stats.record(self._model, min(high, max(low, estimate)))
+
+    def _settle(self) -> None:
+        if self._on_finish is not None and (self.done() or self._cancelled):
+            release, self._on_finish = self._on_finish, None
+            release()
 
     def _outcome(self) -> Prediction:
         prediction = self._prediction
@@ -264,8 +338,3 @@ class PredictionFuture:
         if prediction.status.is_failure:
             raise PredictionFailed(prediction)
         return prediction
-
-
-def _wake(sleeper: asyncio.Future[None]) -> None:
-    if not sleeper.done():
-        sleeper.set_result(None)

@@ -1,0 +1,457 @@
+"""The one owner of talking HTTP: session, deadlines, size caps, retries, limits, files.
+
+:class:`ApiSession` owns the ``aiohttp.ClientSession`` of one client. Every API request goes
+through :meth:`ApiSession.call`: the submit rate, the retry policy and budget, a total
+deadline, a cap on the answer's size (counted inflated) and the protocol's parser. The upload
+PUT and the output fetch go through it too, without the key. Nothing else in the client
+imports aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import attrs
+
+from ._limits import Limits, SubmitRate
+from ._protocol import Request, auth_headers, parse_data
+from ._retry import RetryBudget, RetryPolicy, call_with_retries
+from .errors import (
+    APIError,
+    ClientClosed,
+    ConfigurationError,
+    ConnectError,
+    PredictionTimeout,
+    ResponseTooLarge,
+    TransportError,
+    WaveSpeedError,
+)
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ApiSession", "Output", "Slots"]
+
+log = logging.getLogger("wavespeed_async")
+
+#: The cap on one API answer, counted after decompression. A base64 output is ~10 MB, and an
+#: answer may carry a few of them; anything near this is a fault (or an attack), not data.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_CHUNK = 256 * 1024
+_CONNECT_TIMEOUT = 10.0
+
+
+@attrs.frozen
+class Response:
+    """Status, headers and body of one HTTP answer."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@attrs.frozen
+class Output:
+    """An output file being fetched: its declared type and size, and its bytes as they come."""
+
+    content_type: str
+    content_length: int | None
+    chunks: AsyncIterator[bytes]
+
+
+class _Secret:
+    """Holds the API key; its repr never shows it, so neither does a traceback's locals."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def headers(self) -> dict[str, str]:
+        return auth_headers(self._value)
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class Slots:
+    """A count of running tasks (``max_concurrent_tasks``): waits obey deadlines and close."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
+
+    async def acquire(self, timeout: float) -> Callable[[], None]:
+        """Take a slot, waiting at most ``timeout`` seconds; return its release (idempotent).
+
+        A deadline that passes raises :class:`PredictionTimeout` (no task was created);
+        :meth:`close` wakes every waiter with :class:`ClientClosed`.
+        """
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if self.limit is None:
+            return _nothing
+        if self.used < self.limit and not self._waiting:
+            self.used += 1
+        else:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiting.append(waiter)
+            timer = None
+            if not math.isinf(timeout):
+                timer = loop.call_later(timeout, _expire, waiter, timeout)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._hand_on()  # granted, but the caller left: pass the slot on
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+        return _Release(self).__call__
+
+    def _hand_on(self) -> None:
+        """A slot came free: give it to the oldest waiter, or return it to the pool."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.used -= 1
+
+    def close(self) -> None:
+        """Wake every waiter with :class:`ClientClosed`."""
+        self._closed = True
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(ClientClosed("the client was closed while waiting for a slot"))
+
+
+class _Release:
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots: Slots | None = slots
+
+    def __call__(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots._hand_on()
+
+
+def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(
+            PredictionTimeout(None, timeout, reason="no running slot came free; nothing was sent")
+        )
+
+
+def _nothing() -> None:
+    pass
+
+
+class ApiSession:
+    """Sends every request of one client; see the module's docstring.
+
+    A session belongs to the event loop that first used it: asyncio objects cannot cross
+    loops, so a second loop gets a :class:`ConfigurationError` instead of aiohttp's errors.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        request_timeout: float,
+        max_connections: int,
+        retry: RetryPolicy,
+        limits: Limits,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.base_url = base_url
+        self.retry = retry
+        self.limits = limits
+        self.request_timeout = request_timeout
+        self.max_response_bytes = max_response_bytes
+        self.slots = Slots(limits.max_concurrent_tasks)
+        self._budget = RetryBudget(retry.budget)
+        self._submit_rate = SubmitRate(limits.submits_per_minute)
+        self._key = _Secret(api_key)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._close_event: asyncio.Event | None = None
+        # Requests queue here for a pooled connection, so that the total deadline of each
+        # (aiohttp's ``total``) starts when it has one: queueing is not the server's delay.
+        self._pool: asyncio.Semaphore | None = None
+
+    def __repr__(self) -> str:
+        return f"ApiSession(base_url={self.base_url!r})"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` has run."""
+        return self._closed
+
+    def check_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop this session belongs to (the running one, on first use)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise ConfigurationError(
+                "this client belongs to the event loop that first used it; make one client per"
+                " loop (or use the blocking WaveSpeed client from threads)"
+            )
+        return loop
+
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use in this session's loop."""
+        if self._closed:
+            raise ClientClosed("this client is closed")
+        self.check_loop()
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                # sock_connect, not connect: waiting for a free pooled connection (thousands
+                # of futures share max_connections) is queueing, not a connect failure.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=_CONNECT_TIMEOUT, sock_read=self.request_timeout
+                ),
+                headers={"User-Agent": "wavespeed-async", "X-Client-Name": "wavespeed-async"},
+            )
+            self._close_event = asyncio.Event()
+            self._pool = asyncio.Semaphore(self._max_connections)
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session; waiters for slots and retries wake with :class:`ClientClosed`."""
+        self._closed = True
+        self.slots.close()
+        if self._close_event is not None:
+            self._close_event.set()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # --- the API ------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        request: Request,
+        *,
+        prediction_id: str | None = None,
+        deadline: float | None = None,
+    ) -> Any:
+        """Send an API request under the retry policy; return the envelope's ``data``.
+
+        ``deadline`` (a loop time) bounds the whole call, retries included; each attempt is
+        also bounded by ``request_timeout`` (plus the sync wait of a sync-mode submit).
+        """
+        self.session()  # refuse at once when closed or from another loop
+
+        async def attempt() -> Any:
+            if request.creates_task:  # every try of a submit waits its turn, retries too
+                delay = self._submit_rate.reserve()
+                if delay > 0:
+                    await self._sleep(delay)
+            response = await self._send(request, deadline)
+            try:
+                data = parse_data(
+                    response.status, response.headers, response.body, prediction_id=prediction_id
+                )
+            except APIError as error:
+                if request.creates_task and error.status == 429:
+                    self._submit_rate.on_rate_limited()
+                raise
+            if request.creates_task:
+                self._submit_rate.on_accepted()
+            return data
+
+        return await call_with_retries(
+            attempt,
+            self.retry,
+            self._budget,
+            creates_task=request.creates_task,
+            what=f"{request.method} {_path(request.url)}",
+            sleep=self._sleep,
+        )
+
+    async def _send(self, request: Request, deadline: float | None) -> Response:
+        """One attempt; errors below HTTP become :class:`TransportError` with no context.
+
+        :class:`ConnectError` means no connection was made, so nothing was sent. The raised
+        error is built inside ``except`` but raised outside it, so that neither its context
+        nor a traceback's locals reach aiohttp's request (which holds the key's header).
+        """
+        if not request.url.startswith(f"{self.base_url}/"):
+            raise TransportError(f"refusing to send the API key outside {self.base_url}")
+        session = self.session()
+        assert self._pool is not None
+        failure: WaveSpeedError | None = None
+        async with self._pool:
+            total = self._bounded(self.request_timeout + (request.read_timeout or 0.0), deadline)
+            started = time.monotonic()
+            try:
+                response = await self._exchange(session, request, total)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # The connection was never made, so nothing was sent: safe to send again.
+                failure = ConnectError(
+                    f"cannot connect to {self.base_url}: {type(exc).__name__}",
+                    timed_out=isinstance(exc, TimeoutError),
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure = TransportError(
+                    f"{request.method} {_path(request.url)} failed: {type(exc).__name__}",
+                    timed_out=isinstance(exc, TimeoutError),
+                )
+            except RuntimeError as exc:  # aiohttp's "Session is closed", after aclose()
+                failure = self._closed_error(exc)
+        if failure is not None:
+            if self._closed:
+                failure = ClientClosed(f"the client was closed during {_path(request.url)}")
+            raise failure
+        if log.isEnabledFor(logging.DEBUG):  # this runs for every request: build nothing idle
+            log.debug(
+                "%s %s -> %d in %.0f ms (request id %s)",
+                request.method,
+                _path(request.url),
+                response.status,
+                (time.monotonic() - started) * 1000,
+                response.headers.get("X-Request-Id", "-"),
+            )
+        return response
+
+    async def _exchange(
+        self, session: aiohttp.ClientSession, request: Request, total: float
+    ) -> Response:
+        async with session.request(
+            request.method,
+            request.url,
+            json=request.json,
+            headers=self._key.headers(),
+            allow_redirects=False,  # a redirect must not carry the key to another host
+            timeout=aiohttp.ClientTimeout(
+                total=total,
+                sock_connect=_CONNECT_TIMEOUT,
+                sock_read=request.read_timeout or self.request_timeout,
+            ),
+        ) as answer:
+            body = await self._read_capped(answer, _path(request.url))
+            return Response(answer.status, answer.headers, body)
+
+    def _closed_error(self, exc: RuntimeError) -> WaveSpeedError:
+        if self._closed or self._session is None or self._session.closed:
+            return ClientClosed("the client is closed")
+        return TransportError(f"request failed: {type(exc).__name__}")
+
+    async def _read_capped(self, answer: aiohttp.ClientResponse, path: str) -> bytes:
+        """The whole body, refused past :attr:`max_response_bytes` (counted inflated)."""
+        cap = self.max_response_bytes
+        if answer.content_length is not None and answer.content_length > cap:
+            raise ResponseTooLarge(f"answer to {path} announces {answer.content_length} bytes")
+        parts, size = [], 0
+        async for chunk in answer.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise ResponseTooLarge(f"answer to {path} exceeds {cap} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _bounded(self, seconds: float, deadline: float | None) -> float:
+        if deadline is None:
+            return seconds
+        left = deadline - self.check_loop().time()
+        if left <= 0:  # before this attempt started: nothing of it was sent
+            raise PredictionTimeout(None, 0.0, reason="the call's deadline passed before sending")
+        return min(seconds, left)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, unless the client closes first (then :class:`ClientClosed`)."""
+        event = self._close_event
+        if event is None or event.is_set():
+            raise ClientClosed("the client is closed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        if self._closed:
+            raise ClientClosed("the client was closed while waiting to retry")
+
+    # --- storage and CDN: no key --------------------------------------------------------------
+
+    async def put(self, url: str, data: bytes, headers: Mapping[str, str]) -> None:
+        """PUT an upload to pre-signed storage (no key); retried as a read is."""
+
+        async def attempt() -> None:
+            failure: WaveSpeedError | None = None
+            try:
+                async with self.session().put(
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=max(self.request_timeout, 300.0)),
+                ) as answer:
+                    status = answer.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure = TransportError(f"upload PUT failed: {type(exc).__name__}")
+            if failure is not None:
+                raise failure
+            if not 200 <= status < 300:
+                raise APIError(f"upload PUT failed: HTTP {status}", status=status)
+
+        await call_with_retries(
+            attempt,
+            self.retry,
+            self._budget,
+            creates_task=False,
+            what="upload PUT",
+            sleep=self._sleep,
+        )
+
+    @contextlib.asynccontextmanager
+    async def output(self, url: str, shown: str, *, timeout: float) -> AsyncIterator[Output]:
+        """Open an output URL (a CDN: no key, redirects followed) for streaming."""
+        failure: WaveSpeedError | None = None
+        try:
+            async with self.session().get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout, sock_read=self.request_timeout)
+            ) as response:
+                if response.status != 200:
+                    raise WaveSpeedError(f"download of {shown} failed: HTTP {response.status}")
+                yield Output(
+                    response.content_type,
+                    response.content_length,
+                    _guarded(response.content.iter_chunked(_CHUNK), shown),
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
+        if failure is not None:
+            raise failure
+
+
+async def _guarded(chunks: AsyncIterator[bytes], shown: str) -> AsyncIterator[bytes]:
+    failure: WaveSpeedError | None = None
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
+    if failure is not None:
+        raise failure
+
+
+def _path(url: str) -> str:
+    # Log and report paths, not full URLs: pre-signed URLs carry credentials in their query.
+    return urlsplit(url).path
