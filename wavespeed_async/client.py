@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import os
@@ -18,7 +17,7 @@ from ._api import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
 from ._convert import structure_prediction, unstructure_payload
 from ._engine import PollEngine
 from ._limits import Limits
-from ._models import ImageEdit, Prediction, Status, TextToVideo
+from ._models import Prediction, Status
 from ._polling import LearnedSchedule, PollSchedule, PollStats, Schedule, schedule_for
 from ._protocol import (
     DEFAULT_BASE_URL,
@@ -34,6 +33,7 @@ from ._protocol import (
     upload_ticket_request,
 )
 from ._retry import RetryPolicy, outcome_unknown
+from ._seeds import Deadline, SeedModels
 from .errors import (
     ConfigurationError,
     NotFinished,
@@ -50,11 +50,9 @@ API_KEY_ENV = "WAVESPEED_API_KEY"
 BASE_URL_ENV = "WAVESPEED_BASE_URL"
 #: Default deadline of every wait, in seconds: long enough for a queued 1080p video.
 DEFAULT_WAIT_TIMEOUT = 30 * 60.0
-# Stands in for a local image while the other fields of an edit are checked, before uploading.
-_UPLOAD_PENDING = "upload-pending"
 
 
-class AsyncWaveSpeed:
+class AsyncWaveSpeed(SeedModels):
     """The asyncio client: an ``async with`` block owning one ``aiohttp.ClientSession``.
 
     >>> async with AsyncWaveSpeed() as client:                     # doctest: +SKIP
@@ -63,15 +61,21 @@ class AsyncWaveSpeed:
 
     ``api_key`` defaults to ``$WAVESPEED_API_KEY`` and ``base_url`` to ``$WAVESPEED_BASE_URL``
     or ``https://api.wavespeed.ai``. Every wait has a deadline, ``wait_timeout`` seconds unless
-    a call says otherwise. ``poll_schedule`` replaces the default per-model schedules (checks
-    at least 2 s apart for images, 5 s for videos). ``max_connections`` caps the pool that all
-    requests share. ``retry`` is the :class:`RetryPolicy` for transient failures (reads are
-    retried; a submit only when it provably created nothing: see the README's failure
-    semantics). ``limits`` queues submits locally to stay within the account's rate and
-    running-task limits (``Limits.for_level("silver")``), slowing down on 429s; a task holds
-    its running slot until the client sees it finish (await it) or its future is cancelled.
-    Leaving the block stops every poller this client started (the remote tasks keep running)
-    and closes the session.
+    a call says otherwise. By default checks are timed by what the client learnt of each model's
+    durations (``poll_stats``: first check near the 10th percentile, then every 10% of the
+    median), never closer than 2 s for images and 5 s for videos; ``poll_schedule`` replaces
+    that with a fixed :class:`PollSchedule`, and ``time_scale`` shrinks the default delays for
+    an emulator that runs faster than real time. ``max_checks_per_second`` caps the result
+    checks of all futures together (the likeliest finished go first). ``max_connections`` caps
+    the pool that all requests share; ``request_timeout`` bounds each request from sending to
+    the last byte, and ``max_response_bytes`` each answer's size. ``retry`` is the
+    :class:`RetryPolicy` for transient failures (reads are retried; a submit only when it
+    provably created nothing: see the docs' failure semantics). ``limits`` queues submits
+    locally to stay within the account's rate and running-task limits
+    (``Limits.for_level("silver")``), slowing down on 429s; a task holds its running slot until
+    the client sees it finish (await it) or its future is cancelled. Leaving the block stops
+    polling, wakes every waiter with :class:`ClientClosed` (the remote tasks keep running) and
+    closes the session. A client belongs to the event loop that first used it.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class AsyncWaveSpeed:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_checks_per_second: float | None = None,
         poll_stats: PollStats | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -103,6 +108,8 @@ class AsyncWaveSpeed:
         for name, value in (("wait_timeout", wait_timeout), ("request_timeout", request_timeout)):
             if not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+        if not 0 < time_scale <= 1:
+            raise ConfigurationError(f"time_scale must be within (0, 1], got {time_scale!r}")
         if max_checks_per_second is not None and not max_checks_per_second > 0:
             raise ConfigurationError(
                 f"max_checks_per_second must be > 0 or None, got {max_checks_per_second!r}"
@@ -111,6 +118,8 @@ class AsyncWaveSpeed:
         self.poll_schedule = poll_schedule
         #: The durations learnt per model (seed or export them to start warm).
         self.poll_stats = poll_stats or PollStats()
+        #: Multiplies the default schedules' delays (an emulator running faster than real time).
+        self.time_scale = time_scale
         self.retry = retry or RetryPolicy()
         self.limits = limits or Limits()
         self._api = ApiSession(
@@ -240,7 +249,7 @@ class AsyncWaveSpeed:
 
         ``timeout`` bounds the whole call, the submit included (default: ``wait_timeout``).
         """
-        deadline = _Deadline(self.wait_timeout if timeout is None else timeout)
+        deadline = Deadline(self.wait_timeout if timeout is None else timeout)
         future = await self.submit(
             model, payload, webhook=webhook, poll_schedule=poll_schedule, timeout=deadline.left()
         )
@@ -294,130 +303,12 @@ class AsyncWaveSpeed:
         if schedule is None:
             if len(self._schedules) >= self.poll_stats.max_models:
                 self._schedules.clear()
-            schedule = LearnedSchedule(model, self.poll_stats, schedule_for(model))
+            fallback = schedule_for(model)
+            if self.time_scale != 1:
+                fallback = fallback.scaled(self.time_scale)
+            schedule = LearnedSchedule(model, self.poll_stats, fallback)
             self._schedules[model] = schedule
         return schedule
-
-    # --- the two seed models ------------------------------------------------------------------
-
-    async def submit_text_to_video(
-        self,
-        prompt: str,
-        *,
-        aspect_ratio: str = "16:9",
-        seed: int = -1,
-        webhook: str | None = None,
-        poll_schedule: PollSchedule | None = None,
-    ) -> PredictionFuture:
-        """Submit Dreamina V3.0 Pro text-to-video (1080p MP4); see :class:`TextToVideo`."""
-        payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
-        return await self.submit(
-            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
-        )
-
-    async def text_to_video(
-        self,
-        prompt: str,
-        *,
-        aspect_ratio: str = "16:9",
-        seed: int = -1,
-        timeout: float | None = None,
-        webhook: str | None = None,
-        poll_schedule: PollSchedule | None = None,
-    ) -> Prediction:
-        """Generate a video and wait for it; ``outputs`` holds the MP4 URL(s).
-
-        ``timeout`` bounds the whole call, the submit included (default: ``wait_timeout``).
-        """
-        payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
-        return await self.run(
-            payload.model_id, payload, timeout=timeout, webhook=webhook, poll_schedule=poll_schedule
-        )
-
-    async def submit_edit_image(
-        self,
-        prompt: str,
-        *,
-        image: str | os.PathLike[str] | bytes,
-        size: tuple[int, int] | str = (1328, 1328),
-        seed: int = -1,
-        enable_base64_output: bool = False,
-        enable_sync_mode: bool = False,
-        inline: bool = False,
-        webhook: str | None = None,
-        poll_schedule: PollSchedule | None = None,
-    ) -> PredictionFuture:
-        """Submit Dreamina V3.0 image edit; see :class:`ImageEdit` for the limits.
-
-        ``image`` is an http(s) URL, a ``data:image/...;base64,`` URI or bare base64 text, a
-        local path (``str`` or ``Path``) or ``bytes`` of a PNG, JPEG, WebP or GIF image. A
-        local image is uploaded first (:meth:`upload`), or sent inline as a data URI with
-        ``inline=True``. Every argument is checked before anything is sent.
-        """
-        payload = await self._edit_payload(
-            prompt, image, size, seed, enable_base64_output, enable_sync_mode, inline
-        )
-        return await self.submit(
-            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
-        )
-
-    async def _edit_payload(
-        self,
-        prompt: str,
-        image: str | os.PathLike[str] | bytes,
-        size: tuple[int, int] | str,
-        seed: int,
-        enable_base64_output: bool,
-        enable_sync_mode: bool,
-        inline: bool,
-    ) -> ImageEdit:
-        source = await _files.image_input(image)
-        local = source if isinstance(source, _files.Media) else None
-        payload = ImageEdit(
-            prompt,
-            # Check every other field before uploading: a bad prompt must not cost a request.
-            image=_UPLOAD_PENDING if local is not None else str(source),
-            size=size,  # the model's converter also accepts "W*H"
-            seed=seed,
-            enable_base64_output=enable_base64_output,
-            enable_sync_mode=enable_sync_mode,
-        )
-        if local is not None:
-            url = local.data_uri() if inline else await self._upload(local)
-            payload = attrs.evolve(payload, image=url)
-        return payload
-
-    async def edit_image(
-        self,
-        prompt: str,
-        *,
-        image: str | os.PathLike[str] | bytes,
-        size: tuple[int, int] | str = (1328, 1328),
-        seed: int = -1,
-        enable_base64_output: bool = False,
-        enable_sync_mode: bool = False,
-        inline: bool = False,
-        timeout: float | None = None,
-        webhook: str | None = None,
-        poll_schedule: PollSchedule | None = None,
-    ) -> Prediction:
-        """Edit an image and wait for it; ``outputs`` holds URLs (or base64 strings).
-
-        ``image`` takes what :meth:`submit_edit_image` takes: a URL, a data URI or base64, a
-        local path or bytes (uploaded, or inlined with ``inline=True``).
-        """
-        future = await self.submit_edit_image(
-            prompt,
-            image=image,
-            size=size,
-            seed=seed,
-            enable_base64_output=enable_base64_output,
-            enable_sync_mode=enable_sync_mode,
-            inline=inline,
-            webhook=webhook,
-            poll_schedule=poll_schedule,
-        )
-        return await future.wait(timeout)
 
     # --- files --------------------------------------------------------------------------------
 
@@ -593,17 +484,3 @@ class AsyncWaveSpeed:
             concurrency=concurrency,
             on_event=on_event,
         )
-
-
-class _Deadline:
-    """A call's deadline, as the seconds left at each step."""
-
-    __slots__ = ("_at",)
-
-    def __init__(self, seconds: float) -> None:
-        self._at = math.inf if math.isinf(seconds) else asyncio.get_running_loop().time() + seconds
-
-    def left(self) -> float:
-        if math.isinf(self._at):
-            return math.inf
-        return max(0.0, self._at - asyncio.get_running_loop().time())
