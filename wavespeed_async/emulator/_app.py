@@ -7,7 +7,7 @@ import json
 import math
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import anyio
@@ -18,17 +18,24 @@ from .._convert import converter
 from .._models import Prediction, Status, Timings
 from .._protocol import check_model_id
 from ..errors import InvalidInput
+from ._account import InsufficientFunds, RateLimited, retry_after_header
+from ._catalog import CATALOG, ModelSpec, model_spec
 from ._faults import Fault, route_of
-from ._media import MP4_CONTENT_TYPE, PNG_CONTENT_TYPE, mp4_fixture, png
-from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, OutputSpec, TaskRecord
+from ._schema import validate
+from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, TaskRecord
 from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
 from ._waits import SyncWaits
 
-__all__ = ["build_app", "render_task"]
+__all__ = ["INSUFFICIENT_BALANCE_STATUS", "build_app", "render_task"]
 
-_RESERVED = ("predictions", "media", "webhook")  # fixed API routes, never model ids
+# The first path segments of fixed API routes: never model ids, so never a submit.
+_RESERVED = ("predictions", "media", "webhook", "model", "models", "balance", "account")
+#: The status of a submit the balance cannot pay for (undocumented upstream; the message,
+#: which starts "Insufficient balance", is what clients match on).
+INSUFFICIENT_BALANCE_STATUS = 402
 _MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
 _CHUNK = 64 * 1024
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SYNC_TIMEOUT_NOW = web.RequestKey("sync_timeout_now", bool)
 _HTML_502 = (
     "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
@@ -54,6 +61,12 @@ def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
     app.router.add_post("/api/v3/predictions/delete", handlers.delete)
     app.router.add_get("/api/v3/predictions/{id}/result", handlers.result)
     app.router.add_get("/api/v3/predictions/{id}", handlers.result)
+    app.router.add_delete("/api/v3/predictions/{id}", handlers.delete_one)
+    app.router.add_get("/api/v3/balance", handlers.balance)
+    app.router.add_get("/api/v3/account/balance", handlers.account_balance)
+    app.router.add_post("/api/v3/model/price", handlers.price)
+    app.router.add_post("/api/v3/model/pricing", handlers.pricing)
+    app.router.add_get("/api/v3/models", handlers.models)
     app.router.add_post("/api/v3/media/uploads", handlers.upload_ticket)
     app.router.add_post("/api/v3/media/upload/binary", handlers.upload_binary)
     app.router.add_get("/api/v3/webhook/secret", handlers.webhook_secret)
@@ -61,6 +74,7 @@ def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
     app.router.add_put("/storage/upload/{token}", handlers.upload_put)
     app.router.add_get("/storage/files/{token}/{filename}", handlers.download)
     app.router.add_get("/outputs/{id}/{filename}", handlers.output)
+    app.router.add_route("*", "/{path:.*}", handlers.not_found)  # last: whatever is left
     return app
 
 
@@ -89,6 +103,12 @@ class _Handlers:
                 response = await self._inject(fault, request, handler)
         except UploadTooLarge as exc:
             response = _error(is_api, 413, str(exc))
+        except RateLimited as exc:
+            response = _error(is_api, 429, str(exc))
+            delay = self.state.clock.real_delay(exc.retry_after)
+            response.headers["Retry-After"] = retry_after_header(exc.retry_after, delay)
+        except InsufficientFunds as exc:
+            response = _error(is_api, INSUFFICIENT_BALANCE_STATUS, str(exc))
         except InvalidInput as exc:
             response = _error(is_api, 400, str(exc))
         except _Refused as exc:
@@ -139,7 +159,11 @@ class _Handlers:
             raise _Refused(404, f"model not found: {model}") from None
         if model.split("/")[0] in _RESERVED:
             raise _Refused(404, f"model not found: {model}")
-        task = self.state.submit(model, await _json(request), request.query.get("webhook"))
+        body = await _json(request)
+        origin = _origin(request)
+        task = self.state.submit(
+            model, body, request.query.get("webhook"), lambda url: self._own_file(url, origin)
+        )
         self.waits.notify()  # before a sync wait: tests wait for the task to exist, then advance
         if not task.sync_mode:
             return _envelope(self._render(task, request))
@@ -171,22 +195,99 @@ class _Handlers:
     async def history(self, request: web.Request) -> web.Response:
         """``POST /api/v3/predictions``: one page of recent tasks, newest first."""
         query, total, tasks = self.state.history(await _json(request))
-        items = [{**self._render(task, request), "input": task.input} for task in tasks]
+        items = [self._render(task, request) for task in tasks]
         return _envelope({"page": query.page, "total": total, "items": items})
 
     async def delete(self, request: web.Request) -> web.Response:
-        """``POST /api/v3/predictions/delete``: forget tasks for good."""
+        """``POST /api/v3/predictions/delete``: forget tasks for good (unknown ids ignored).
+
+        A deleted task is gone: its result, its outputs and a second delete answer 404.
+        """
         return _envelope({"deleted_count": self.state.delete(await _json(request))})
+
+    async def delete_one(self, request: web.Request) -> web.Response:
+        """``DELETE /api/v3/predictions/{id}``: forget one task (404 if there is none)."""
+        task_id = request.match_info["id"]
+        if not self.state.delete_one(task_id):
+            raise _Refused(404, f"prediction not found: {task_id}")
+        return _envelope({"id": task_id, "status": "deleted"})
+
+    # --- account and catalogue --------------------------------------------------------------
+
+    async def balance(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/balance``: the account's balance in USD."""
+        return _envelope({"balance": self.state.account.balance})
+
+    async def account_balance(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/account/balance``: the same, with its currency."""
+        return _envelope({"balance": self.state.account.balance, "currency": "USD"})
+
+    async def price(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/model/price``: what a task with these inputs would cost."""
+        spec, price = await self._quote(request)
+        return _envelope(
+            {
+                "model_id": spec.model_id,
+                "price": price,
+                "discounted_price": price,
+                "discount_rate": 0.0,
+                "currency": "USD",
+            }
+        )
+
+    async def pricing(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/model/pricing``: the older quote, as ``unit_price``."""
+        spec, price = await self._quote(request)
+        return _envelope({"model_id": spec.model_id, "unit_price": price, "currency": "USD"})
+
+    async def _quote(self, request: web.Request) -> tuple[ModelSpec, float]:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise InvalidInput("body", type(body).__name__, "a JSON object")
+        model_id, inputs = body.get("model_id"), body.get("inputs", {})
+        if not isinstance(model_id, str) or not model_id:
+            raise InvalidInput("model_id", model_id, "a model id from /api/v3/models")
+        if not isinstance(inputs, dict):
+            raise InvalidInput("inputs", inputs, "a JSON object of the model's inputs")
+        spec = model_spec(model_id)
+        if spec is None:
+            raise _Refused(404, f"model not found: {model_id}")
+        validate(spec.schema, inputs, complete=False)
+        return spec, spec.price_for(inputs)
+
+    async def models(self, request: web.Request) -> web.Response:
+        """``GET /api/v3/models``: the whole catalogue, whatever the query."""
+        origin = _origin(request)
+        entries = [spec.entry(origin, order) for order, spec in enumerate(CATALOG.values(), 1)]
+        return _envelope(entries)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """Any route the platform does not have: 404 (an envelope under ``/api/``)."""
+        raise _Refused(404, f"no such route: {request.method} {request.path}")
 
     async def output(self, request: web.Request) -> web.Response:
         """A completed task's output file (no key: this stands in for the CDN)."""
         task = self.state.tasks.get(request.match_info["id"])
         if task is None or task.status is not Status.COMPLETED:
             raise _Refused(404, "no such output")
-        if request.match_info["filename"] != f"0.{task.output.extension}":
+        filenames = task.output.filenames()
+        if request.match_info["filename"] not in filenames:
             raise _Refused(404, "no such output")
-        body, content_type = _output_bytes(task.output)
+        index = filenames.index(request.match_info["filename"])
+        body, content_type = task.output.file(index)
         return web.Response(body=body, content_type=content_type)
+
+    def _own_file(self, url: str, origin: str) -> bool | None:
+        """Whether ``url``, if it points at this server, names a file that exists now."""
+        parts, here = urlsplit(url), urlsplit(origin)
+        try:
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        except ValueError:
+            return None
+        host = (parts.hostname or "").lower()
+        if port != here.port or host not in (here.hostname, *_LOOPBACK):
+            return None
+        return self.state.own_file_exists(parts.path)
 
     async def webhook_secret(self, request: web.Request) -> web.Response:
         """``GET /api/v3/webhook/secret``: the key webhook deliveries are signed with."""
@@ -266,15 +367,20 @@ def render_task(
 ) -> dict[str, Any]:
     """A task's prediction object at emulated time ``now``, URLs under ``origin``.
 
-    The one rendering of a task: result, submit and history answers, and webhook bodies.
+    The one rendering of a task: result, submit and history answers, and webhook bodies;
+    each carries the task's ``input`` as submitted.
     """
     current = task.status_at(now)
     completed = current.status is Status.COMPLETED
     outputs: tuple[str, ...] = ()
     if completed and task.base64_output:
-        outputs = (base64.b64encode(_output_bytes(task.output)[0]).decode("ascii"),)
+        files = (task.output.file(index)[0] for index in range(task.output.count))
+        outputs = tuple(base64.b64encode(data).decode("ascii") for data in files)
     elif completed:
-        outputs = (f"{origin}/outputs/{task.id}/0.{task.output.extension}",)
+        outputs = tuple(f"{origin}/outputs/{task.id}/{name}" for name in task.output.filenames())
+    code = SYNC_TIMEOUT_CODE if sync_timed_out else None
+    if current.status is Status.FAILED and task.error_code is not None and task.forced is None:
+        code = task.error_code
     prediction = Prediction(
         id=task.id,
         model=task.model,
@@ -286,9 +392,10 @@ def render_task(
         created_at=task.created_at,
         error=SYNC_TIMEOUT_ERROR if sync_timed_out else current.error,
         timings=Timings(round(task.duration * 1000) if completed else 0),
-        code=SYNC_TIMEOUT_CODE if sync_timed_out else None,
+        code=code,
     )
     data: dict[str, Any] = converter.unstructure(prediction)
+    data["input"] = task.input
     return data
 
 
@@ -339,12 +446,6 @@ async def _next_chunk(stream: Any) -> bytes:
         return await stream.read_chunk(_CHUNK)
     data: bytes = await stream.read(_CHUNK)
     return data
-
-
-def _output_bytes(spec: OutputSpec) -> tuple[bytes, str]:
-    if spec.kind == "video":
-        return mp4_fixture(), MP4_CONTENT_TYPE
-    return png(spec.width, spec.height, spec.colour), PNG_CONTENT_TYPE
 
 
 # --- fault injection ------------------------------------------------------------------------
