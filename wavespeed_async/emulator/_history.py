@@ -26,7 +26,6 @@ class HistoryQuery:
     created_before: dt.datetime | None = None
 
 
-
 def parse_history_query(body: object) -> HistoryQuery:
     """Validate a history body; raises :class:`InvalidInput`."""
     if not isinstance(body, dict):

@@ -1,9 +1,9 @@
-"""Output media for the emulator: a small PNG encoder and the bundled MP4s.
+r"""Output media for the emulator: a small PNG encoder and the bundled MP4s.
 
 ``media/`` holds one tiny H.264 MP4 per aspect ratio (1 s, 1080p-class: 1920x1080, 1440x1080,
 1080x1080, 1080x1440, 1080x1920, 2520x1080, 1080x2520), made once with::
 
-    ffmpeg -f lavfi -i color=c=0x3060a0:s=1920x1080:d=1:r=2 -c:v libx264 -preset veryslow \\
+    ffmpeg -f lavfi -i color=c=0x3060a0:s=1920x1080:d=1:r=2 -c:v libx264 -preset veryslow \
         -crf 51 -pix_fmt yuv420p -movflags +faststart -an 16x9.mp4
 
 Nothing here knows HTTP; the app serves these bytes.

@@ -139,4 +139,4 @@ def _decodes(uri: str) -> bool:
 
 def _reserved(host: str) -> bool:
     labels = host.split(".")
-    return len(labels) > 1 and labels[-1] in _RESERVED_TLDS or host in _RESERVED_TLDS[:3]
+    return (len(labels) > 1 and labels[-1] in _RESERVED_TLDS) or host in _RESERVED_TLDS[:3]

@@ -1,5 +1,7 @@
-"""Checking a submit body against a model's request schema (the JSON Schema subset the
-platform's catalogue uses): types, enums, bounds, lengths, required fields and ``W*H`` sizes.
+"""Checking a submit body against a model's request schema.
+
+The JSON Schema subset the platform's catalogue uses: types, enums, bounds, lengths,
+required fields, and ``W*H`` sizes.
 
 A failed check raises :class:`InvalidInput` naming the field, which the app answers with 400.
 Fields the schema does not name are accepted as they are: official clients send extras

@@ -12,9 +12,9 @@ import hmac
 import json
 import secrets
 import uuid
-from urllib.parse import unquote
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 
@@ -22,7 +22,7 @@ from .._limits import Limits
 from .._models import Status
 from ..errors import InvalidInput
 from ._account import DEFAULT_BALANCE, Account, Slot
-from ._catalog import UNLISTED, ModelSpec, model_spec
+from ._catalog import UNLISTED, model_spec
 from ._clock import Clock
 from ._faults import FaultPlan
 from ._history import HistoryQuery, parse_history_query
