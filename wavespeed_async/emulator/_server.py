@@ -38,8 +38,9 @@ class Emulator:
     ``balance`` is the account's credit in USD: each task is debited its price at submit,
     and a submit it cannot pay is refused (402, "Insufficient balance ..."). ``limits``
     (:class:`wavespeed_async.Limits`, e.g. ``Limits.for_level("bronze")``) are enforced as
-    the platform does: submits over the rate get 429 with ``Retry-After``, tasks over the
-    concurrency limit wait ``created`` for a slot. ``clock`` and ``wall_clock`` replace the
+    the platform does: submits over the rate (per 60 emulated seconds) get 429 with
+    ``Retry-After`` (whole real seconds at the clock's speed, at least 1; emulated seconds
+    on a frozen clock), tasks over the concurrency limit wait ``created`` for a slot. ``clock`` and ``wall_clock`` replace the
     time sources entirely (``clock`` wins over ``speed``).
 
     >>> async with Emulator(speed=0) as emu:                            # doctest: +SKIP
@@ -207,6 +208,15 @@ class Emulator:
     @balance.setter
     def balance(self, value: float) -> None:
         self.state.account.balance = value
+
+    @property
+    def limits(self) -> Limits:
+        """The account's limits; settable while running (e.g. to drop to bronze mid-test)."""
+        return self.state.account.limits
+
+    @limits.setter
+    def limits(self, value: Limits) -> None:
+        self.state.account.limits = value
 
     @property
     def rate_limited(self) -> int:
