@@ -40,8 +40,9 @@ class Emulator:
     (:class:`wavespeed_async.Limits`, e.g. ``Limits.for_level("bronze")``) are enforced as
     the platform does: submits over the rate (per 60 emulated seconds) get 429 with
     ``Retry-After`` (whole real seconds at the clock's speed, at least 1; emulated seconds
-    on a frozen clock), tasks over the concurrency limit wait ``created`` for a slot. ``clock`` and ``wall_clock`` replace the
-    time sources entirely (``clock`` wins over ``speed``).
+    on a frozen clock), tasks over the concurrency limit wait ``created`` for a slot.
+    ``clock`` and ``wall_clock`` replace the time sources entirely (``clock`` wins over
+    ``speed``).
 
     >>> async with Emulator(speed=0) as emu:                            # doctest: +SKIP
     ...     client = AsyncWaveSpeed(api_key="any", base_url=emu.base_url)
