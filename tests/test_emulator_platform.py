@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from wavespeed_async import Limits
-from wavespeed_async.emulator import Emulator
+from wavespeed_async.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -181,14 +181,21 @@ async def test_catalogue_schemas_are_enforced_beyond_the_seeds(
 
 
 @pytest.mark.parametrize(
-    "path", ["balance", "model/pricing", "model/price", "models", "account/balance"]
+    ("path", "expected"),
+    [
+        ("balance", 404),
+        ("models", 404),
+        ("account/balance", 404),
+        ("model/other", 404),
+        ("model/pricing", 400),  # the quote itself, refusing a body without model_id
+        ("model/price", 400),
+    ],
 )
 async def test_reserved_paths_never_create_a_task(
-    emu: Emulator, session: aiohttp.ClientSession, path: str
+    emu: Emulator, session: aiohttp.ClientSession, path: str, expected: int
 ) -> None:
     status, envelope = await submit(session, emu, path, {"prompt": "x"})
-    assert status in (400, 404, 405)
-    assert envelope["code"] == status
+    assert (status, envelope["code"]) == (expected, expected)
     assert emu.submit_count == 0
     assert emu.balance == 100.0
 
@@ -336,6 +343,9 @@ async def test_submits_over_the_rate_get_429_with_retry_after_on_the_emulated_mi
         emu.advance(40)
         await created(session, emu, FLUX, {"prompt": "x"})
         assert emu.submit_count == 3
+        emu.faults.add(Fault.RATE_LIMITED, route="result")  # a scripted 429 counts too
+        assert (await call(session, "GET", f"{emu.base_url}/api/v3/predictions/x/result"))[0] == 429
+        assert emu.rate_limited == 2
 
 
 async def test_retry_after_is_in_real_seconds_on_a_running_clock(

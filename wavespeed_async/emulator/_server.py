@@ -221,7 +221,7 @@ class Emulator:
 
     @property
     def rate_limited(self) -> int:
-        """How many submits were refused with 429 for being over the rate."""
+        """How many 429s were served: submits over the rate, and those scripted by faults."""
         return self.state.account.rate_limited
 
     @property
