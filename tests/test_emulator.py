@@ -313,10 +313,11 @@ async def test_webhook_is_recorded_and_refused_with_base64_output(
 ) -> None:
     hook = "https://example.com/hook"
     url = f"{emu.base_url}/api/v3/{FLUX}"
-    async with session.post(url, params={"webhook": hook}, json={"p": 1}, headers=AUTH) as reply:
+    params = {"webhook": hook}
+    async with session.post(url, params=params, json={"prompt": "p"}, headers=AUTH) as reply:
         task_id = (await reply.json())["data"]["id"]
     assert emu.tasks[task_id].webhook == hook
-    body = {"p": 1, "enable_base64_output": True}
+    body = {"prompt": "p", "enable_base64_output": True}
     async with session.post(url, params={"webhook": hook}, json=body, headers=AUTH) as reply:
         assert reply.status == 400
 
@@ -360,7 +361,8 @@ async def test_advance_wakes_a_sync_submit_on_a_running_clock(
         replies: list[dict[str, Any]] = []
 
         async def sync_submit() -> None:
-            replies.append(await submit(session, emu, FLUX, {"enable_sync_mode": True}))
+            body = {"prompt": "p", "enable_sync_mode": True}
+            replies.append(await submit(session, emu, FLUX, body))
 
         with anyio.fail_after(2):
             async with anyio.create_task_group() as group:
@@ -400,7 +402,8 @@ async def test_closing_the_emulator_ends_a_waiting_sync_submit(
 
     async def sync_submit() -> None:
         url = f"{emu.base_url}/api/v3/{FLUX}"
-        async with session.post(url, json={"enable_sync_mode": True}, headers=AUTH) as reply:
+        body = {"prompt": "p", "enable_sync_mode": True}
+        async with session.post(url, json=body, headers=AUTH) as reply:
             statuses.append(reply.status)
 
     with anyio.fail_after(5):

@@ -118,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=8765)
     emulator.add_argument("--speed", type=float, default=1.0, help="emulated s per real s")
     emulator.add_argument("--api-key", default=None, help="accept only this key")
+    emulator.add_argument("--balance", type=float, default=None, help="account credit, USD")
+    emulator.add_argument("--level", choices=["bronze", "silver", "gold", "ultra"])
+    emulator.add_argument("--submits-per-minute", type=float, default=None)
+    emulator.add_argument("--max-concurrent", type=int, default=None)
     return parser
 
 
@@ -242,9 +246,24 @@ async def _result(args: argparse.Namespace) -> int:
 
 
 async def _emulator(args: argparse.Namespace) -> int:
+    from ._limits import Limits
     from .emulator import Emulator
 
-    emulator = Emulator(host=args.host, port=args.port, speed=args.speed, api_key=args.api_key)
+    # A level's published limits, each overridden by an explicit option.
+    base = Limits.for_level(args.level) if args.level else Limits()
+    limits = Limits(
+        submits_per_minute=args.submits_per_minute or base.submits_per_minute,
+        max_concurrent_tasks=args.max_concurrent or base.max_concurrent_tasks,
+    )
+    extra: dict[str, Any] = {} if args.balance is None else {"balance": args.balance}
+    emulator = Emulator(
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        api_key=args.api_key,
+        limits=limits,
+        **extra,
+    )
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with emulator:
             print(

@@ -7,7 +7,7 @@ import json
 import math
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import anyio
@@ -18,30 +18,27 @@ from .._convert import converter
 from .._models import Prediction, Status, Timings
 from .._protocol import check_model_id
 from ..errors import InvalidInput
+from ._account import InsufficientFunds, RateLimited, retry_after_header
+from ._account_routes import AccountRoutes
 from ._faults import Fault, route_of
-from ._media import MP4_CONTENT_TYPE, PNG_CONTENT_TYPE, mp4_fixture, png
-from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, OutputSpec, TaskRecord
+from ._http import Refused, envelope, error_response, origin, peer, read_at_most, read_json
+from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, TaskRecord
 from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
 from ._waits import SyncWaits
 
-__all__ = ["build_app", "render_task"]
+__all__ = ["INSUFFICIENT_BALANCE_STATUS", "build_app", "render_task"]
 
-_RESERVED = ("predictions", "media", "webhook")  # fixed API routes, never model ids
+# The first path segments of fixed API routes: never model ids, so never a submit.
+_RESERVED = ("predictions", "media", "webhook", "model", "models", "balance", "account")
+#: The status of a submit the balance cannot pay for (undocumented upstream; the message,
+#: which starts "Insufficient balance", is what clients match on).
+INSUFFICIENT_BALANCE_STATUS = 402
 _MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
-_CHUNK = 64 * 1024
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SYNC_TIMEOUT_NOW = web.RequestKey("sync_timeout_now", bool)
 _HTML_502 = (
     "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 )
-
-
-class _Refused(Exception):
-    """A request answered with an error status (an envelope under /api/, text elsewhere)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
@@ -54,6 +51,8 @@ def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
     app.router.add_post("/api/v3/predictions/delete", handlers.delete)
     app.router.add_get("/api/v3/predictions/{id}/result", handlers.result)
     app.router.add_get("/api/v3/predictions/{id}", handlers.result)
+    app.router.add_delete("/api/v3/predictions/{id}", handlers.delete_one)
+    AccountRoutes(state).add_to(app.router)
     app.router.add_post("/api/v3/media/uploads", handlers.upload_ticket)
     app.router.add_post("/api/v3/media/upload/binary", handlers.upload_binary)
     app.router.add_get("/api/v3/webhook/secret", handlers.webhook_secret)
@@ -61,6 +60,7 @@ def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
     app.router.add_put("/storage/upload/{token}", handlers.upload_put)
     app.router.add_get("/storage/files/{token}/{filename}", handlers.download)
     app.router.add_get("/outputs/{id}/{filename}", handlers.output)
+    app.router.add_route("*", "/{path:.*}", handlers.not_found)  # last: whatever is left
     return app
 
 
@@ -75,26 +75,32 @@ class _Handlers:
         is_api = request.path.startswith("/api/")
         authorization = request.headers.get("Authorization")
         self.state.record_request(
-            request.method, request.path, request.query, authorization is not None, _peer(request)
+            request.method, request.path, request.query, authorization is not None, peer(request)
         )
         response: web.StreamResponse
         try:
             if is_api and not self.state.authorized(authorization):
                 # Never say what key arrived: only that none was acceptable.
-                raise _Refused(401, "Unauthorized: missing or invalid API key")
+                raise Refused(401, "Unauthorized: missing or invalid API key")
             fault = self.state.faults.pick(route_of(request.method, request.path))
             if fault is None:
                 response = await handler(request)
             else:
                 response = await self._inject(fault, request, handler)
         except UploadTooLarge as exc:
-            response = _error(is_api, 413, str(exc))
+            response = error_response(is_api, 413, str(exc))
+        except RateLimited as exc:
+            response = error_response(is_api, 429, str(exc))
+            delay = self.state.clock.real_delay(exc.retry_after)
+            response.headers["Retry-After"] = retry_after_header(exc.retry_after, delay)
+        except InsufficientFunds as exc:
+            response = error_response(is_api, INSUFFICIENT_BALANCE_STATUS, str(exc))
         except InvalidInput as exc:
-            response = _error(is_api, 400, str(exc))
-        except _Refused as exc:
-            response = _error(is_api, exc.status, exc.message)
+            response = error_response(is_api, 400, str(exc))
+        except Refused as exc:
+            response = error_response(is_api, exc.status, exc.message)
         except web.HTTPException as exc:  # routing misses, oversized bodies
-            response = _error(is_api, exc.status, exc.reason)
+            response = error_response(is_api, exc.status, exc.reason)
         response.headers["X-Request-Id"] = uuid.uuid4().hex
         self.waits.notify()  # wakes Emulator.wait_for() conditions about requests and tasks
         return response
@@ -116,7 +122,7 @@ class _Handlers:
             with anyio.move_on_after(self.state.faults.stall_seconds):
                 await self.waits.wait_until(lambda: False, lambda: math.inf)
         elif fault in (Fault.SERVER_ERROR, Fault.GATEWAY_TIMEOUT):
-            return _error(True, int(fault.value), "emulated server error")
+            return error_response(True, int(fault.value), "emulated server error")
         elif fault is Fault.BAD_GATEWAY:
             return web.Response(status=502, text="Bad Gateway")
         elif fault is Fault.MALFORMED_JSON:
@@ -136,13 +142,17 @@ class _Handlers:
         try:
             check_model_id(model)
         except InvalidInput:
-            raise _Refused(404, f"model not found: {model}") from None
+            raise Refused(404, f"model not found: {model}") from None
         if model.split("/")[0] in _RESERVED:
-            raise _Refused(404, f"model not found: {model}")
-        task = self.state.submit(model, await _json(request), request.query.get("webhook"))
+            raise Refused(404, f"model not found: {model}")
+        body = await read_json(request)
+        here = origin(request)
+        task = self.state.submit(
+            model, body, request.query.get("webhook"), lambda url: self._own_file(url, here)
+        )
         self.waits.notify()  # before a sync wait: tests wait for the task to exist, then advance
         if not task.sync_mode:
-            return _envelope(self._render(task, request))
+            return envelope(self._render(task, request))
         wait = 0.0 if request.get(_SYNC_TIMEOUT_NOW) else self.state.sync_timeout
         deadline = task.submitted_at + wait
         finished = await self.waits.wait_until(
@@ -150,11 +160,11 @@ class _Handlers:
             lambda: deadline if task.forced else min(task.finishes_at, deadline),
         )
         if not finished:
-            raise _Refused(503, "the emulator is shutting down")
+            raise Refused(503, "the emulator is shutting down")
         if task.id not in self.state.tasks:
-            raise _Refused(404, f"prediction {task.id} was deleted while waiting")
+            raise Refused(404, f"prediction {task.id} was deleted while waiting")
         timed_out = not task.status_at(self.state.clock.now()).status.is_terminal
-        return _envelope(self._render(task, request, sync_timed_out=timed_out))
+        return envelope(self._render(task, request, sync_timed_out=timed_out))
 
     def _settled(self, task: TaskRecord, deadline: float) -> bool:
         now = self.state.clock.now()
@@ -166,57 +176,85 @@ class _Handlers:
 
     async def result(self, request: web.Request) -> web.Response:
         """``GET /api/v3/predictions/{id}[/result]``: the task's current state."""
-        return _envelope(self._render(self._task(request.match_info["id"]), request))
+        return envelope(self._render(self._task(request.match_info["id"]), request))
 
     async def history(self, request: web.Request) -> web.Response:
         """``POST /api/v3/predictions``: one page of recent tasks, newest first."""
-        query, total, tasks = self.state.history(await _json(request))
-        items = [{**self._render(task, request), "input": task.input} for task in tasks]
-        return _envelope({"page": query.page, "total": total, "items": items})
+        query, total, tasks = self.state.history(await read_json(request))
+        items = [self._render(task, request) for task in tasks]
+        return envelope({"page": query.page, "total": total, "items": items})
 
     async def delete(self, request: web.Request) -> web.Response:
-        """``POST /api/v3/predictions/delete``: forget tasks for good."""
-        return _envelope({"deleted_count": self.state.delete(await _json(request))})
+        """``POST /api/v3/predictions/delete``: forget tasks for good (unknown ids ignored).
+
+        A deleted task is gone: its result, its outputs and a second delete answer 404.
+        """
+        return envelope({"deleted_count": self.state.delete(await read_json(request))})
+
+    async def delete_one(self, request: web.Request) -> web.Response:
+        """``DELETE /api/v3/predictions/{id}``: forget one task (404 if there is none)."""
+        task_id = request.match_info["id"]
+        if not self.state.delete_one(task_id):
+            raise Refused(404, f"prediction not found: {task_id}")
+        return envelope({"id": task_id, "status": "deleted"})
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """Any route the platform does not have: 404 (an envelope under ``/api/``)."""
+        raise Refused(404, f"no such route: {request.method} {request.path}")
 
     async def output(self, request: web.Request) -> web.Response:
         """A completed task's output file (no key: this stands in for the CDN)."""
         task = self.state.tasks.get(request.match_info["id"])
         if task is None or task.status is not Status.COMPLETED:
-            raise _Refused(404, "no such output")
-        if request.match_info["filename"] != f"0.{task.output.extension}":
-            raise _Refused(404, "no such output")
-        body, content_type = _output_bytes(task.output)
+            raise Refused(404, "no such output")
+        filenames = task.output.filenames()
+        if request.match_info["filename"] not in filenames:
+            raise Refused(404, "no such output")
+        index = filenames.index(request.match_info["filename"])
+        body, content_type = task.output.file(index)
         return web.Response(body=body, content_type=content_type)
+
+    def _own_file(self, url: str, server: str) -> bool | None:
+        """Whether ``url``, if it points at this server, names a file that exists now."""
+        parts, here = urlsplit(url), urlsplit(server)
+        try:
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        except ValueError:
+            return None
+        host = (parts.hostname or "").lower()
+        if port != here.port or host not in (here.hostname, *_LOOPBACK):
+            return None
+        return self.state.own_file_exists(parts.path)
 
     async def webhook_secret(self, request: web.Request) -> web.Response:
         """``GET /api/v3/webhook/secret``: the key webhook deliveries are signed with."""
-        return _envelope({"secret": self.state.webhook_secret})
+        return envelope({"secret": self.state.webhook_secret})
 
     def _task(self, task_id: str) -> TaskRecord:
         task = self.state.tasks.get(task_id)
         if task is None:
-            raise _Refused(404, f"prediction not found: {task_id}")
+            raise Refused(404, f"prediction not found: {task_id}")
         return task
 
     def _render(
         self, task: TaskRecord, request: web.Request, *, sync_timed_out: bool = False
     ) -> dict[str, Any]:
         now = self.state.clock.now()
-        return render_task(task, now, _origin(request), sync_timed_out=sync_timed_out)
+        return render_task(task, now, origin(request), sync_timed_out=sync_timed_out)
 
     # --- uploads ----------------------------------------------------------------------------
 
     async def upload_ticket(self, request: web.Request) -> web.Response:
         """``POST /api/v3/media/uploads``: a pre-signed PUT URL and the file's future URL."""
-        slot = self.state.uploads.announce(await _json(request))
-        origin = _origin(request)
+        slot = self.state.uploads.announce(await read_json(request))
+        here = origin(request)
         signature = self.state.uploads.signature(slot.token)
         upload = {
             "method": "PUT",
-            "url": f"{origin}/storage/upload/{slot.token}?signature={signature}",
+            "url": f"{here}/storage/upload/{slot.token}?signature={signature}",
             "headers": {"Content-Type": slot.content_type},
         }
-        return _envelope({"upload": upload, "download_url": self._download_url(origin, slot)})
+        return envelope({"upload": upload, "download_url": self._download_url(here, slot)})
 
     async def upload_put(self, request: web.Request) -> web.Response:
         """The pre-signed PUT: checks signature, signed content type and announced size."""
@@ -224,13 +262,13 @@ class _Handlers:
             request.match_info["token"], request.query.get("signature", "")
         )
         if slot is None:
-            raise _Refused(403, "invalid upload signature")
+            raise Refused(403, "invalid upload signature")
         if request.headers.get("Content-Type", "") != slot.content_type:
             # The content type is part of what was signed, as with S3 pre-signed URLs.
-            raise _Refused(403, f"Content-Type must be {slot.content_type!r}, as signed")
+            raise Refused(403, f"Content-Type must be {slot.content_type!r}, as signed")
         if request.content_length is not None and request.content_length > slot.size:
-            raise _Refused(413, f"more than the announced {slot.size} bytes")
-        slot.data = await _read_at_most(request.content, slot.size)
+            raise Refused(413, f"more than the announced {slot.size} bytes")
+        slot.data = await read_at_most(request.content, slot.size)
         return web.Response(text="stored")
 
     async def upload_binary(self, request: web.Request) -> web.Response:
@@ -240,17 +278,17 @@ class _Handlers:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
-                data = await _read_at_most(part, MAX_UPLOAD)
+                data = await read_at_most(part, MAX_UPLOAD)
                 content_type = part.headers.get("Content-Type", "application/octet-stream")
                 slot = self.state.uploads.store(part.filename or "upload", content_type, data)
-                return _envelope({"download_url": self._download_url(_origin(request), slot)})
+                return envelope({"download_url": self._download_url(origin(request), slot)})
         raise InvalidInput("file", None, "a multipart form field named 'file'")
 
     async def download(self, request: web.Request) -> web.Response:
         """An uploaded file, once its bytes have arrived (no key: this is storage)."""
         slot = self.state.uploads.slots.get(request.match_info["token"])
         if slot is None or slot.data is None or slot.filename != request.match_info["filename"]:
-            raise _Refused(404, "no such file")
+            raise Refused(404, "no such file")
         return web.Response(body=slot.data, content_type=slot.content_type)
 
     @staticmethod
@@ -266,15 +304,20 @@ def render_task(
 ) -> dict[str, Any]:
     """A task's prediction object at emulated time ``now``, URLs under ``origin``.
 
-    The one rendering of a task: result, submit and history answers, and webhook bodies.
+    The one rendering of a task: result, submit and history answers, and webhook bodies;
+    each carries the task's ``input`` as submitted.
     """
     current = task.status_at(now)
     completed = current.status is Status.COMPLETED
     outputs: tuple[str, ...] = ()
     if completed and task.base64_output:
-        outputs = (base64.b64encode(_output_bytes(task.output)[0]).decode("ascii"),)
+        files = (task.output.file(index)[0] for index in range(task.output.count))
+        outputs = tuple(base64.b64encode(data).decode("ascii") for data in files)
     elif completed:
-        outputs = (f"{origin}/outputs/{task.id}/0.{task.output.extension}",)
+        outputs = tuple(f"{origin}/outputs/{task.id}/{name}" for name in task.output.filenames())
+    code = SYNC_TIMEOUT_CODE if sync_timed_out else None
+    if current.status is Status.FAILED and task.error_code is not None and task.forced is None:
+        code = task.error_code
     prediction = Prediction(
         id=task.id,
         model=task.model,
@@ -286,65 +329,11 @@ def render_task(
         created_at=task.created_at,
         error=SYNC_TIMEOUT_ERROR if sync_timed_out else current.error,
         timings=Timings(round(task.duration * 1000) if completed else 0),
-        code=SYNC_TIMEOUT_CODE if sync_timed_out else None,
+        code=code,
     )
     data: dict[str, Any] = converter.unstructure(prediction)
+    data["input"] = task.input
     return data
-
-
-def _envelope(data: Any) -> web.Response:
-    return web.json_response({"code": 200, "message": "success", "data": data})
-
-
-def _error(is_api: bool, status: int, message: str) -> web.Response:
-    if is_api:
-        body = {"code": status, "message": message, "data": None}
-        return web.json_response(body, status=status)
-    return web.Response(status=status, text=message)
-
-
-def _peer(request: web.Request) -> str:
-    peername = request.transport.get_extra_info("peername") if request.transport else None
-    if isinstance(peername, tuple) and len(peername) >= 2:
-        return f"{peername[0]}:{peername[1]}"
-    return str(peername or "")
-
-
-def _origin(request: web.Request) -> str:
-    # URLs point back at whatever address the client used to reach this server.
-    return str(request.url.origin())
-
-
-async def _json(request: web.Request) -> object:
-    try:
-        return json.loads(await request.read() or b"null")
-    except ValueError:
-        raise InvalidInput("body", "<not JSON>", "a JSON object") from None
-
-
-async def _read_at_most(stream: Any, limit: int) -> bytes:
-    """Read a body, refusing (413) past ``limit`` bytes without buffering the excess."""
-    chunks: list[bytes] = []
-    received = 0
-    while chunk := await _next_chunk(stream):
-        received += len(chunk)
-        if received > limit:
-            raise _Refused(413, f"more than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _next_chunk(stream: Any) -> bytes:
-    if isinstance(stream, aiohttp.BodyPartReader):
-        return await stream.read_chunk(_CHUNK)
-    data: bytes = await stream.read(_CHUNK)
-    return data
-
-
-def _output_bytes(spec: OutputSpec) -> tuple[bytes, str]:
-    if spec.kind == "video":
-        return mp4_fixture(), MP4_CONTENT_TYPE
-    return png(spec.width, spec.height, spec.colour), PNG_CONTENT_TYPE
 
 
 # --- fault injection ------------------------------------------------------------------------
@@ -357,7 +346,8 @@ async def _answer_before(fault: Fault, request: web.Request) -> web.StreamRespon
     if fault is Fault.HTML_ERROR:
         return web.Response(status=502, text=_HTML_502, content_type="text/html")
     status = 429 if fault in (Fault.RATE_LIMITED, Fault.RATE_LIMITED_RETRY_AFTER) else 503
-    response = _error(True, status, "emulated: too many requests" if status == 429 else "busy")
+    message = "emulated: too many requests" if status == 429 else "busy"
+    response = error_response(True, status, message)
     if fault in (Fault.RATE_LIMITED_RETRY_AFTER, Fault.UNAVAILABLE_RETRY_AFTER):
         response.headers["Retry-After"] = "1"
     return response

@@ -1,4 +1,10 @@
-"""Output media for the emulator: a small PNG encoder and the bundled MP4 fixture.
+r"""Output media for the emulator: a small PNG encoder and the bundled MP4s.
+
+``media/`` holds one tiny H.264 MP4 per aspect ratio (1 s, 1080p-class: 1920x1080, 1440x1080,
+1080x1080, 1080x1440, 1080x1920, 2520x1080, 1080x2520), made once with::
+
+    ffmpeg -f lavfi -i color=c=0x3060a0:s=1920x1080:d=1:r=2 -c:v libx264 -preset veryslow \
+        -crf 51 -pix_fmt yuv420p -movflags +faststart -an 16x9.mp4
 
 Nothing here knows HTTP; the app serves these bytes.
 """
@@ -11,13 +17,12 @@ import importlib.resources
 import struct
 import zlib
 
-__all__ = ["MP4_CONTENT_TYPE", "PNG_CONTENT_TYPE", "colour_for", "mp4_fixture", "png"]
+__all__ = ["MP4_CONTENT_TYPE", "PNG_CONTENT_TYPE", "Colour", "colour_for", "mp4_for", "png"]
 
 PNG_CONTENT_TYPE = "image/png"
 MP4_CONTENT_TYPE = "video/mp4"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_FIXTURE = "media/sample-1080p.mp4"
 
 Colour = tuple[int, int, int]
 
@@ -64,7 +69,8 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-@functools.lru_cache(maxsize=1)
-def mp4_fixture() -> bytes:
-    """The bundled 2 s 1080p H.264 MP4 every video task returns."""
-    return importlib.resources.files("wavespeed_async.emulator").joinpath(_FIXTURE).read_bytes()
+@functools.lru_cache(maxsize=8)
+def mp4_for(ratio: str) -> bytes:
+    """The bundled MP4 of ``ratio`` (``"16:9"``, ``"9:21"``, ...)."""
+    name = f"media/{ratio.replace(':', 'x')}.mp4"
+    return importlib.resources.files("wavespeed_async.emulator").joinpath(name).read_bytes()

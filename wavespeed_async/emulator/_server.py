@@ -12,6 +12,8 @@ from types import TracebackType
 import anyio
 from aiohttp import web
 
+from .._limits import Limits
+from ._account import DEFAULT_BALANCE
 from ._app import build_app
 from ._clock import Clock
 from ._faults import FaultPlan
@@ -30,11 +32,15 @@ class Emulator:
     """A local WaveSpeed v3 API on an emulated clock, for tests, demos and benchmarks.
 
     ``speed`` is emulated seconds per real second (0 freezes time: only :meth:`advance`
-    moves it). ``durations`` maps a model id to its emulated run time (default: 30 s for a
-    model id containing "video", 3 s otherwise). ``sync_timeout`` is how long, in emulated
+    moves it). ``durations`` maps a model id to its emulated run time (default: the
+    catalogue's, 3 s for a model it does not list). ``sync_timeout`` is how long, in emulated
     seconds, a sync-mode submit waits before answering "still processing" (code 5004).
-    ``clock`` and ``wall_clock`` replace the time sources entirely (``clock`` wins over
-    ``speed``).
+    ``balance`` is the account's credit in USD: each task is debited its price at submit,
+    and a submit it cannot pay is refused (402, "Insufficient balance ..."). ``limits``
+    (:class:`wavespeed_async.Limits`, e.g. ``Limits.for_level("bronze")``) are enforced as
+    the platform does: submits over the rate get 429 with ``Retry-After``, tasks over the
+    concurrency limit wait ``created`` for a slot. ``clock`` and ``wall_clock`` replace the
+    time sources entirely (``clock`` wins over ``speed``).
 
     >>> async with Emulator(speed=0) as emu:                            # doctest: +SKIP
     ...     client = AsyncWaveSpeed(api_key="any", base_url=emu.base_url)
@@ -52,6 +58,8 @@ class Emulator:
         durations: Mapping[str, float] | None = None,
         sync_timeout: float = 60.0,
         *,
+        balance: float = DEFAULT_BALANCE,
+        limits: Limits | None = None,
         clock: Clock | None = None,
         wall_clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
@@ -62,6 +70,8 @@ class Emulator:
             sync_timeout=sync_timeout,
             clock=self._clock,
             wall_clock=wall_clock,
+            balance=balance,
+            limits=limits,
         )
         self._host = host
         self._port = port
@@ -188,6 +198,25 @@ class Emulator:
     def submit_count(self) -> int:
         """How many tasks were created (rejected submits do not count)."""
         return self.state.submit_count
+
+    @property
+    def balance(self) -> float:
+        """The account's balance in USD (settable, to script a top-up or an empty account)."""
+        return self.state.account.balance
+
+    @balance.setter
+    def balance(self, value: float) -> None:
+        self.state.account.balance = value
+
+    @property
+    def rate_limited(self) -> int:
+        """How many submits were refused with 429 for being over the rate."""
+        return self.state.account.rate_limited
+
+    @property
+    def peak_running(self) -> int:
+        """The most tasks that were running at once so far (emulated time)."""
+        return self.state.account.peak_running(self._clock.now())
 
     @property
     def requests(self) -> list[RequestRecord]:

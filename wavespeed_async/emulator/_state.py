@@ -13,16 +13,21 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, TypeGuard
+from typing import Any
+from urllib.parse import unquote
 
 import attrs
 
-from .._convert import parse_datetime, structure_payload
-from .._models import ImageEdit, Status, TextToVideo
+from .._limits import Limits
+from .._models import Status
 from ..errors import InvalidInput
+from ._account import DEFAULT_BALANCE, Account, Slot
+from ._catalog import UNLISTED, model_spec
 from ._clock import Clock
 from ._faults import FaultPlan
-from ._media import Colour, colour_for
+from ._history import HistoryQuery, parse_history_query
+from ._outputs import MEDIA_ACCESS_CODE, OutputSpec, media_access_error, output_for
+from ._schema import validate
 from ._uploads import UploadStore
 
 __all__ = [
@@ -30,26 +35,24 @@ __all__ = [
     "SYNC_TIMEOUT_CODE",
     "SYNC_TIMEOUT_ERROR",
     "EmulatorState",
-    "OutputSpec",
     "RequestRecord",
     "TaskRecord",
     "TaskStatus",
     "payload_key",
 ]
 
-IMAGE_DURATION = 3.0
-VIDEO_DURATION = 30.0
 FAIL_MARKER = "[fail]"
 SYNC_TIMEOUT_CODE = 5004
 SYNC_TIMEOUT_ERROR = "Sync mode timed out, please query the result later"
-DEFAULT_IMAGE_SIZE = (1024, 1024)
-_GENERATED_SIDE = (64, 4096)  # bounds for a free-form model's "size", so no one asks for 1e9 px
 _HISTORY_WINDOW = dt.timedelta(hours=24)
 _RETENTION = dt.timedelta(days=7)
-_SEED_MODELS: dict[str, type[Any]] = {
-    TextToVideo.model_id: TextToVideo,
-    ImageEdit.model_id: ImageEdit,
-}
+
+
+_OwnUrl = Callable[[str], "bool | None"]
+
+
+def _not_own(url: str) -> bool | None:
+    return None
 
 
 def _utc_now() -> dt.datetime:
@@ -59,21 +62,6 @@ def _utc_now() -> dt.datetime:
 def payload_key(model: str, payload: Mapping[str, Any]) -> str:
     """The canonical JSON of ``(model, input)``: the key of ``created_per_payload()``."""
     return json.dumps([model, payload], sort_keys=True, separators=(",", ":"))
-
-
-@attrs.frozen
-class OutputSpec:
-    """What a completed task returns: the fixture MP4, or a PNG of a size and colour."""
-
-    kind: str  # "video" or "image"
-    width: int = 0
-    height: int = 0
-    colour: Colour = (0, 0, 0)
-
-    @property
-    def extension(self) -> str:
-        """The output file's extension, without the dot."""
-        return "mp4" if self.kind == "video" else "png"
 
 
 @attrs.frozen
@@ -93,6 +81,7 @@ class TaskStatus:
 class TaskRecord:
     """One submitted task. ``submitted_at`` is on the emulated clock, ``created_at`` wall time.
 
+    ``slot`` is when it runs: from submit, or later when it waited for a concurrency slot.
     ``raw_status``, ``status`` and ``error`` are read from the clock each time.
     """
 
@@ -108,11 +97,20 @@ class TaskRecord:
     webhook: str | None = None
     scripted_error: str | None = None
     forced: TaskStatus | None = None
+    slot: Slot | None = None
+    price: float = 0.0
+    #: ``data.code`` once failed (1402: an input file could not be fetched).
+    error_code: int | None = None
+
+    @property
+    def started_at(self) -> float:
+        """The emulated time the task starts running (``created`` until then)."""
+        return self.submitted_at if self.slot is None else self.slot.start
 
     @property
     def finishes_at(self) -> float:
         """The emulated time at which the task becomes terminal (unless forced)."""
-        return self.submitted_at + self.duration
+        return self.started_at + self.duration
 
     @property
     def base64_output(self) -> bool:
@@ -128,7 +126,7 @@ class TaskRecord:
         """The status at emulated time ``now``: created, processing, then completed or failed."""
         if self.forced is not None:
             return self.forced
-        elapsed = now - self.submitted_at
+        elapsed = now - self.started_at
         if elapsed >= self.duration:
             if self.scripted_error is not None:
                 return TaskStatus("failed", self.scripted_error)
@@ -173,18 +171,6 @@ class RequestRecord:
         return self.path.startswith("/api/")
 
 
-@attrs.frozen
-class HistoryQuery:
-    """A validated ``POST /api/v3/predictions`` body."""
-
-    page: int
-    page_size: int
-    model: str | None = None
-    status: str | None = None
-    created_after: dt.datetime | None = None
-    created_before: dt.datetime | None = None
-
-
 class EmulatorState:
     """Everything the emulator knows; the aiohttp app is a thin shell around it.
 
@@ -199,8 +185,12 @@ class EmulatorState:
         sync_timeout: float = 60.0,
         clock: Clock | None = None,
         wall_clock: Callable[[], dt.datetime] | None = None,
+        balance: float = DEFAULT_BALANCE,
+        limits: Limits | None = None,
     ) -> None:
         self.clock = clock or Clock()
+        #: Balance, rate window and concurrency slots.
+        self.account = Account(balance, limits)
         self.wall_clock = wall_clock or _utc_now
         self.faults = FaultPlan()
         self.sync_timeout = sync_timeout
@@ -256,7 +246,7 @@ class EmulatorState:
         """Emulated seconds from submit to outcome for tasks of ``model``."""
         if model in self._durations:
             return self._durations[model]
-        return VIDEO_DURATION if _is_video(model) else IMAGE_DURATION
+        return (model_spec(model) or UNLISTED).duration
 
     def set_duration(self, model: str, seconds: float) -> None:
         """Make later tasks of ``model`` take ``seconds`` emulated seconds."""
@@ -274,42 +264,79 @@ class EmulatorState:
 
     # --- tasks ------------------------------------------------------------------------------
 
-    def submit(self, model: str, body: object, webhook: str | None = None) -> TaskRecord:
-        """Validate a submit and create its task; raises :class:`InvalidInput` (a 400)."""
+    def submit(
+        self, model: str, body: object, webhook: str | None = None, own: _OwnUrl = _not_own
+    ) -> TaskRecord:
+        """Admit a submit and create its task, debiting its price.
+
+        Raises, creating nothing: :class:`RateLimited` (a 429) first, as the platform's
+        gateway would, then :class:`InvalidInput` (a 400), then :class:`InsufficientFunds`.
+        ``own(url)`` says whether a URL of this emulator exists (for input files).
+        """
+        now = self.clock.now()
+        self.account.check_rate(now)
         if not isinstance(body, dict):
             raise InvalidInput("body", type(body).__name__, "a JSON object")
         if webhook is not None and body.get("enable_base64_output") is True:
             raise InvalidInput("webhook", webhook, "absent when enable_base64_output is set")
-        payload_model = _SEED_MODELS.get(model)
-        size = None
-        if payload_model is not None:
-            payload = structure_payload(body, payload_model)
-            size = getattr(payload, "size", None)
+        spec = model_spec(model)
+        if spec is not None:
+            validate(spec.schema, body)
+        spec = spec or UNLISTED
+        price = spec.price_for(body)
+        self.account.charge(price)
         task_id = uuid.uuid4().hex
-        output = _output_for(model, body, size, task_id)
-        error = self._scripted_failures.popleft() if self._scripted_failures else None
-        prompt = body.get("prompt")
-        if error is None and isinstance(prompt, str) and FAIL_MARKER in prompt:
-            error = f"The prompt asked for a failure ({FAIL_MARKER} marker)"
+        error, code = self._planned_failure(body, own)
+        duration = self.duration_for(model)
+        limited = self.account.limits.max_concurrent_tasks is not None
+        live = [task.slot for task in self.tasks.values() if task.slot and task.slot.end > now]
         self.submit_count += 1
         task = TaskRecord(
             id=task_id,
             model=model,
             input=body,
             created_at=self.wall_clock(),
-            submitted_at=self.clock.now(),
-            duration=self.duration_for(model),
-            output=output,
+            submitted_at=now,
+            duration=duration,
+            output=output_for(spec, body, task_id),
             sequence=self.submit_count,
             clock=self.clock,
             webhook=webhook,
             scripted_error=error,
+            slot=self.account.accept(now, duration, live if limited else []),
+            price=price,
+            error_code=code,
         )
         self.tasks[task_id] = task
         if webhook is not None:
             self.webhook_tasks[task_id] = task
         self._created[payload_key(model, body)] += 1
         return task
+
+    def _planned_failure(self, body: dict[str, Any], own: _OwnUrl) -> tuple[str | None, int | None]:
+        """The error (and ``data.code``) a new task will fail with when due, if any."""
+        if self._scripted_failures:
+            return self._scripted_failures.popleft(), None
+        prompt = body.get("prompt")
+        if isinstance(prompt, str) and FAIL_MARKER in prompt:
+            return f"The prompt asked for a failure ({FAIL_MARKER} marker)", None
+        media_error = media_access_error(body, own)
+        return media_error, MEDIA_ACCESS_CODE if media_error else None
+
+    def own_file_exists(self, path: str) -> bool:
+        """Whether ``path`` is an output or an uploaded file this emulator serves now."""
+        parts = [unquote(part) for part in path.strip("/").split("/")]
+        if len(parts) == 3 and parts[0] == "outputs":
+            task = self.tasks.get(parts[1])
+            return (
+                task is not None
+                and task.status is Status.COMPLETED
+                and parts[2] in task.output.filenames()
+            )
+        if len(parts) == 4 and parts[:2] == ["storage", "files"]:
+            slot = self.uploads.slots.get(parts[2])
+            return slot is not None and slot.data is not None and slot.filename == parts[3]
+        return False
 
     def history(self, body: object) -> tuple[HistoryQuery, int, list[TaskRecord]]:
         """Answer a history query: the query, the total matched and one page, newest first."""
@@ -333,70 +360,19 @@ class EmulatorState:
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
             raise InvalidInput("ids", ids, "a list of prediction ids")
-        return sum(self.tasks.pop(task_id, None) is not None for task_id in set(ids))
+        return sum(self.delete_one(task_id) for task_id in set(ids))
 
-
-def parse_history_query(body: object) -> HistoryQuery:
-    """Validate a history body; raises :class:`InvalidInput`."""
-    if not isinstance(body, dict):
-        raise InvalidInput("body", type(body).__name__, "a JSON object")
-    page, page_size = body.get("page"), body.get("page_size")
-    if not _is_int(page) or page < 1:
-        raise InvalidInput("page", page, "an integer >= 1")
-    if not _is_int(page_size) or not 1 <= page_size <= 100:
-        raise InvalidInput("page_size", page_size, "an integer from 1 to 100")
-    model, status = body.get("model"), body.get("status")
-    for name, value in (("model", model), ("status", status)):
-        if value is not None and not isinstance(value, str):
-            raise InvalidInput(name, value, "a string")
-    return HistoryQuery(
-        page,
-        page_size,
-        model or None,
-        status or None,
-        _timestamp(body, "created_after"),
-        _timestamp(body, "created_before"),
-    )
-
-
-def _timestamp(body: Mapping[str, Any], name: str) -> dt.datetime | None:
-    value = body.get(name)
-    if value is None or value == "":
-        return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise InvalidInput(name, value, "an ISO-8601 timestamp")
-    return parsed
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_video(model: str) -> bool:
-    return "video" in model
-
-
-def _output_for(
-    model: str, body: Mapping[str, Any], size: tuple[int, int] | None, task_id: str
-) -> OutputSpec:
-    if _is_video(model):
-        return OutputSpec("video")
-    width, height = size or _free_size(body.get("size")) or DEFAULT_IMAGE_SIZE
-    seed = body.get("seed")
-    # A chosen seed gives a reproducible picture, as it would on the platform.
-    key: object = seed if _is_int(seed) and seed >= 0 else task_id
-    return OutputSpec("image", width, height, colour_for(key))
-
-
-def _free_size(value: object) -> tuple[int, int] | None:
-    """``"W*H"`` (or ``"WxH"``) from a model the emulator does not validate, if sensible."""
-    if not isinstance(value, str):
-        return None
-    parts = value.lower().replace("x", "*").split("*")
-    try:
-        width, height = (int(part) for part in parts)
-    except ValueError:
-        return None
-    low, high = _GENERATED_SIDE
-    return (width, height) if low <= width <= high and low <= height <= high else None
+    def delete_one(self, task_id: str) -> bool:
+        """Forget one task for good, freeing its slot; ``False`` if there was none."""
+        task = self.tasks.pop(task_id, None)
+        if task is None:
+            return False
+        if task.slot is not None:
+            now = self.clock.now()
+            queued = [
+                (other.slot, other.submitted_at, other.duration)
+                for other in sorted(self.tasks.values(), key=lambda other: other.sequence)
+                if other.slot is not None and other.slot.start > now
+            ]
+            self.account.release(task.slot, now, queued)
+        return True

@@ -211,7 +211,7 @@ class WebhookDispatcher:
     def _post(self, task: TaskRecord, now: float) -> None:
         assert task.webhook is not None
         # The body is fixed once, as on the platform: retries and duplicates repeat it.
-        data = {**render_task(task, now, self._origin), "input": task.input}
+        data = render_task(task, now, self._origin)
         body = json.dumps(data, separators=(",", ":")).encode()
         message = _Message(f"msg_{uuid.uuid4().hex}", task.id, task.webhook, body, due=now)
         if self._drops:
