@@ -74,6 +74,8 @@ def test_models_lists_the_catalogue_and_search_filters_it(cli: Cli) -> None:
     assert VIDEO in ids
     assert EDIT in ids
     assert FLUX not in ids
+    _, by_name, _ = cli.run("models", "--search", "Pro Text To Video")  # names count too
+    assert [line.split()[0] for line in by_name.splitlines()] == [VIDEO]
     models = cli.json("models")
     assert isinstance(models, list)
     assert FLUX in [model["model_id"] for model in models]
@@ -122,6 +124,8 @@ def test_history_filters_by_model_and_status(cli: Cli) -> None:
     assert status == 0
     assert [line.split()[0] for line in out.splitlines()] == [image]
     assert cli.json("history", "--status", "failed") == []
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    assert cli.json("history", "--since", later.strftime("%Y-%m-%dT%H:%M:%SZ")) == []
 
 
 def test_since_takes_an_age_or_an_iso_time() -> None:
