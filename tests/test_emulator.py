@@ -6,7 +6,6 @@ import base64
 import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -529,46 +528,3 @@ async def test_created_per_payload_exposes_duplicate_submits(
     assert counts[payload_key(FLUX, {"seed": 1, "prompt": "same"})] == 2
     assert sorted(counts.values()) == [1, 2]
     assert [r.method for r in emu.requests] == ["POST"] * 3
-
-
-# --- the official SDK -----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def fast_emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(speed=1000) as emu:
-        yield emu
-
-
-async def test_official_sdk_runs_both_seed_models(fast_emulator: Emulator) -> None:
-    import wavespeed
-
-    client = wavespeed.Client(api_key="k", base_url=fast_emulator.base_url)
-    edit = {"prompt": "add a hat", "image": EDIT_IMAGE, "size": "512*512"}
-
-    def run_all() -> list[dict[str, Any]]:
-        return [
-            client.run(_VIDEO, {"prompt": "a fox"}, poll_interval=0.005),
-            client.run(_EDIT, edit, poll_interval=0.005),
-            client.run(FLUX, {"prompt": "cat"}, enable_sync_mode=True),
-        ]
-
-    video, image, synced = await anyio.to_thread.run_sync(run_all)
-    assert video["outputs"][0].endswith(".mp4")
-    assert image["outputs"][0].endswith(".png")
-    assert len(synced["outputs"]) == 1
-    assert fast_emulator.submit_count == 3
-
-
-async def test_official_sdk_uploads_a_file(
-    fast_emulator: Emulator, session: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    import wavespeed
-
-    picture = png(16, 16, (9, 9, 9))
-    path = tmp_path / "input.png"
-    path.write_bytes(picture)
-    client = wavespeed.Client(api_key="k", base_url=fast_emulator.base_url)
-    url = await anyio.to_thread.run_sync(client.upload, str(path))
-    assert await fetch(session, url) == (200, "image/png", picture)
-    assert fast_emulator.auth_leaks() == []

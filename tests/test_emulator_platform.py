@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from wavespeed_async import Limits
-from wavespeed_async.emulator import Emulator
+from wavespeed_async.emulator import Emulator, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -181,14 +181,21 @@ async def test_catalogue_schemas_are_enforced_beyond_the_seeds(
 
 
 @pytest.mark.parametrize(
-    "path", ["balance", "model/pricing", "model/price", "models", "account/balance"]
+    ("path", "expected"),
+    [
+        ("balance", 404),
+        ("models", 404),
+        ("account/balance", 404),
+        ("model/other", 404),
+        ("model/pricing", 400),  # the quote itself, refusing a body without model_id
+        ("model/price", 400),
+    ],
 )
 async def test_reserved_paths_never_create_a_task(
-    emu: Emulator, session: aiohttp.ClientSession, path: str
+    emu: Emulator, session: aiohttp.ClientSession, path: str, expected: int
 ) -> None:
     status, envelope = await submit(session, emu, path, {"prompt": "x"})
-    assert status in (400, 404, 405)
-    assert envelope["code"] == status
+    assert (status, envelope["code"]) == (expected, expected)
     assert emu.submit_count == 0
     assert emu.balance == 100.0
 
@@ -250,6 +257,7 @@ async def test_catalogue_not_the_model_id_says_a_model_outputs_video(
     emu.advance(30)
     assert (await result(session, emu, listed["id"]))["outputs"][0].endswith(".mp4")
     assert (await result(session, emu, unlisted["id"]))["outputs"][0].endswith(".png")
+    assert emu.balance == pytest.approx(100.0 - 0.5)  # an unlisted model costs nothing
 
 
 async def test_num_images_gives_that_many_distinct_outputs(
@@ -335,6 +343,23 @@ async def test_submits_over_the_rate_get_429_with_retry_after_on_the_emulated_mi
         emu.advance(40)
         await created(session, emu, FLUX, {"prompt": "x"})
         assert emu.submit_count == 3
+        emu.faults.add(Fault.RATE_LIMITED, route="result")  # a scripted 429 counts too
+        assert (await call(session, "GET", f"{emu.base_url}/api/v3/predictions/x/result"))[0] == 429
+        assert emu.rate_limited == 2
+
+
+async def test_retry_after_is_in_real_seconds_on_a_running_clock(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with Emulator(speed=0, limits=Limits(submits_per_minute=1)) as emu:
+        await created(session, emu, FLUX, {"prompt": "x"})
+        emu.speed = 0.1  # the minute ends in 60 emulated seconds: 600 real ones
+        url = f"{emu.base_url}/api/v3/{FLUX}"
+        status, _, headers = await call(session, "POST", url, {"prompt": "x"})
+        assert status == 429
+        assert 590 <= int(headers["Retry-After"]) <= 600  # less the real time the request took
+        emu.limits = Limits(submits_per_minute=2)
+        assert (await submit(session, emu, FLUX, {"prompt": "x"}))[0] == 200
 
 
 async def test_tasks_over_the_concurrency_limit_wait_created_for_a_slot(

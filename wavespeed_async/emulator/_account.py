@@ -4,8 +4,8 @@ All times are on the emulated clock. Submits over ``submits_per_minute`` (a slid
 of 60 emulated seconds over accepted submits) are refused with 429; tasks over
 ``max_concurrent_tasks`` are accepted but wait, ``created``, until a slot frees (first in,
 first out), so they start and finish later. Every accepted task is debited its price at
-submit; a submit the balance cannot pay creates nothing. Deleting a task frees its slot but
-refunds nothing.
+submit; a submit the balance cannot pay creates nothing. Neither a failed task nor a
+deleted one is refunded; deleting frees the task's slot.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Account:
     def __init__(self, balance: float = DEFAULT_BALANCE, limits: Limits | None = None) -> None:
         self.balance = balance
         self.limits = limits or Limits()
-        #: How many submits were refused with 429.
+        #: How many 429s were served (over the rate, or scripted by a fault).
         self.rate_limited = 0
         self._accepted: collections.deque[float] = collections.deque()
         self._slots: list[Slot] = []  # every task's, deleted ones too (for peak_running)
@@ -70,12 +70,11 @@ class Account:
     # --- admission --------------------------------------------------------------------------
 
     def check_rate(self, now: float) -> None:
-        """Raise :class:`RateLimited` (and count it) when a submit now would be over the rate."""
+        """Raise :class:`RateLimited` when a submit now would be over the rate."""
         per_minute = self.limits.submits_per_minute
         while self._accepted and self._accepted[0] <= now - _WINDOW:
             self._accepted.popleft()
         if per_minute is not None and len(self._accepted) >= per_minute:
-            self.rate_limited += 1
             raise RateLimited(self._accepted[0] + _WINDOW - now, per_minute)
 
     def charge(self, price: float) -> None:

@@ -101,6 +101,8 @@ class _Handlers:
             response = error_response(is_api, exc.status, exc.message)
         except web.HTTPException as exc:  # routing misses, oversized bodies
             response = error_response(is_api, exc.status, exc.reason)
+        if response.status == 429:
+            self.state.account.rate_limited += 1
         response.headers["X-Request-Id"] = uuid.uuid4().hex
         self.waits.notify()  # wakes Emulator.wait_for() conditions about requests and tasks
         return response

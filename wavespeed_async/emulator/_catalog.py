@@ -5,9 +5,10 @@ the official clients use by default (the Python SDK's examples, the MCP server's
 ``flux-dev``, ``flux-kontext-pro`` and ``wan-2.1/i2v-480p-lora``, the CLI's ``z-image/turbo``)
 with schemas of their own. Prices are this emulator's, not the platform's price list.
 
-A model that is not listed is still accepted (any JSON object, one image output, 3 s, at
-``UNLISTED_PRICE``), so scripts may invent model ids; only ``/model/price``, ``/model/pricing``
-and ``/models`` say they do not know it.
+A model that is not listed is still accepted, as before the catalogue existed: any JSON
+object, one image output (whatever its id says), 3 s, free (``UNLISTED_PRICE``), so tests and
+benchmarks may invent model ids and run thousands of tasks; only ``/model/price``,
+``/model/pricing`` (404) and ``/models`` say they do not know it.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ __all__ = [
 ]
 
 ASPECT_RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21")
-#: What a task of a model missing from the catalogue costs, in USD.
-UNLISTED_PRICE = 0.01
+#: What a task of a model missing from the catalogue costs, in USD: nothing, as before.
+UNLISTED_PRICE = 0.0
 _SEED_MAX = 2_147_483_647
 
 

@@ -38,9 +38,11 @@ class Emulator:
     ``balance`` is the account's credit in USD: each task is debited its price at submit,
     and a submit it cannot pay is refused (402, "Insufficient balance ..."). ``limits``
     (:class:`wavespeed_async.Limits`, e.g. ``Limits.for_level("bronze")``) are enforced as
-    the platform does: submits over the rate get 429 with ``Retry-After``, tasks over the
-    concurrency limit wait ``created`` for a slot. ``clock`` and ``wall_clock`` replace the
-    time sources entirely (``clock`` wins over ``speed``).
+    the platform does: submits over the rate (per 60 emulated seconds) get 429 with
+    ``Retry-After`` (whole real seconds at the clock's speed, at least 1; emulated seconds
+    on a frozen clock), tasks over the concurrency limit wait ``created`` for a slot.
+    ``clock`` and ``wall_clock`` replace the time sources entirely (``clock`` wins over
+    ``speed``).
 
     >>> async with Emulator(speed=0) as emu:                            # doctest: +SKIP
     ...     client = AsyncWaveSpeed(api_key="any", base_url=emu.base_url)
@@ -209,8 +211,17 @@ class Emulator:
         self.state.account.balance = value
 
     @property
+    def limits(self) -> Limits:
+        """The account's limits; settable while running (e.g. to drop to bronze mid-test)."""
+        return self.state.account.limits
+
+    @limits.setter
+    def limits(self, value: Limits) -> None:
+        self.state.account.limits = value
+
+    @property
     def rate_limited(self) -> int:
-        """How many submits were refused with 429 for being over the rate."""
+        """How many 429s were served: submits over the rate, and those scripted by faults."""
         return self.state.account.rate_limited
 
     @property
