@@ -272,6 +272,9 @@ class _NoPolling:
     async def get_prediction(self, prediction_id: str) -> Prediction:
         raise AssertionError(f"{prediction_id} was polled")
 
+    async def cancel(self, prediction_id: str) -> bool:
+        raise AssertionError("not used")
+
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = 0
     ) -> list[Path]:

@@ -5,6 +5,7 @@
 ...     video = await client.text_to_video("a red fox running through snow")
 """
 
+from ._account_models import ModelInfo, Quote
 from ._limits import ACCOUNT_LEVELS, Limits
 from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
 from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
@@ -67,6 +68,7 @@ __all__ = [
     "ItemResult",
     "JournalError",
     "Limits",
+    "ModelInfo",
     "NotFinished",
     "NotFound",
     "PollSchedule",
@@ -76,6 +78,7 @@ __all__ = [
     "PredictionTimeout",
     "ProgressCallback",
     "ProtocolError",
+    "Quote",
     "RateLimited",
     "ResponseTooLarge",
     "RetryPolicy",

@@ -36,6 +36,7 @@ from ._batch_items import (
     Outcome,
     ProgressCallback,
 )
+from ._cost import CostGuard
 from ._journal import Entry, Journal, JournalError, MemoryJournal, item_keys, utc_now
 from ._models import ImageEdit, Prediction
 from ._polling import PollSchedule
@@ -82,7 +83,10 @@ class Batch:
     ``poll_schedule`` replaces the client's. ``on_event`` receives every :class:`BatchEvent`.
     ``settle`` is how old (seconds) an unanswered submit must be before the history is
     trusted to show it. A journal's failed items are skipped unless ``retry_failed``. A local
-    ``image`` of an ``ImageEdit`` item is uploaded when it is submitted.
+    ``image`` of an ``ImageEdit`` item is uploaded when it is submitted. ``max_cost`` (USD)
+    quotes the items to submit first and refuses to start (:class:`CostLimitExceeded`, no
+    task created) when they pass it or the balance; a submit that would take the spend so far
+    past it is not sent (its item ends ``unfinished`` with that error). See ``_cost.py``.
 
     :meth:`stop` ends the run early: nothing more is submitted, submits already sent are
     waited for (so the journal gets their ids), and waits stop (the remote tasks keep
@@ -103,6 +107,7 @@ class Batch:
         poll_schedule: PollSchedule | None = None,
         retry_failed: bool = False,
         settle: float = 2.0,
+        max_cost: float | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidInput("concurrency", concurrency, "an integer of at least 1")
@@ -125,6 +130,7 @@ class Batch:
             asyncio.Lock
         )
         self._started = False
+        self._guard = None if max_cost is None else CostGuard(max_cost)
 
     def stop(self) -> None:
         """Stop early (see the class docstring); call it from the loop (a task, a callback)."""
@@ -152,6 +158,10 @@ class Batch:
             self._journal = Journal.open(self._journal_path)
         try:
             finished, queue = await self._plan()
+            if self._guard is not None:
+                entries = self._journal.entries
+                to_submit = [i for i in queue if _task_of(entries.get(self._keys[i])) is None]
+                await self._guard.check(self._client, [self.items[i] for i in to_submit])
             for result in finished:
                 yield result
             async with contextlib.aclosing(self._run_all(queue)) as running:
@@ -280,10 +290,10 @@ class Batch:
 
     async def _run(self, index: int) -> ItemResult | None:
         item, key = self.items[index], self._keys[index]
-        entry = self._journal.entries.get(key)
-        if entry is not None and entry.status == "submitted" and entry.prediction_id:
+        task_id = _task_of(self._journal.entries.get(key))
+        if task_id is not None:
             future = self._client.prediction(
-                entry.prediction_id, model=item.model, poll_schedule=self._schedule(item)
+                task_id, model=item.model, poll_schedule=self._schedule(item)
             )
             self._emit("submitted", index, prediction_id=future.id, resumed=True)
         else:
@@ -311,6 +321,8 @@ class Batch:
             if self._stopping:
                 return None
             try:
+                if self._guard is not None:
+                    self._guard.reserve(self.items[index])
                 item = await self._prepare(self.items[index])
             except FATAL:
                 raise
@@ -358,6 +370,8 @@ class Batch:
                 continue  # proven absent: the submit created nothing, so it may be sent again
             except WaveSpeedError as exc:  # refused before any task existed
                 self._journal.unsent(key, str(exc))
+                if self._guard is not None:
+                    self._guard.refund(self.items[index])
                 if isinstance(exc, FATAL):
                     raise
                 outcome: Outcome = "failed" if isinstance(exc, REJECTED) else "unfinished"
@@ -420,6 +434,13 @@ class Batch:
             self._on_event(BatchEvent(kind, index, self.items[index], **fields))
         except Exception:
             log.exception("a batch progress callback failed; the batch goes on")
+
+
+def _task_of(entry: Entry | None) -> str | None:
+    """The task id a journal entry shows as submitted, if any."""
+    if entry is not None and entry.status == "submitted" and entry.prediction_id:
+        return entry.prediction_id
+    return None
 
 
 async def _uninterruptible(coroutine: Any) -> T:

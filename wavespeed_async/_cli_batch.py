@@ -25,8 +25,10 @@ import anyio
 
 from ._batch import Batch
 from ._batch_items import BatchItem, ItemResult
+from ._cli_account import print_cost_plan
 from ._cli_progress import make_display, print_summary
 from ._convert import converter, structure_payload
+from ._cost import plan_cost
 from ._models import ImageEdit, TextToVideo
 from ._polling import PollSchedule
 from .client import AsyncWaveSpeed
@@ -93,6 +95,9 @@ async def run_batch(
 ) -> int:
     """Run the batch with a live display; 0 if every item completed, 1 if not, 130 on Ctrl-C."""
     items, lines = read_batch_file(args.file)
+    if args.dry_run:  # the quotes and the balance; nothing is created
+        fits = print_cost_plan(await plan_cost(client, items), args.max_cost, as_json=args.json)
+        return 0 if fits or args.max_cost is None else 1
     journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
     print(
         f"batch: {len(items)} tasks from {args.file}, at most {args.concurrency} at once;"
@@ -110,16 +115,23 @@ async def run_batch(
         timeout=args.timeout,
         poll_schedule=schedule,
         retry_failed=args.retry_failed,
+        max_cost=args.max_cost,
     )
     results: list[ItemResult] = []
     started = time.monotonic()
+    failure: WaveSpeedError | None = None  # raised past the task group, not in a group
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, signals, batch, group.cancel_scope)
-            with display:
-                async for result in batch:
-                    results.append(result)
+            try:
+                with display:
+                    async for result in batch:
+                        results.append(result)
+            except WaveSpeedError as exc:  # about the whole batch: a refused cost, a bad key
+                failure = exc
             group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     elapsed = time.monotonic() - started
     results.sort(key=lambda result: result.index)
     if args.json:

@@ -156,3 +156,33 @@ def unstructure_payload(payload: object) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise InvalidInput("payload", payload, "a mapping or a payload model")
     return {str(key): value for key, value in raw.items() if value is not None}
+
+
+# --- account and catalogue ------------------------------------------------------------------
+# (imported here, at the end: the models know nothing of the converter)
+from ._account_models import ModelInfo, Quote  # noqa: E402
+
+_structure_quote_fields = make_dict_structure_fn(Quote, converter)
+_structure_model_fields = make_dict_structure_fn(ModelInfo, converter)
+
+
+def _structure_quote(data: Mapping[str, Any], _: type[Quote]) -> Quote:
+    present = {key: value for key, value in data.items() if value is not None}
+    if "price" not in present and "unit_price" in present:  # the older /model/pricing
+        present["price"] = present["unit_price"]
+    return _structure_quote_fields(present, Quote)
+
+
+def _structure_model(data: Mapping[str, Any], _: type[ModelInfo]) -> ModelInfo:
+    present = {key: value for key, value in data.items() if value is not None}
+    schemas = (present.get("api_schema") or {}).get("api_schemas") or []
+    runs = [s for s in schemas if isinstance(s, Mapping) and s.get("type") == "model_run"]
+    for schema in runs or schemas:  # the submit's schema, else the first one given
+        if isinstance(schema, Mapping) and isinstance(schema.get("request_schema"), Mapping):
+            present["input_schema"] = dict(schema["request_schema"])
+            break
+    return _structure_model_fields(present, ModelInfo)
+
+
+converter.register_structure_hook(Quote, _structure_quote)
+converter.register_structure_hook(ModelInfo, _structure_model)

@@ -105,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--retry-failed", action="store_true", help="resubmit tasks that failed in a past run"
     )
+    batch.add_argument("--max-cost", type=float, default=None, metavar="USD")
+    batch.add_argument("--dry-run", action="store_true", help="print the quotes, submit nothing")
 
     result = command("result", _result, "Show a prediction's current state.")
     result.add_argument("id")
@@ -112,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     download = command("download", _download, "Wait for a prediction and save its outputs.")
     download.add_argument("id")
     download.add_argument("--out", type=Path, default=Path("outputs"))
+
+    from ._cli_account import add_commands
+
+    add_commands(command, _client)
 
     emulator = command("emulator", _emulator, "Run the local WaveSpeed emulator.")
     emulator.add_argument("--host", default="127.0.0.1")

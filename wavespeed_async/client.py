@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import AsyncGenerator, Iterable, Mapping
+import time
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -13,6 +14,9 @@ from typing import Any, Literal, overload
 import attrs
 
 from . import _files, batch
+from ._account import CATALOGUE_TTL, Catalogue
+from ._account_calls import AccountCalls
+from ._account_models import ModelInfo, Quote
 from ._api import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
 from ._convert import structure_prediction, unstructure_payload
 from ._engine import PollEngine
@@ -76,6 +80,9 @@ class AsyncWaveSpeed(SeedModels):
     the client sees it finish (await it) or its future is cancelled. Leaving the block stops
     polling, wakes every waiter with :class:`ClientClosed` (the remote tasks keep running) and
     closes the session. A client belongs to the event loop that first used it.
+    ``validate_inputs`` loads the model catalogue (:meth:`models`, cached ``catalogue_ttl``
+    seconds of ``catalogue_clock``) at the first submit and checks every payload against its
+    model's schema before sending (needs the ``schema`` extra, ``jsonschema``).
     """
 
     def __init__(
@@ -95,6 +102,9 @@ class AsyncWaveSpeed(SeedModels):
         max_checks_per_second: float | None = None,
         poll_stats: PollStats | None = None,
         time_scale: float = 1.0,
+        validate_inputs: bool = False,
+        catalogue_ttl: float = CATALOGUE_TTL,
+        catalogue_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -140,6 +150,11 @@ class AsyncWaveSpeed(SeedModels):
         self._schedules: dict[str, Schedule] = {}
         #: Finishes the futures of submits made with ``webhook=`` (see :class:`WebhookReceiver`).
         self.webhooks = webhooks
+        self._account = AccountCalls(
+            self._api,
+            Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),
+            validate_inputs=validate_inputs,
+        )
 
     def __repr__(self) -> str:
         return f"AsyncWaveSpeed(base_url={self.base_url!r}, api_key='***')"
@@ -182,8 +197,11 @@ class AsyncWaveSpeed(SeedModels):
         polls the returned id. A submit is never resent: a failure after the request may have
         reached the server raises :class:`SubmissionUncertain`. ``timeout`` bounds the wait
         for a running slot (``limits``) and the request (default: ``wait_timeout``).
+        With the catalogue loaded (``validate_inputs``, or :meth:`models`) the payload is
+        checked against the model's schema first: :class:`InvalidInput` names the field.
         """
         body = unstructure_payload(payload)
+        await self._account.check(model, body)  # against the catalogue's schema, when loaded
         sync_wait = self.wait_timeout if body.get("enable_sync_mode") is True else None
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
@@ -386,6 +404,7 @@ class AsyncWaveSpeed(SeedModels):
         out: str | os.PathLike[str] | None = ...,
         on_event: batch.ProgressCallback | None = ...,
         timeout: float | None = ...,
+        max_cost: float | None = ...,
     ) -> list[Prediction]: ...
 
     @overload
@@ -399,6 +418,7 @@ class AsyncWaveSpeed(SeedModels):
         out: str | os.PathLike[str] | None = ...,
         on_event: batch.ProgressCallback | None = ...,
         timeout: float | None = ...,
+        max_cost: float | None = ...,
     ) -> list[Prediction | WaveSpeedError]: ...
 
     async def map(
@@ -411,6 +431,7 @@ class AsyncWaveSpeed(SeedModels):
         out: str | os.PathLike[str] | None = None,
         on_event: batch.ProgressCallback | None = None,
         timeout: float | None = None,
+        max_cost: float | None = None,
     ) -> list[Prediction] | list[Prediction | WaveSpeedError]:
         """Run a batch, at most ``concurrency`` tasks in flight; results in input order.
 
@@ -419,7 +440,9 @@ class AsyncWaveSpeed(SeedModels):
         remote tasks run on) unless ``return_exceptions=True`` puts the error in its place.
         ``journal`` makes the batch resumable: run it again with the same journal and nothing
         is submitted twice. ``out`` saves the outputs there; ``on_event`` gets progress
-        events. See :class:`Batch` for the whole story.
+        events. ``max_cost`` (USD) quotes every distinct item first and refuses to start,
+        with :class:`CostLimitExceeded` and no task created, when the total passes it or the
+        balance. See :class:`Batch` for the whole story.
 
         >>> videos = await client.map([TextToVideo(p) for p in prompts], concurrency=20,
         ...                           journal="videos.jsonl")         # doctest: +SKIP
@@ -433,6 +456,7 @@ class AsyncWaveSpeed(SeedModels):
             out=out,
             on_event=on_event,
             timeout=timeout,
+            max_cost=max_cost,
         )
 
     @overload
@@ -484,3 +508,50 @@ class AsyncWaveSpeed(SeedModels):
             concurrency=concurrency,
             on_event=on_event,
         )
+
+    # --- account and catalogue (bodies in _account_calls.py) ----------------------------------
+
+    async def balance(self) -> float:
+        """The account's balance in USD: ``GET /api/v3/balance``."""
+        return await self._account.balance()
+
+    async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
+        """What one task of ``model`` with ``payload`` would cost (nothing is created).
+
+        ``POST /api/v3/model/price``, or the older ``/model/pricing`` where that one is missing
+        (404/405). The model id and the payload (a mapping or a payload model) are checked
+        before sending. ``quote.cost`` is what the account would be charged, in USD.
+        """
+        return await self._account.price(model, payload)
+
+    async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """The model catalogue with each model's input schema: ``GET /api/v3/models``.
+
+        Fetched once and kept ``catalogue_ttl`` seconds (an hour) unless ``refresh``; once it is
+        loaded, :meth:`submit` checks payloads against it.
+        """
+        return await self._account.models(refresh=refresh)
+
+    async def model(self, model_id: str) -> ModelInfo:
+        """One model of the catalogue; :class:`NotFound` naming ``model_id`` when it is absent."""
+        return await self._account.model(model_id)
+
+    async def delete(self, *prediction_ids: str) -> int:
+        """Delete tasks for good (``POST /api/v3/predictions/delete``); returns how many existed.
+
+        Results and outputs are gone; unknown ids are ignored. Deleting a running task is the
+        only cancellation the platform documents, and whether it still bills a task deleted
+        while running is the platform's call (its docs mention partial refunds).
+        """
+        return await self._account.delete(prediction_ids)
+
+    async def cancel(self, prediction_id: str) -> bool:
+        """Cancel a task by deleting it, unless it has already finished; whether it was deleted.
+
+        One check, then the delete of :meth:`delete`: a finished task keeps its outputs (use
+        :meth:`delete` to remove it). Billing for a task deleted while running is the
+        platform's call. Local futures of the task are not told: see
+        :meth:`PredictionFuture.cancel_remote`.
+        """
+        return await self._account.cancel(prediction_id)
+

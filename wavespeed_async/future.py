@@ -32,6 +32,8 @@ class _Owner(Protocol):
 
     async def get_prediction(self, prediction_id: str) -> Prediction: ...
 
+    async def cancel(self, prediction_id: str) -> bool: ...
+
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
     ) -> list[Path]: ...
@@ -51,6 +53,7 @@ class PredictionFuture:
       :class:`PredictionTimeout`. The remote task keeps running; await again to resume.
 
     :meth:`cancel` stops *local* polling only: the remote task keeps running (and is billed).
+    :meth:`cancel_remote` deletes the task on the platform, then stops polling.
 
     >>> fut = await client.submit_text_to_video("a fox")  # doctest: +SKIP
     >>> fut.id, fut.status                                # doctest: +SKIP
@@ -145,6 +148,26 @@ class PredictionFuture:
         self._owner.engine.unwatch(self)
         for waiter in self._take_waiters():
             waiter.cancel(f"polling of prediction {self._id} was cancelled")
+
+    async def cancel_remote(self) -> bool:
+        """Cancel the task on the platform by deleting it, then stop polling as :meth:`cancel`.
+
+        Returns whether a task was deleted: ``False`` when it had already finished (its
+        outputs are kept; nothing changes here). Deleting is the only cancellation the
+        platform documents; whether it bills a task deleted while running is the platform's
+        call. A coroutine, not ``cancel(remote=True)``: the delete is a request that can fail,
+        and its caller must learn whether the task (and its bill) was stopped.
+        """
+        if self.done():
+            return False
+        try:
+            deleted = await self._owner.cancel(self._id)
+        except WaveSpeedError as exc:
+            exc.prediction_id = exc.prediction_id or self._id
+            raise
+        if deleted:
+            self.cancel()
+        return deleted
 
     def deliver(self, prediction: Prediction) -> None:
         """Hand the future a state learnt elsewhere, such as a webhook delivery.

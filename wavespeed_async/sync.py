@@ -151,6 +151,12 @@ class WaveSpeed:
     upload = _blocking(AsyncWaveSpeed.upload)
     download = _blocking(AsyncWaveSpeed.download)
     webhook_secret = _blocking(AsyncWaveSpeed.webhook_secret)
+    balance = _blocking(AsyncWaveSpeed.balance)
+    price = _blocking(AsyncWaveSpeed.price)
+    models = _blocking(AsyncWaveSpeed.models)
+    model = _blocking(AsyncWaveSpeed.model)
+    delete = _blocking(AsyncWaveSpeed.delete)
+    cancel = _blocking(AsyncWaveSpeed.cancel)
 
     def prediction(
         self, prediction_id: str, *, model: str = "", poll_schedule: PollSchedule | None = None
@@ -236,6 +242,10 @@ class SyncPredictionFuture:
             self._future.cancel()
 
         self._client._run(cancel)
+
+    def cancel_remote(self) -> bool:
+        """Delete the task, then stop polling; see :meth:`PredictionFuture.cancel_remote`."""
+        return self._client._run(self._future.cancel_remote)
 
     def download(
         self, directory: str | os.PathLike[str], *, max_bytes: int = MAX_DOWNLOAD
