@@ -384,8 +384,8 @@ async def test_cancelling_the_awaiting_task_stops_its_poller(frozen: Emulator) -
 
 async def test_cancelling_1000_waiting_tasks_leaves_no_task_behind(frozen: Emulator) -> None:
     async with client_for(frozen) as client:
-        futures = await asyncio.gather(
-            *(client.submit_text_to_video(f"fox {i}") for i in range(1000))
+        futures = await asyncio.gather(  # a model off the catalogue: free, so the balance lasts
+            *(client.submit("test/free-model", {"prompt": f"fox {i}"}) for i in range(1000))
         )
         waiters = [asyncio.ensure_future(f.wait()) for f in futures]
         await anyio.sleep(0.05)
