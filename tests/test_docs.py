@@ -142,7 +142,7 @@ def docs_emulator() -> Iterator[str]:
 
 def _run_page(path: Path, base_url: str) -> tuple[int, list[str]]:
     page = _Page(base_url)
-    ran, skipped = 0, []
+    skipped: list[str] = []
     try:
         document = page.sybil().parse(path)
         document.namespace["client"] = page.client
