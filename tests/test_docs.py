@@ -172,11 +172,3 @@ def test_every_code_block_runs(
 def test_every_skipped_block_says_why(path: Path) -> None:
     bare = re.findall(r"<!--\s*skip:\s*(?:next|start)\s*-->", path.read_text())
     assert not bare, f"{path.name}: a skip without a reason"
-
-
-def test_readme_test_command_is_the_one_ci_runs() -> None:
-    readme = (ROOT / "README.md").read_text()
-    command = re.search(r"^# 2\..*\n(.+)$", readme, re.MULTILINE)
-    assert command is not None, "the README lost its second set-up command"
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert command.group(1).strip() in [line.strip() for line in ci]
