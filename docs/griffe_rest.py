@@ -1,9 +1,9 @@
 """A Griffe extension: the package's reST-flavoured docstrings, readable as Markdown.
 
-The docstrings are written for ``help()`` and doctest: ``>>>`` examples, ``:class:`X```
-roles and ``::`` before literal blocks. Markdown would render the examples as nested
-quotes and try to resolve their output as links, so examples become ``pycon`` fences and
-roles become inline code. Nothing else is changed.
+The docstrings are written for ``help()`` and doctest: ``>>>`` examples (with doctest
+flags), ``:class:`X``` roles and ``::`` before literal blocks. Markdown would render the
+examples as nested quotes and try to resolve their output as links, so examples become
+``pycon`` fences without the flags, and roles become inline code. Nothing else is changed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:class|meth|func|data|attr|exc|mod|obj):`~?([^`]+)`")
+DOCTEST_FLAG = re.compile(r"\s*# doctest: [+-]\w+.*$", re.MULTILINE)
 
 
 def _fence_examples(text: str) -> str:
@@ -34,8 +35,8 @@ def _fence_examples(text: str) -> str:
 
 
 def markdown_docstring(text: str) -> str:
-    """The docstring with examples fenced, roles as code, and ``::`` as ``:``."""
-    text = ROLE.sub(r"`\1`", text)
+    """The docstring with examples fenced (no doctest flags), roles as code, ``::`` as ``:``."""
+    text = DOCTEST_FLAG.sub("", ROLE.sub(r"`\1`", text))
     text = re.sub(r"::$", ":", text, flags=re.MULTILINE)
     return _fence_examples(text)
 
