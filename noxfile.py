@@ -1,16 +1,26 @@
-"""Developer tasks: `nox -s tests lint typecheck`, and `nox -s bench` for measurements."""
+"""Developer tasks.
+
+`nox -s tests` runs the suite on every Python from 3.10 to 3.13 that is installed (missing ones
+are skipped); `nox -s tests-3.12` on one. `lint`, `typecheck`, `docs` (the site, built
+strictly), `package` (build the sdist and wheel, check them) and `bench` (measurements).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "package"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite against the emulator (real loopback HTTP)."""
+    """Run the test suite against the emulator (real loopback HTTP), README and docs included."""
     session.install("-e", ".[test,cli]")
     session.run("pytest", *session.posargs)
 
@@ -28,6 +38,25 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package and the tests."""
     session.install("-e", ".[test,cli]", "mypy")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (MkDocs Material); any warning fails the build."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel into dist/, check them, install the wheel, inspect both."""
+    session.install("build", "twine")
+    session.run("python", "-c", "import shutil; shutil.rmtree('dist', ignore_errors=True)")
+    session.run("python", "-m", "build")
+    session.run("twine", "check", "--strict", "dist/*")  # twine expands the glob itself
+    wheel = next(Path("dist").glob("*.whl"))
+    session.install(f"{wheel}[test]")
+    session.run("pytest", "tests/test_packaging.py", env={"WAVESPEED_DIST": "dist"})
 
 
 @nox.session
