@@ -8,7 +8,7 @@
 from ._account_models import ModelInfo, Quote
 from ._limits import ACCOUNT_LEVELS, Limits
 from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
-from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule, PollStats
 from ._retry import RetryPolicy
 from .batch import Batch, BatchEvent, BatchItem, ItemResult, ProgressCallback
 from .client import AsyncWaveSpeed
@@ -72,6 +72,7 @@ __all__ = [
     "NotFinished",
     "NotFound",
     "PollSchedule",
+    "PollStats",
     "Prediction",
     "PredictionFailed",
     "PredictionFuture",

@@ -554,4 +554,3 @@ class AsyncWaveSpeed(SeedModels):
         :meth:`PredictionFuture.cancel_remote`.
         """
         return await self._account.cancel(prediction_id)
-
