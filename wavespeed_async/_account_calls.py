@@ -29,7 +29,7 @@ from ._convert import structure_prediction
 from ._protocol import check_model_id, result_request
 from .errors import APIError, NotFound
 
-__all__ = ["AccountCalls"]
+__all__ = ["AccountCalls", "AccountMethods"]
 
 
 class AccountCalls:
@@ -113,3 +113,53 @@ class AccountCalls:
         if current.status.is_terminal:
             return False  # its outputs are the user's: cancelling must not delete them
         return await self.delete([prediction_id]) > 0
+
+
+class AccountMethods:
+    """The client's account methods (mixed into the client): doors onto :class:`AccountCalls`."""
+
+    _account: AccountCalls
+
+    async def balance(self) -> float:
+        """The account's balance in USD: ``GET /api/v3/balance``."""
+        return await self._account.balance()
+
+    async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
+        """What one task of ``model`` with ``payload`` would cost (nothing is created).
+
+        ``POST /api/v3/model/price``, or the older ``/model/pricing`` where that one is missing
+        (404/405). The model id and the payload (a mapping or a payload model) are checked
+        before sending. ``quote.cost`` is what the account would be charged, in USD.
+        """
+        return await self._account.price(model, payload)
+
+    async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """The model catalogue with each model's input schema: ``GET /api/v3/models``.
+
+        Fetched once and kept ``catalogue_ttl`` seconds (an hour) unless ``refresh``; once it is
+        loaded, :meth:`submit` checks payloads against it.
+        """
+        return await self._account.models(refresh=refresh)
+
+    async def model(self, model_id: str) -> ModelInfo:
+        """One model of the catalogue; :class:`NotFound` naming ``model_id`` when it is absent."""
+        return await self._account.model(model_id)
+
+    async def delete(self, *prediction_ids: str) -> int:
+        """Delete tasks for good (``POST /api/v3/predictions/delete``); returns how many existed.
+
+        Results and outputs are gone; unknown ids are ignored. Deleting a running task is the
+        only cancellation the platform documents, and whether it still bills a task deleted
+        while running is the platform's call (its docs mention partial refunds).
+        """
+        return await self._account.delete(prediction_ids)
+
+    async def cancel(self, prediction_id: str) -> bool:
+        """Cancel a task by deleting it, unless it has already finished; whether it was deleted.
+
+        One check, then the delete of :meth:`delete`: a finished task keeps its outputs (use
+        :meth:`delete` to remove it). Billing for a task deleted while running is the
+        platform's call. Local futures of the task are not told: see
+        :meth:`PredictionFuture.cancel_remote`.
+        """
+        return await self._account.cancel(prediction_id)

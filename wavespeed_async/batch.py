@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import anyio
 
@@ -38,6 +39,7 @@ __all__ = [
     "BatchItem",
     "ItemResult",
     "JournalError",
+    "BatchMethods",
     "ProgressCallback",
     "as_completed",
     "map_items",
@@ -114,3 +116,123 @@ async def _futures_as_completed(
         if waits:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(waits)
+
+
+class BatchMethods:
+    """``map`` and ``as_completed`` (mixed into the client): doors onto :class:`Batch`."""
+
+    @overload
+    async def map(
+        self,
+        payloads: Iterable[BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ...,
+        on_event: ProgressCallback | None = ...,
+        timeout: float | None = ...,
+        max_cost: float | None = ...,
+    ) -> list[Prediction]: ...
+
+    @overload
+    async def map(
+        self,
+        payloads: Iterable[BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ...,
+        on_event: ProgressCallback | None = ...,
+        timeout: float | None = ...,
+        max_cost: float | None = ...,
+    ) -> list[Prediction | WaveSpeedError]: ...
+
+    async def map(
+        self,
+        payloads: Iterable[BatchInput],
+        *,
+        concurrency: int = 10,
+        return_exceptions: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+        out: str | os.PathLike[str] | None = None,
+        on_event: ProgressCallback | None = None,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+    ) -> list[Prediction] | list[Prediction | WaveSpeedError]:
+        """Run a batch, at most ``concurrency`` tasks in flight; results in input order.
+
+        ``payloads`` are payload models (``TextToVideo(...)``), :class:`BatchItem` objects or
+        ``(model, input)`` pairs. A failure raises at once (the rest stop waiting; their
+        remote tasks run on) unless ``return_exceptions=True`` puts the error in its place.
+        ``journal`` makes the batch resumable: run it again with the same journal and nothing
+        is submitted twice. ``out`` saves the outputs there; ``on_event`` gets progress
+        events. ``max_cost`` (USD) quotes every distinct item first and refuses to start,
+        with :class:`CostLimitExceeded` and no task created, when the total passes it or the
+        balance. See :class:`Batch` for the whole story.
+
+        >>> videos = await client.map([TextToVideo(p) for p in prompts], concurrency=20,
+        ...                           journal="videos.jsonl")         # doctest: +SKIP
+        """
+        return await map_items(
+            cast("AsyncWaveSpeed", self),
+            payloads,
+            return_exceptions=return_exceptions,
+            concurrency=concurrency,
+            journal=journal,
+            out=out,
+            on_event=on_event,
+            timeout=timeout,
+            max_cost=max_cost,
+        )
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        timeout: float | None = ...,
+        on_event: ProgressCallback | None = ...,
+    ) -> AsyncGenerator[Prediction, None]: ...
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        timeout: float | None = ...,
+        on_event: ProgressCallback | None = ...,
+    ) -> AsyncGenerator[Prediction | WaveSpeedError, None]: ...
+
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
+        *,
+        concurrency: int = 10,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+        on_event: ProgressCallback | None = None,
+    ) -> AsyncGenerator[Prediction, None] | AsyncGenerator[Prediction | WaveSpeedError, None]:
+        """Yield predictions as they finish, from futures or from payloads to submit.
+
+        Payloads are submitted with at most ``concurrency`` in flight. A failure is raised
+        from the loop (which then stops waiting for the rest) unless
+        ``return_exceptions=True`` yields it instead.
+
+        >>> futures = [await client.submit_text_to_video(p) for p in prompts]  # doctest: +SKIP
+        >>> async for video in client.as_completed(futures):                 # doctest: +SKIP
+        ...     print(video.id, video.outputs)
+        """
+        return as_completed(
+            cast("AsyncWaveSpeed", self),
+            futures_or_payloads,
+            return_exceptions=return_exceptions,
+            timeout=timeout,
+            concurrency=concurrency,
+            on_event=on_event,
+        )

@@ -6,17 +6,16 @@ import datetime as dt
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any
 
 import attrs
 
-from . import _files, batch
+from . import _files
 from ._account import CATALOGUE_TTL, Catalogue
-from ._account_calls import AccountCalls
-from ._account_models import ModelInfo, Quote
+from ._account_calls import AccountCalls, AccountMethods
 from ._api import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
 from ._convert import structure_prediction, unstructure_payload
 from ._engine import PollEngine
@@ -38,6 +37,7 @@ from ._protocol import (
 )
 from ._retry import RetryPolicy, outcome_unknown
 from ._seeds import Deadline, SeedModels
+from .batch import BatchMethods
 from .errors import (
     ConfigurationError,
     NotFinished,
@@ -56,7 +56,7 @@ BASE_URL_ENV = "WAVESPEED_BASE_URL"
 DEFAULT_WAIT_TIMEOUT = 30 * 60.0
 
 
-class AsyncWaveSpeed(SeedModels):
+class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
     """The asyncio client: an ``async with`` block owning one ``aiohttp.ClientSession``.
 
     >>> async with AsyncWaveSpeed() as client:                     # doctest: +SKIP
@@ -390,167 +390,3 @@ class AsyncWaveSpeed(SeedModels):
         >>> receiver.set_secret(await client.webhook_secret())        # doctest: +SKIP
         """
         return parse_webhook_secret(await self._api.call(webhook_secret_request(self.base_url)))
-
-    # --- batches ------------------------------------------------------------------------------
-
-    @overload
-    async def map(
-        self,
-        payloads: Iterable[batch.BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[False] = ...,
-        journal: str | os.PathLike[str] | None = ...,
-        out: str | os.PathLike[str] | None = ...,
-        on_event: batch.ProgressCallback | None = ...,
-        timeout: float | None = ...,
-        max_cost: float | None = ...,
-    ) -> list[Prediction]: ...
-
-    @overload
-    async def map(
-        self,
-        payloads: Iterable[batch.BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[True],
-        journal: str | os.PathLike[str] | None = ...,
-        out: str | os.PathLike[str] | None = ...,
-        on_event: batch.ProgressCallback | None = ...,
-        timeout: float | None = ...,
-        max_cost: float | None = ...,
-    ) -> list[Prediction | WaveSpeedError]: ...
-
-    async def map(
-        self,
-        payloads: Iterable[batch.BatchInput],
-        *,
-        concurrency: int = 10,
-        return_exceptions: bool = False,
-        journal: str | os.PathLike[str] | None = None,
-        out: str | os.PathLike[str] | None = None,
-        on_event: batch.ProgressCallback | None = None,
-        timeout: float | None = None,
-        max_cost: float | None = None,
-    ) -> list[Prediction] | list[Prediction | WaveSpeedError]:
-        """Run a batch, at most ``concurrency`` tasks in flight; results in input order.
-
-        ``payloads`` are payload models (``TextToVideo(...)``), :class:`BatchItem` objects or
-        ``(model, input)`` pairs. A failure raises at once (the rest stop waiting; their
-        remote tasks run on) unless ``return_exceptions=True`` puts the error in its place.
-        ``journal`` makes the batch resumable: run it again with the same journal and nothing
-        is submitted twice. ``out`` saves the outputs there; ``on_event`` gets progress
-        events. ``max_cost`` (USD) quotes every distinct item first and refuses to start,
-        with :class:`CostLimitExceeded` and no task created, when the total passes it or the
-        balance. See :class:`Batch` for the whole story.
-
-        >>> videos = await client.map([TextToVideo(p) for p in prompts], concurrency=20,
-        ...                           journal="videos.jsonl")         # doctest: +SKIP
-        """
-        return await batch.map_items(
-            self,
-            payloads,
-            return_exceptions=return_exceptions,
-            concurrency=concurrency,
-            journal=journal,
-            out=out,
-            on_event=on_event,
-            timeout=timeout,
-            max_cost=max_cost,
-        )
-
-    @overload
-    def as_completed(
-        self,
-        futures_or_payloads: Iterable[PredictionFuture | batch.BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[False] = ...,
-        timeout: float | None = ...,
-        on_event: batch.ProgressCallback | None = ...,
-    ) -> AsyncGenerator[Prediction, None]: ...
-
-    @overload
-    def as_completed(
-        self,
-        futures_or_payloads: Iterable[PredictionFuture | batch.BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[True],
-        timeout: float | None = ...,
-        on_event: batch.ProgressCallback | None = ...,
-    ) -> AsyncGenerator[Prediction | WaveSpeedError, None]: ...
-
-    def as_completed(
-        self,
-        futures_or_payloads: Iterable[PredictionFuture | batch.BatchInput],
-        *,
-        concurrency: int = 10,
-        return_exceptions: bool = False,
-        timeout: float | None = None,
-        on_event: batch.ProgressCallback | None = None,
-    ) -> AsyncGenerator[Prediction, None] | AsyncGenerator[Prediction | WaveSpeedError, None]:
-        """Yield predictions as they finish, from futures or from payloads to submit.
-
-        Payloads are submitted with at most ``concurrency`` in flight. A failure is raised
-        from the loop (which then stops waiting for the rest) unless
-        ``return_exceptions=True`` yields it instead.
-
-        >>> futures = [await client.submit_text_to_video(p) for p in prompts]  # doctest: +SKIP
-        >>> async for video in client.as_completed(futures):                 # doctest: +SKIP
-        ...     print(video.id, video.outputs)
-        """
-        return batch.as_completed(
-            self,
-            futures_or_payloads,
-            return_exceptions=return_exceptions,
-            timeout=timeout,
-            concurrency=concurrency,
-            on_event=on_event,
-        )
-
-    # --- account and catalogue (bodies in _account_calls.py) ----------------------------------
-
-    async def balance(self) -> float:
-        """The account's balance in USD: ``GET /api/v3/balance``."""
-        return await self._account.balance()
-
-    async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
-        """What one task of ``model`` with ``payload`` would cost (nothing is created).
-
-        ``POST /api/v3/model/price``, or the older ``/model/pricing`` where that one is missing
-        (404/405). The model id and the payload (a mapping or a payload model) are checked
-        before sending. ``quote.cost`` is what the account would be charged, in USD.
-        """
-        return await self._account.price(model, payload)
-
-    async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
-        """The model catalogue with each model's input schema: ``GET /api/v3/models``.
-
-        Fetched once and kept ``catalogue_ttl`` seconds (an hour) unless ``refresh``; once it is
-        loaded, :meth:`submit` checks payloads against it.
-        """
-        return await self._account.models(refresh=refresh)
-
-    async def model(self, model_id: str) -> ModelInfo:
-        """One model of the catalogue; :class:`NotFound` naming ``model_id`` when it is absent."""
-        return await self._account.model(model_id)
-
-    async def delete(self, *prediction_ids: str) -> int:
-        """Delete tasks for good (``POST /api/v3/predictions/delete``); returns how many existed.
-
-        Results and outputs are gone; unknown ids are ignored. Deleting a running task is the
-        only cancellation the platform documents, and whether it still bills a task deleted
-        while running is the platform's call (its docs mention partial refunds).
-        """
-        return await self._account.delete(prediction_ids)
-
-    async def cancel(self, prediction_id: str) -> bool:
-        """Cancel a task by deleting it, unless it has already finished; whether it was deleted.
-
-        One check, then the delete of :meth:`delete`: a finished task keeps its outputs (use
-        :meth:`delete` to remove it). Billing for a task deleted while running is the
-        platform's call. Local futures of the task are not told: see
-        :meth:`PredictionFuture.cancel_remote`.
-        """
-        return await self._account.cancel(prediction_id)
