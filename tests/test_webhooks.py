@@ -34,6 +34,7 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import ConfigurationError
+from wavespeed_async.webhooks import DEFAULT_TOLERANCE
 
 pytestmark = pytest.mark.anyio
 
@@ -205,12 +206,52 @@ async def test_repeated_webhook_ids_are_acknowledged_but_handled_once() -> None:
     assert (receiver.accepted, receiver.duplicates) == (2, 1)
 
 
-def test_the_receiver_remembers_a_bounded_number_of_webhook_ids() -> None:
+class Clock:
+    """A settable clock, in Unix seconds."""
+
+    def __init__(self, now: float = SIGNED_AT) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_replay_inside_the_tolerance_is_dropped_after_ten_thousand_other_deliveries() -> None:
+    seen: list[Prediction] = []
+    receiver = WebhookReceiver(SECRET, on_prediction=seen.append, clock=Clock())
+    assert receiver.handle(signed_headers(), BODY) == (200, "ok")
+    for number in range(10_001):
+        receiver.handle(signed_headers(webhook_id=f"other_{number}"), BODY)
+    assert receiver.handle(signed_headers(), BODY) == (200, "duplicate")
+    assert len(seen) == 10_002
+
+
+def test_ids_are_remembered_until_a_replay_would_fail_the_timestamp_check() -> None:
+    clock = Clock()
+    receiver = WebhookReceiver(SECRET, clock=clock, remember=1)
+    assert receiver.handle(signed_headers(), BODY) == (200, "ok")
+    clock.now = SIGNED_AT + DEFAULT_TOLERANCE  # the last second a replay still verifies
+    assert receiver.handle(signed_headers(), BODY) == (200, "duplicate")
+    later = signed_headers(webhook_id="msg_2", timestamp=SIGNED_AT + 200)
+    assert receiver.handle(later, BODY)[0] == 503  # msg_1 may still be replayed: full
+    clock.now = SIGNED_AT + DEFAULT_TOLERANCE + 1  # msg_1 would now fail verification
+    assert receiver.handle(signed_headers(), BODY)[0] == 400
+    assert receiver.handle(later, BODY) == (200, "ok")  # so its place was freed
+
+
+def test_a_full_memory_of_ids_refuses_with_503_rather_than_forgetting() -> None:
     receiver = receiver_at(remember=2)
-    for webhook_id in ("msg_1", "msg_2", "msg_3"):
-        receiver.handle(signed_headers(webhook_id=webhook_id), BODY)
-    assert receiver.handle(signed_headers(webhook_id="msg_3"), BODY)[1] == "duplicate"
-    assert receiver.handle(signed_headers(webhook_id="msg_1"), BODY)[1] == "ok"  # forgotten
+    for webhook_id in ("msg_1", "msg_2"):
+        assert receiver.handle(signed_headers(webhook_id=webhook_id), BODY) == (200, "ok")
+    assert receiver.handle(signed_headers(webhook_id="msg_3"), BODY)[0] == 503
+    assert receiver.handle(signed_headers(webhook_id="msg_1"), BODY) == (200, "duplicate")
+    assert receiver.accepted == 2
+
+
+def test_a_body_nested_too_deeply_is_refused_with_400() -> None:
+    body = b"[" * 200_000
+    receiver = receiver_at()
+    assert receiver.handle(signed_headers(body), body) == (400, "refused: payload check failed")
 
 
 async def test_async_callbacks_run_after_the_answer_and_aclose_waits_for_them() -> None:
