@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator
 
 import attrs
 
+from .errors import InvalidInput
+
 __all__ = ["IMAGE_SCHEDULE", "RECONCILE_SCHEDULE", "VIDEO_SCHEDULE", "PollSchedule", "schedule_for"]
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise InvalidInput(attribute.name, value, "a number of seconds >= 0")
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _positive(instance, attribute, value)
+    if value < 1:
+        raise InvalidInput(attribute.name, value, "1 or more (gaps never shrink)")
+
+
+def _not_below_min_interval(
+    instance: PollSchedule, attribute: attrs.Attribute[float], value: float
+) -> None:
+    _positive(instance, attribute, value)
+    if value < instance.min_interval:
+        raise InvalidInput(attribute.name, value, f"at least min_interval ({instance.min_interval})")
 
 
 @attrs.define(frozen=True)
@@ -22,7 +39,9 @@ class PollSchedule:
     The first check comes after ``first_delay``; the n-th gap after it is
     ``min(max_interval, min_interval * growth ** n)`` stretched by up to ``jitter`` (a
     fraction), upwards only, so checks are never closer than ``min_interval``. The jitter keeps
-    hundreds of tasks submitted together from polling in lockstep.
+    hundreds of tasks submitted together from polling in lockstep. ``growth`` below 1 and
+    ``max_interval`` below ``min_interval`` are refused (:class:`InvalidInput`): gaps never
+    shrink below the minimum.
 
     >>> fast = PollSchedule(first_delay=0.5, min_interval=1, max_interval=4, jitter=0)
     >>> [round(d, 2) for d, _ in zip(fast.delays(), range(6))]
@@ -31,8 +50,8 @@ class PollSchedule:
 
     first_delay: float = attrs.field(default=1.0, validator=_positive)
     min_interval: float = attrs.field(default=2.0, validator=_positive)
-    max_interval: float = attrs.field(default=8.0, validator=_positive)
-    growth: float = attrs.field(default=1.3, validator=_positive)
+    max_interval: float = attrs.field(default=8.0, validator=_not_below_min_interval)
+    growth: float = attrs.field(default=1.3, validator=_at_least_one)
     jitter: float = attrs.field(default=0.2, validator=_positive)
 
     def delays(self, uniform: Callable[[], float] = random.random) -> Iterator[float]:
