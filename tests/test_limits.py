@@ -8,8 +8,8 @@ import pytest
 
 from wavespeed_async import ACCOUNT_LEVELS, AsyncWaveSpeed, Limits, PollSchedule, Status
 from wavespeed_async._limits import SubmitRate
-from wavespeed_async.errors import InvalidInput
 from wavespeed_async.emulator import Emulator
+from wavespeed_async.errors import InvalidInput
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""The retry policy and budget, driven by a fake clock and sleep: what is resent, when, how often."""
+"""The retry policy and budget on a fake clock and sleep: what is resent, when, how often."""
 
 from __future__ import annotations
 
@@ -146,7 +146,9 @@ async def test_a_retried_success_refunds_what_its_retries_cost() -> None:
     assert budget.tokens == 51  # a first-try success earns one
 
 
-async def test_retries_stop_at_once_when_the_budget_is_spent(caplog: pytest.LogCaptureFixture) -> None:
+async def test_retries_stop_at_once_when_the_budget_is_spent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     budget = RetryBudget(7)
     time = FakeTime()
     attempt = failing(server_error(), server_error(), server_error())

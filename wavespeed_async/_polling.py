@@ -29,7 +29,9 @@ def _not_below_min_interval(
 ) -> None:
     _positive(instance, attribute, value)
     if value < instance.min_interval:
-        raise InvalidInput(attribute.name, value, f"at least min_interval ({instance.min_interval})")
+        raise InvalidInput(
+            attribute.name, value, f"at least min_interval ({instance.min_interval})"
+        )
 
 
 @attrs.define(frozen=True)

@@ -207,9 +207,11 @@ class WebhookReceiver:
     dropped for as long as its timestamp passes verification (``tolerance`` after it was
     signed), so a replay is never processed twice. At most ``remember`` ids are kept; past
     that, new deliveries get 503 until old ids expire, rather than an id being forgotten
-    early. ``clock`` (Unix seconds) replaces the system clock. A coroutine function runs as a task after
-    the answer; :meth:`aclose` waits for those. A plain function runs before it, so keep it
-    short. Its errors are logged, never answered: the delivery was valid.
+    early. ``clock`` (Unix seconds) replaces the system clock.
+
+    A coroutine function runs as a task after the answer; :meth:`aclose` waits for those. A
+    plain function runs before it, so keep it short. Its errors are logged, never answered:
+    the delivery was valid (it is acknowledged with 200).
     The receiver must run on the event loop of the clients whose futures it finishes.
     """
 
