@@ -381,6 +381,19 @@ async def test_the_asgi_app_verifies_chunked_deliveries() -> None:
     assert (await call_asgi(receiver, body=BODY + b" ", headers=headers))[0] == 400
 
 
+async def test_the_asgi_app_answers_200_when_the_callback_raises_and_400_for_deep_json(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(prediction: Prediction) -> None:
+        raise RuntimeError("database down")
+
+    receiver = receiver_at(on_prediction=broken)
+    assert await call_asgi(receiver, headers=signed_headers()) == (200, b"ok")
+    assert "database down" in caplog.text
+    deep = b"[" * 200_000
+    assert (await call_asgi(receiver, body=deep, headers=signed_headers(deep)))[0] == 400
+
+
 async def test_the_asgi_app_refuses_other_methods_and_oversized_bodies() -> None:
     receiver = receiver_at(max_body_size=100)
     assert (await call_asgi(receiver, method="GET", body=b""))[0] == 405
