@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +220,30 @@ def test_unstructure_payload_refuses_what_is_not_a_mapping_or_a_model() -> None:
         "aspect_ratio": "16:9",
         "seed": -1,
     }
+
+
+def test_times_are_sent_in_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        naive = dt.datetime(2026, 1, 1, 12, 0, 0)
+        assert converter.unstructure(naive) == "2026-01-01T12:00:00.000Z"
+        eight = dt.timezone(dt.timedelta(hours=8))
+        assert converter.unstructure(dt.datetime(2026, 1, 1, 20, tzinfo=eight)) == (
+            "2026-01-01T12:00:00.000Z"
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_payload_errors_name_the_field_the_value_and_what_is_allowed() -> None:
+    cases: list[tuple[Callable[[], object], tuple[str, object, str]]] = [
+        (lambda: structure_payload([], TextToVideo), ("body", "list", "a JSON object")),
+        (lambda: structure_payload({}, TextToVideo), ("prompt", None, "given (it is required)")),
+        (lambda: unstructure_payload(3), ("payload", 3, "a mapping or a payload model")),
+    ]
+    for call, expected in cases:
+        with pytest.raises(InvalidInput) as info:
+            call()
+        assert (info.value.field, info.value.value, info.value.allowed) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -212,3 +213,47 @@ async def test_max_concurrent_tasks_caps_tasks_running_on_the_platform() -> None
             other for other in tasks if other.submitted_at < task.submitted_at < other.finishes_at
         ]
         assert len(running) <= 2, "a fourth task started while three were running"
+
+
+def invalid(call: Callable[[], object]) -> tuple[str, object, str]:
+    with pytest.raises(InvalidInput) as info:
+        call()
+    return info.value.field, info.value.value, info.value.allowed
+
+
+def test_limit_errors_name_the_field_the_value_and_what_is_allowed() -> None:
+    assert invalid(lambda: Limits(submits_per_minute=-1)) == (
+        "submits_per_minute",
+        -1,
+        "a positive number or None",
+    )
+    assert invalid(lambda: Limits(max_concurrent_tasks=2.5)) == (  # type: ignore[arg-type]
+        "max_concurrent_tasks",
+        2.5,
+        "a positive whole number or None",
+    )
+    assert invalid(lambda: Limits.for_level("platinum")) == (
+        "level",
+        "platinum",
+        "one of bronze, silver, gold, ultra",
+    )
+
+
+def test_a_429_exactly_one_second_after_the_last_decrease_halves_again() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(1000, clock)
+    rate.on_rate_limited()
+    clock.now += 1.0
+    rate.on_rate_limited()
+    assert rate.rate == 250
+
+
+def test_a_submit_exactly_a_minute_old_still_counts_as_recent() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(None, clock)
+    for _ in range(300):
+        rate.reserve()
+    clock.now += 60
+    rate.reserve()
+    rate.on_rate_limited()
+    assert rate.rate == 150.5

@@ -199,3 +199,40 @@ def test_status_values_are_the_api_strings() -> None:
     ]
     assert Status.parse("  Processing ") is Status.PROCESSING
     assert not Status.UNKNOWN.is_terminal
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (
+            lambda: TextToVideo("fox", seed=1.5),  # type: ignore[arg-type]
+            ("seed", 1.5, "an integer from -1 to 2147483647 (-1 = random)"),
+        ),
+        (
+            lambda: ImageEdit("snow", image=IMAGE, enable_sync_mode=1),  # type: ignore[arg-type]
+            ("enable_sync_mode", 1, "True or False"),
+        ),
+        (
+            lambda: ImageEdit("snow", image=" "),
+            ("image", " ", "an image URL, a data: URI or a base64-encoded image"),
+        ),
+        (
+            lambda: ImageEdit("snow", image=IMAGE, size="big"),
+            ("size", "big", "(width, height) or 'W*H', each from 512 to 2048"),
+        ),
+        (
+            lambda: ImageEdit("snow", image=IMAGE, size=7),
+            ("size", 7, "(width, height) or 'W*H', each from 512 to 2048"),
+        ),
+        (
+            lambda: ImageEdit("snow", image=IMAGE, size=(100, 100)),
+            ("size", (100, 100), "(width, height) or 'W*H', each from 512 to 2048"),
+        ),
+    ],
+)
+def test_payload_errors_name_the_field_the_value_and_what_is_allowed(
+    build: Any, expected: tuple[str, Any, str]
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        build()
+    assert (info.value.field, info.value.value, info.value.allowed) == expected

@@ -102,3 +102,17 @@ def test_scaled_multiplies_every_delay_but_keeps_growth_and_jitter() -> None:
 
 def test_model_ids_are_matched_case_insensitively_for_video() -> None:
     assert schedule_for("vendor/Some-VIDEO-model") is VIDEO_SCHEDULE
+
+
+def test_schedule_errors_name_the_field_the_value_and_what_is_allowed() -> None:
+    cases = [
+        ({"first_delay": -1}, ("first_delay", -1, "a number of seconds >= 0")),
+        ({"growth": 0.5}, ("growth", 0.5, "1 or more (gaps never shrink)")),
+        ({"growth": -2}, ("growth", -2, "a number of seconds >= 0")),
+        ({"min_interval": 5, "max_interval": 4}, ("max_interval", 4, "at least min_interval (5)")),
+        ({"max_interval": -1}, ("max_interval", -1, "a number of seconds >= 0")),
+    ]
+    for kwargs, expected in cases:
+        with pytest.raises(InvalidInput) as info:
+            PollSchedule(**kwargs)  # type: ignore[arg-type]
+        assert (info.value.field, info.value.value, info.value.allowed) == expected

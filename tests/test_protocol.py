@@ -29,6 +29,7 @@ from wavespeed_async import (
 from wavespeed_async._convert import structure_prediction
 from wavespeed_async._protocol import (
     UploadTicket,
+    auth_headers,
     check_base_url,
     check_model_id,
     history_request,
@@ -463,3 +464,84 @@ def test_an_upload_ticket_defaults_to_put_without_headers() -> None:
     request = upload_ticket_request(BASE, "in.png", 12, "image/png")
     assert (request.method, request.url) == ("POST", f"{BASE}/api/v3/media/uploads")
     assert request.json == {"filename": "in.png", "size": 12, "content_type": "image/png"}
+
+
+def invalid(call: Any) -> tuple[str, Any, str]:
+    """The field, value and allowed values an InvalidInput names."""
+    with pytest.raises(InvalidInput) as info:
+        call()
+    return info.value.field, info.value.value, info.value.allowed
+
+
+def test_request_errors_name_the_field_the_value_and_what_is_allowed() -> None:
+    assert invalid(lambda: check_model_id("a/../b")) == (
+        "model",
+        "a/../b",
+        "a model id such as 'wavespeed-ai/flux-dev'",
+    )
+    assert invalid(lambda: result_request(BASE, "a/b")) == (
+        "prediction_id",
+        "a/b",
+        "a task id (letters, digits, - and _)",
+    )
+    assert invalid(lambda: submit_request(BASE, "m/x", {}, webhook="ftp://h")) == (
+        "webhook",
+        "ftp://h",
+        "an http(s) URL",
+    )
+    assert invalid(lambda: history_request(BASE, page_size=0)) == ("page_size", 0, "from 1 to 100")
+    assert invalid(lambda: history_request(BASE, page=0)) == ("page", 0, "1 or more")
+
+
+def test_requests_carry_what_the_transport_needs() -> None:
+    submit = submit_request(BASE, "m/x", {"prompt": "p"}, sync_wait=30.0)
+    assert (submit.model, submit.read_timeout) == ("m/x", 30.0)
+    assert submit_request(BASE, "m/x", {}).read_timeout is None
+    result = result_request(BASE, "abc")
+    assert (result.method, result.creates_task, result.json) == ("GET", False, None)
+    assert history_request(BASE).json == {"page": 1, "page_size": 100}
+    before = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
+    assert history_request(BASE, created_before=before).json["created_before"] == (
+        "2026-01-02T00:00:00.000Z"
+    )
+    assert auth_headers("sk-1") == {"Authorization": "Bearer sk-1"}
+
+
+def test_protocol_errors_say_what_was_missing() -> None:
+    with pytest.raises(ProtocolError, match=r"^history page without items$"):
+        parse_history([])
+    with pytest.raises(ProtocolError, match=r"^upload ticket without an upload instruction$"):
+        parse_upload_ticket({"download_url": "https://c/x"})
+    bad_headers = {
+        "upload": {"url": "https://s3/x", "headers": ["a"]},
+        "download_url": "https://c/x",
+    }
+    with pytest.raises(ProtocolError, match=r"^upload ticket headers are not an object$"):
+        parse_upload_ticket(bad_headers)
+
+
+def test_base_url_errors_say_why() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"^base_url must not carry credentials, a query or"
+    ):
+        check_base_url("https://u@x.y")
+    with pytest.raises(ConfigurationError, match=r"pass allow_insecure_http=True if this network"):
+        check_base_url("http://api.example.com")
+    with pytest.raises(ConfigurationError, match="http\\(s\\) URL"):
+        check_base_url(None)  # type: ignore[arg-type]
+    assert check_base_url("https://x.y/BOX/") == "https://x.y/BOX"
+
+
+def test_a_balance_error_at_400_is_insufficient_balance_and_600_is_no_server_error() -> None:
+    with pytest.raises(InsufficientBalance):
+        parse_data(400, {}, envelope(400, "balance too low"))
+    with pytest.raises(APIError) as info:
+        parse_data(600, {}, envelope(600, "odd"))
+    assert type(info.value) is APIError
+
+
+def test_the_excerpt_is_the_full_300_characters_even_with_a_long_key() -> None:
+    long_key = "sk-" + "k" * 120
+    with pytest.raises(ServerError) as info:
+        parse_data(500, {}, b"y" * 1000, secret=long_key)
+    assert info.value.body == "y" * 300

@@ -318,3 +318,34 @@ def test_a_submit_answer_nested_too_deeply_counts_as_outcome_unknown() -> None:
     with pytest.raises(ProtocolError) as info:
         parse_data(200, {}, b"[" * 200_000)
     assert outcome_unknown(info.value)
+
+
+async def test_a_retried_success_refunds_exactly_its_cost_below_the_capacity() -> None:
+    budget = RetryBudget(100)
+    budget.tokens = 50
+    attempt = failing(server_error(), TransportError("slow", timed_out=True))
+    assert await run(attempt, RetryPolicy(), budget) == "ok"
+    assert budget.tokens == 50  # 15 spent on the two retries, 15 refunded
+
+
+async def test_a_timeout_retry_inside_call_with_retries_costs_ten() -> None:
+    budget = RetryBudget(12)
+    timeouts = [TransportError("read timeout", timed_out=True) for _ in range(3)]
+    attempt = failing(*timeouts)
+    with pytest.raises(TransportError):
+        await run(attempt, RetryPolicy(attempts=10), budget)
+    assert len(attempt.calls) == 2  # type: ignore[attr-defined]
+    assert budget.tokens == 2
+
+
+async def test_the_log_lines_say_what_is_retried_after_which_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "wavespeed_async")
+    attempt = failing(server_error(), server_error(502))
+    with pytest.raises(ServerError):
+        await run(attempt, RetryPolicy(base_delay=1.0), RetryBudget(5))
+    assert [record.getMessage() for record in caplog.records] == [
+        "retrying test in 1.00s after: HTTP 500 (retry 1)",
+        "retry budget spent: not retrying test (HTTP 502)",
+    ]
