@@ -33,8 +33,12 @@ from wavespeed_async import (
     verify_webhook,
 )
 from wavespeed_async.emulator import Emulator
-from wavespeed_async.errors import ConfigurationError
-from wavespeed_async.webhooks import DEFAULT_TOLERANCE
+from wavespeed_async.errors import ConfigurationError, ProtocolError
+from wavespeed_async.webhooks import (
+    DEFAULT_TOLERANCE,
+    parse_webhook_secret,
+    webhook_secret_request,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -172,6 +176,69 @@ def test_an_empty_secret_is_a_configuration_error() -> None:
         sign_webhook("whsec_", "msg_1", SIGNED_AT, BODY)
     with pytest.raises(ConfigurationError):
         WebhookReceiver("  ")
+
+
+def refusal(headers: dict[str, str], body: bytes = BODY, **kwargs: Any) -> str:
+    kwargs.setdefault("now", SIGNED_AT)
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify_webhook(headers, body, SECRET, **kwargs)
+    return str(caught.value)
+
+
+def test_each_refusal_says_what_failed_and_why() -> None:
+    assert refusal(signed_headers(secret="whsec_other")) == (
+        "webhook signature check failed: no v3 signature matches"
+    )
+    assert refusal(signed_headers(timestamp="soon")) == (
+        "webhook timestamp check failed: not Unix seconds"
+    )
+    assert refusal(signed_headers(), now=SIGNED_AT + 301) == (
+        "webhook timestamp check failed: signed 301 s old; tolerance is 300 s"
+    )
+    assert refusal(signed_headers(), now=SIGNED_AT - 400, tolerance=2.5) == (
+        "webhook timestamp check failed: signed 400 s in the future; tolerance is 2.5 s"
+    )
+    headers = signed_headers()
+    del headers["webhook-id"]
+    assert refusal(headers) == "webhook headers check failed: no webhook-id header"
+    assert refusal(signed_headers(b"{"), b"{") == (
+        "webhook payload check failed: the body is not readable JSON"
+    )
+    no_id = b'{"id": "", "status": "completed"}'
+    assert refusal(signed_headers(no_id), no_id) == (
+        "webhook payload check failed: the prediction has no id"
+    )
+    assert refusal(signed_headers(b"[]"), b"[]") == (
+        "webhook payload check failed: expected a prediction object, got list"
+    )
+    with pytest.raises(ConfigurationError, match=r"^the webhook secret is empty$"):
+        sign_webhook(" whsec_ ", "msg_1", SIGNED_AT, BODY)
+
+
+def test_without_now_the_system_clock_is_used() -> None:
+    fresh = signed_headers(timestamp=int(time.time()))
+    assert verify_webhook(fresh, BODY, SECRET).id == "pred_abc123"
+    with pytest.raises(WebhookVerificationError, match="old"):
+        verify_webhook(signed_headers(timestamp=SIGNED_AT), BODY, SECRET)
+
+
+def test_a_body_in_the_api_envelope_is_unwrapped_but_a_prediction_is_taken_as_it_is() -> None:
+    enveloped = b'{"code": 200, "data": {"id": "p9", "status": "completed"}}'
+    assert verify_webhook(signed_headers(enveloped), enveloped, SECRET, now=SIGNED_AT).id == "p9"
+    both = b'{"id": "top", "status": "completed", "data": {"id": "inner"}}'
+    assert verify_webhook(signed_headers(both), both, SECRET, now=SIGNED_AT).id == "top"
+
+
+def test_the_webhook_secret_answer_is_read_and_checked() -> None:
+    request = webhook_secret_request("https://api.wavespeed.ai")
+    assert (request.method, request.url) == (
+        "GET",
+        "https://api.wavespeed.ai/api/v3/webhook/secret",
+    )
+    assert parse_webhook_secret({"secret": " whsec_abc "}) == "whsec_abc"
+    for data in ({"secret": "  "}, {"secret": 3}, [], None):
+        with pytest.raises(ProtocolError, match=r"^webhook secret answer without a secret$"):
+            parse_webhook_secret(data)
 
 
 # --- the receiver's core --------------------------------------------------------------------
