@@ -208,6 +208,12 @@ def test_status_values_are_the_api_strings() -> None:
             lambda: TextToVideo("fox", seed=1.5),  # type: ignore[arg-type]
             ("seed", 1.5, "an integer from -1 to 2147483647 (-1 = random)"),
         ),
+        (lambda: TextToVideo(" "), ("prompt", " ", "a non-empty string")),
+        (lambda: ImageEdit(None, image=IMAGE), ("prompt", None, "a non-empty string")),  # type: ignore[arg-type]
+        (
+            lambda: ImageEdit("x" * 121, image=IMAGE),
+            ("prompt", "x" * 121, "at most 120 characters (got 121)"),
+        ),
         (
             lambda: ImageEdit("snow", image=IMAGE, enable_sync_mode=1),  # type: ignore[arg-type]
             ("enable_sync_mode", 1, "True or False"),

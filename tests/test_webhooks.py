@@ -236,7 +236,8 @@ def test_the_webhook_secret_answer_is_read_and_checked() -> None:
         "https://api.wavespeed.ai/api/v3/webhook/secret",
     )
     assert parse_webhook_secret({"secret": " whsec_abc "}) == "whsec_abc"
-    for data in ({"secret": "  "}, {"secret": 3}, [], None):
+    unusable: list[object] = [{"secret": "  "}, {"secret": 3}, [], None]
+    for data in unusable:
         with pytest.raises(ProtocolError, match=r"^webhook secret answer without a secret$"):
             parse_webhook_secret(data)
 
