@@ -247,3 +247,18 @@ def test_payload_errors_name_the_field_the_value_and_what_is_allowed() -> None:
         with pytest.raises(InvalidInput) as info:
             call()
         assert (info.value.field, info.value.value, info.value.allowed) == expected
+
+
+def test_every_problem_of_a_malformed_prediction_is_listed() -> None:
+    with pytest.raises(ProtocolError) as info:
+        structure_prediction({"id": "a", "urls": [1], "input": 3})
+    assert str(info.value) == (
+        "malformed prediction: expected a mapping @ $.urls; expected a mapping @ $.input"
+    )
+
+
+def test_an_unreadable_timestamp_is_logged_with_its_text(caplog: pytest.LogCaptureFixture) -> None:
+    parse_datetime("yesterday")
+    assert [record.getMessage() for record in caplog.records] == [
+        "unparseable created_at 'yesterday'; keeping None"
+    ]

@@ -257,3 +257,13 @@ def test_a_submit_exactly_a_minute_old_still_counts_as_recent() -> None:
     rate.reserve()
     rate.on_rate_limited()
     assert rate.rate == 150.5
+
+
+def test_a_partly_refilled_bucket_sends_at_once() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(60, clock)
+    for _ in range(60):
+        rate.reserve()
+    clock.now += 1.5
+    assert rate.reserve() == 0.0  # half a token is left over, not a negative wait
+    assert rate.reserve() == pytest.approx(0.5)

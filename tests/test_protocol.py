@@ -288,8 +288,10 @@ def test_a_prediction_nested_too_deeply_is_a_protocol_error() -> None:
     nested: list[Any] = []
     for _ in range(200_000):
         nested = [nested]
-    with pytest.raises(ProtocolError, match="malformed prediction"):
+    with pytest.raises(ProtocolError) as info:
         structure_prediction({"id": "p1", "outputs": nested})
+    assert str(info.value).startswith("malformed prediction: ")
+    assert "maximum recursion depth exceeded" in str(info.value)
 
 
 @pytest.mark.parametrize("status", [201, 202, 204, 299])
@@ -545,3 +547,18 @@ def test_the_excerpt_is_the_full_300_characters_even_with_a_long_key() -> None:
     with pytest.raises(ServerError) as info:
         parse_data(500, {}, b"y" * 1000, secret=long_key)
     assert info.value.body == "y" * 300
+
+
+def test_a_bare_key_in_server_text_is_redacted_on_every_path() -> None:
+    plain = f"upstream said: key {KEY} is wrong".encode()
+    with pytest.raises(ServerError) as server:
+        parse_data(502, {}, plain, secret=KEY)
+    assert str(server.value) == "HTTP 502: upstream said: key *** is wrong"
+    with pytest.raises(ProtocolError) as protocol:
+        parse_data(200, {}, plain, secret=KEY)
+    assert KEY not in str(protocol.value)
+    assert "key ***" in str(protocol.value)
+    with pytest.raises(AuthenticationError) as enveloped:
+        parse_data(200, {}, envelope(401, f"key {KEY} revoked"), secret=KEY, prediction_id="p1")
+    assert enveloped.value.message == "HTTP 401: key *** revoked"
+    assert enveloped.value.prediction_id == "p1"
