@@ -399,6 +399,7 @@ def test_a_key_cut_by_the_excerpts_end_is_redacted_too() -> None:
     with pytest.raises(ServerError) as info:
         parse_data(500, {}, body, secret=KEY)
     assert KEY[:10] not in info.value.body
+    assert KEY[:10] not in str(info.value)
     with pytest.raises(ProtocolError) as protocol:
         parse_data(200, {}, b'{"code": 200, "echo": "' + KEY.encode() + b'"}', secret=KEY)
     assert KEY not in str(protocol.value)

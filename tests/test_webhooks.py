@@ -195,6 +195,9 @@ def test_each_refusal_says_what_failed_and_why() -> None:
     assert refusal(signed_headers(), now=SIGNED_AT + 301) == (
         "webhook timestamp check failed: signed 301 s old; tolerance is 300 s"
     )
+    assert refusal(signed_headers(), now=SIGNED_AT + 1, tolerance=0) == (
+        "webhook timestamp check failed: signed 1 s old; tolerance is 0 s"
+    )
     assert refusal(signed_headers(), now=SIGNED_AT - 400, tolerance=2.5) == (
         "webhook timestamp check failed: signed 400 s in the future; tolerance is 2.5 s"
     )
