@@ -528,8 +528,12 @@ def test_base_url_errors_say_why() -> None:
         ConfigurationError, match=r"^base_url must not carry credentials, a query or"
     ):
         check_base_url("https://u@x.y")
-    with pytest.raises(ConfigurationError, match=r"pass allow_insecure_http=True if this network"):
+    with pytest.raises(ConfigurationError) as insecure:
         check_base_url("http://api.example.com")
+    assert str(insecure.value) == (
+        "refusing to send the API key over plain http to api.example.com; use https, or pass"
+        " allow_insecure_http=True if this network is trusted"
+    )
     with pytest.raises(ConfigurationError, match="http\\(s\\) URL"):
         check_base_url(None)  # type: ignore[arg-type]
     assert check_base_url("https://x.y/BOX/") == "https://x.y/BOX"
