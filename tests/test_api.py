@@ -194,6 +194,27 @@ async def test_no_exception_chain_or_frame_reachable_from_an_error_holds_the_key
         assert error.__cause__ is None or error.__cause__.__context__ is None
 
 
+async def test_an_error_body_echoing_the_key_reaches_no_message_log_or_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def echoing(request: web.Request) -> web.Response:
+        # A misconfigured proxy that echoes the request's headers into its error page.
+        echoed = f"bad gateway; you sent {request.headers['Authorization']} (key {SECRET_KEY})"
+        return web.Response(status=502, text=echoed)
+
+    retry = RetryPolicy(attempts=2, base_delay=0.001)
+    async with serving(echoing) as url, client_of(url, retry=retry) as client:
+        with (
+            caplog.at_level(logging.DEBUG, "wavespeed_async"),
+            pytest.raises(WaveSpeedError) as caught,
+        ):
+            await client.get_prediction("task1")
+    assert "bad gateway" in str(caught.value)  # the server's words stay, less the key
+    assert "retrying" in caplog.text
+    assert SECRET_KEY not in caplog.text
+    assert not [text for text in reachable_texts(caught.value) if SECRET_KEY in text]
+
+
 # --- closing races (defect 8) ---------------------------------------------------------------
 
 

@@ -128,7 +128,7 @@ async def test_concurrent_awaits_share_one_poller(frozen: Emulator) -> None:
 async def test_a_delivered_terminal_state_finishes_waiters_without_another_check(
     frozen: Emulator,
 ) -> None:
-    slow = PollSchedule(first_delay=60, min_interval=60)
+    slow = PollSchedule(first_delay=60, min_interval=60, max_interval=60)
     async with client_for(frozen, poll_schedule=slow) as client:
         future = await client.submit_text_to_video("a fox")
         waiter = asyncio.ensure_future(future.wait())

@@ -190,7 +190,9 @@ async def test_result_errors_surface_with_the_id_when_retries_run_out(emulator: 
 async def test_a_spent_retry_budget_surfaces_errors_at_once(emulator: Emulator) -> None:
     emulator.faults.add(Fault.SERVER_ERROR, route="result", rate=1.0)
     policy = RetryPolicy(attempts=10, base_delay=0.001, budget=10)  # two retries in all
-    async with client_for(emulator, retry=policy) as client:
+    # No answer is stalled here: a generous read timeout, so that a slow answer on a loaded
+    # machine is not a timeout (which costs 10 tokens, not 5, and would change the count).
+    async with client_for(emulator, retry=policy, request_timeout=60) as client:
         futures = [await client.submit(MODEL, {"prompt": f"x{i}"}) for i in range(3)]
         for future in futures:
             with pytest.raises(ServerError):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from wavespeed_async import ACCOUNT_LEVELS, AsyncWaveSpeed, Limits, PollSchedule, Status
 from wavespeed_async._limits import SubmitRate
 from wavespeed_async.emulator import Emulator
+from wavespeed_async.errors import InvalidInput
 
 
 class FakeClock:
@@ -90,6 +92,104 @@ def test_account_level_presets() -> None:
         Limits(max_concurrent_tasks=0)
 
 
+def test_the_bucket_refills_a_minutes_worth_per_minute() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(60, clock)
+    for _ in range(60):
+        rate.reserve()
+    clock.now += 1  # one second refills one submit at 60 a minute, not 3,600
+    assert rate.reserve() == 0.0
+    assert rate.reserve() == pytest.approx(1.0)
+    clock.now += 3600  # a long pause refills the bucket to a minute's worth, no more
+    assert [rate.reserve() for _ in range(60)] == [0.0] * 60
+    assert rate.reserve() == pytest.approx(1.0)
+
+
+def test_queued_submits_wait_one_interval_each_at_the_current_rate() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(30, clock)
+    for _ in range(30):
+        rate.reserve()
+    assert [rate.reserve() for _ in range(2)] == pytest.approx([2.0, 4.0])
+
+
+def test_a_429_with_an_empty_bucket_does_not_delay_the_retry() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(None, clock)
+    for _ in range(100):
+        assert rate.reserve() == 0.0
+    rate.on_rate_limited()  # Retry-After: 0, say: the retry must go at once
+    assert rate.reserve() == 0.0
+    assert rate.reserve() == pytest.approx(60 / 60)  # the submits after it are paced
+    ceiling = SubmitRate(120, clock)
+    for _ in range(125):
+        ceiling.reserve()
+    clock.now += 2.5  # enough for the five queued ones: the bucket is empty again
+    ceiling.on_rate_limited()
+    assert ceiling.reserve() == 0.0
+
+
+def test_a_429_leaves_one_token_even_when_the_bucket_was_full() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(600, clock)
+    rate.on_rate_limited()
+    assert rate.rate == 300
+    assert rate.reserve() == 0.0
+    assert rate.reserve() == pytest.approx(60 / 300)
+
+
+def test_429s_more_than_a_second_apart_each_halve_the_rate() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(1000, clock)
+    rate.on_rate_limited()
+    clock.now += 0.99
+    rate.on_rate_limited()
+    assert rate.rate == 500
+    clock.now += 0.02
+    rate.on_rate_limited()
+    assert rate.rate == 250
+
+
+def test_without_a_ceiling_nothing_waits_and_accepted_submits_change_nothing() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(None, clock)
+    rate.on_accepted()
+    assert rate.rate is None
+    assert [rate.reserve() for _ in range(10_000)] == [0.0] * 10_000
+
+
+def test_without_a_ceiling_only_the_last_minute_of_submits_counts() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(None, clock)
+    for _ in range(300):
+        rate.reserve()
+    clock.now += 61
+    for _ in range(200):
+        rate.reserve()
+    rate.on_rate_limited()
+    assert rate.rate == 100  # half of the 200 sent in the last minute
+
+
+@pytest.mark.parametrize("value", [2.5, True, False, 0, -1, "3", 1e9 + 0.5])
+def test_max_concurrent_tasks_must_be_a_positive_whole_number(value: object) -> None:
+    with pytest.raises(InvalidInput, match="max_concurrent_tasks"):
+        Limits(max_concurrent_tasks=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, -0.5, True, "60", float("inf"), float("nan")])
+def test_submits_per_minute_must_be_a_positive_number(value: object) -> None:
+    with pytest.raises(InvalidInput, match="submits_per_minute"):
+        Limits(submits_per_minute=value)  # type: ignore[arg-type]
+
+
+def test_limits_accept_positive_numbers_and_none() -> None:
+    assert Limits(submits_per_minute=0.5, max_concurrent_tasks=1).max_concurrent_tasks == 1
+    assert Limits() == Limits(submits_per_minute=None, max_concurrent_tasks=None)
+    assert Limits.for_level(" GOLD ") == Limits(submits_per_minute=3000, max_concurrent_tasks=3000)
+    assert Limits.for_level("silver") == Limits(500, 300)
+    assert Limits.for_level("ultra") == Limits(5000, 10000)
+
+
 @pytest.mark.anyio
 async def test_max_concurrent_tasks_caps_tasks_running_on_the_platform() -> None:
     fast = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.005)
@@ -113,3 +213,57 @@ async def test_max_concurrent_tasks_caps_tasks_running_on_the_platform() -> None
             other for other in tasks if other.submitted_at < task.submitted_at < other.finishes_at
         ]
         assert len(running) <= 2, "a fourth task started while three were running"
+
+
+def invalid(call: Callable[[], object]) -> tuple[str, object, str]:
+    with pytest.raises(InvalidInput) as info:
+        call()
+    return info.value.field, info.value.value, info.value.allowed
+
+
+def test_limit_errors_name_the_field_the_value_and_what_is_allowed() -> None:
+    assert invalid(lambda: Limits(submits_per_minute=-1)) == (
+        "submits_per_minute",
+        -1,
+        "a positive number or None",
+    )
+    assert invalid(lambda: Limits(max_concurrent_tasks=2.5)) == (  # type: ignore[arg-type]
+        "max_concurrent_tasks",
+        2.5,
+        "a positive whole number or None",
+    )
+    assert invalid(lambda: Limits.for_level("platinum")) == (
+        "level",
+        "platinum",
+        "one of bronze, silver, gold, ultra",
+    )
+
+
+def test_a_429_exactly_one_second_after_the_last_decrease_halves_again() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(1000, clock)
+    rate.on_rate_limited()
+    clock.now += 1.0
+    rate.on_rate_limited()
+    assert rate.rate == 250
+
+
+def test_a_submit_exactly_a_minute_old_still_counts_as_recent() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(None, clock)
+    for _ in range(300):
+        rate.reserve()
+    clock.now += 60
+    rate.reserve()
+    rate.on_rate_limited()
+    assert rate.rate == 150.5
+
+
+def test_a_partly_refilled_bucket_sends_at_once() -> None:
+    clock = FakeClock()
+    rate = SubmitRate(60, clock)
+    for _ in range(60):
+        rate.reserve()
+    clock.now += 1.5
+    assert rate.reserve() == 0.0  # half a token is left over, not a negative wait
+    assert rate.reserve() == pytest.approx(0.5)

@@ -35,7 +35,12 @@ from wavespeed_async import (
 from wavespeed_async._engine import PollEngine
 from wavespeed_async._polling import PollStats
 from wavespeed_async.emulator import Emulator
-from wavespeed_async.errors import ConfigurationError
+from wavespeed_async.errors import ConfigurationError, ProtocolError
+from wavespeed_async.webhooks import (
+    DEFAULT_TOLERANCE,
+    parse_webhook_secret,
+    webhook_secret_request,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -175,6 +180,73 @@ def test_an_empty_secret_is_a_configuration_error() -> None:
         WebhookReceiver("  ")
 
 
+def refusal(headers: dict[str, str], body: bytes = BODY, **kwargs: Any) -> str:
+    kwargs.setdefault("now", SIGNED_AT)
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify_webhook(headers, body, SECRET, **kwargs)
+    return str(caught.value)
+
+
+def test_each_refusal_says_what_failed_and_why() -> None:
+    assert refusal(signed_headers(secret="whsec_other")) == (
+        "webhook signature check failed: no v3 signature matches"
+    )
+    assert refusal(signed_headers(timestamp="soon")) == (
+        "webhook timestamp check failed: not Unix seconds"
+    )
+    assert refusal(signed_headers(), now=SIGNED_AT + 301) == (
+        "webhook timestamp check failed: signed 301 s old; tolerance is 300 s"
+    )
+    assert refusal(signed_headers(), now=SIGNED_AT + 1, tolerance=0) == (
+        "webhook timestamp check failed: signed 1 s old; tolerance is 0 s"
+    )
+    assert refusal(signed_headers(), now=SIGNED_AT - 400, tolerance=2.5) == (
+        "webhook timestamp check failed: signed 400 s in the future; tolerance is 2.5 s"
+    )
+    headers = signed_headers()
+    del headers["webhook-id"]
+    assert refusal(headers) == "webhook headers check failed: no webhook-id header"
+    assert refusal(signed_headers(b"{"), b"{") == (
+        "webhook payload check failed: the body is not readable JSON"
+    )
+    no_id = b'{"id": "", "status": "completed"}'
+    assert refusal(signed_headers(no_id), no_id) == (
+        "webhook payload check failed: the prediction has no id"
+    )
+    assert refusal(signed_headers(b"[]"), b"[]") == (
+        "webhook payload check failed: expected a prediction object, got list"
+    )
+    with pytest.raises(ConfigurationError, match=r"^the webhook secret is empty$"):
+        sign_webhook(" whsec_ ", "msg_1", SIGNED_AT, BODY)
+
+
+def test_without_now_the_system_clock_is_used() -> None:
+    fresh = signed_headers(timestamp=int(time.time()))
+    assert verify_webhook(fresh, BODY, SECRET).id == "pred_abc123"
+    with pytest.raises(WebhookVerificationError, match="old"):
+        verify_webhook(signed_headers(timestamp=SIGNED_AT), BODY, SECRET)
+
+
+def test_a_body_in_the_api_envelope_is_unwrapped_but_a_prediction_is_taken_as_it_is() -> None:
+    enveloped = b'{"code": 200, "data": {"id": "p9", "status": "completed"}}'
+    assert verify_webhook(signed_headers(enveloped), enveloped, SECRET, now=SIGNED_AT).id == "p9"
+    both = b'{"id": "top", "status": "completed", "data": {"id": "inner"}}'
+    assert verify_webhook(signed_headers(both), both, SECRET, now=SIGNED_AT).id == "top"
+
+
+def test_the_webhook_secret_answer_is_read_and_checked() -> None:
+    request = webhook_secret_request("https://api.wavespeed.ai")
+    assert (request.method, request.url) == (
+        "GET",
+        "https://api.wavespeed.ai/api/v3/webhook/secret",
+    )
+    assert parse_webhook_secret({"secret": " whsec_abc "}) == "whsec_abc"
+    unusable: list[object] = [{"secret": "  "}, {"secret": 3}, [], None]
+    for data in unusable:
+        with pytest.raises(ProtocolError, match=r"^webhook secret answer without a secret$"):
+            parse_webhook_secret(data)
+
+
 # --- the receiver's core --------------------------------------------------------------------
 
 
@@ -207,12 +279,52 @@ async def test_repeated_webhook_ids_are_acknowledged_but_handled_once() -> None:
     assert (receiver.accepted, receiver.duplicates) == (2, 1)
 
 
-def test_the_receiver_remembers_a_bounded_number_of_webhook_ids() -> None:
+class Clock:
+    """A settable clock, in Unix seconds."""
+
+    def __init__(self, now: float = SIGNED_AT) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_replay_inside_the_tolerance_is_dropped_after_ten_thousand_other_deliveries() -> None:
+    seen: list[Prediction] = []
+    receiver = WebhookReceiver(SECRET, on_prediction=seen.append, clock=Clock())
+    assert receiver.handle(signed_headers(), BODY) == (200, "ok")
+    for number in range(10_001):
+        receiver.handle(signed_headers(webhook_id=f"other_{number}"), BODY)
+    assert receiver.handle(signed_headers(), BODY) == (200, "duplicate")
+    assert len(seen) == 10_002
+
+
+def test_ids_are_remembered_until_a_replay_would_fail_the_timestamp_check() -> None:
+    clock = Clock()
+    receiver = WebhookReceiver(SECRET, clock=clock, remember=1)
+    assert receiver.handle(signed_headers(), BODY) == (200, "ok")
+    clock.now = SIGNED_AT + DEFAULT_TOLERANCE  # the last second a replay still verifies
+    assert receiver.handle(signed_headers(), BODY) == (200, "duplicate")
+    later = signed_headers(webhook_id="msg_2", timestamp=SIGNED_AT + 200)
+    assert receiver.handle(later, BODY)[0] == 503  # msg_1 may still be replayed: full
+    clock.now = SIGNED_AT + DEFAULT_TOLERANCE + 1  # msg_1 would now fail verification
+    assert receiver.handle(signed_headers(), BODY)[0] == 400
+    assert receiver.handle(later, BODY) == (200, "ok")  # so its place was freed
+
+
+def test_a_full_memory_of_ids_refuses_with_503_rather_than_forgetting() -> None:
     receiver = receiver_at(remember=2)
-    for webhook_id in ("msg_1", "msg_2", "msg_3"):
-        receiver.handle(signed_headers(webhook_id=webhook_id), BODY)
-    assert receiver.handle(signed_headers(webhook_id="msg_3"), BODY)[1] == "duplicate"
-    assert receiver.handle(signed_headers(webhook_id="msg_1"), BODY)[1] == "ok"  # forgotten
+    for webhook_id in ("msg_1", "msg_2"):
+        assert receiver.handle(signed_headers(webhook_id=webhook_id), BODY) == (200, "ok")
+    assert receiver.handle(signed_headers(webhook_id="msg_3"), BODY)[0] == 503
+    assert receiver.handle(signed_headers(webhook_id="msg_1"), BODY) == (200, "duplicate")
+    assert receiver.accepted == 2
+
+
+def test_a_body_nested_too_deeply_is_refused_with_400() -> None:
+    body = b"[" * 200_000
+    receiver = receiver_at()
+    assert receiver.handle(signed_headers(body), body) == (400, "refused: payload check failed")
 
 
 async def test_async_callbacks_run_after_the_answer_and_aclose_waits_for_them() -> None:
@@ -344,6 +456,19 @@ async def test_the_asgi_app_verifies_chunked_deliveries() -> None:
     assert await call_asgi(receiver, headers=headers, chunk=7) == (200, b"ok")
     assert await call_asgi(receiver, headers=headers) == (200, b"duplicate")
     assert (await call_asgi(receiver, body=BODY + b" ", headers=headers))[0] == 400
+
+
+async def test_the_asgi_app_answers_200_when_the_callback_raises_and_400_for_deep_json(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(prediction: Prediction) -> None:
+        raise RuntimeError("database down")
+
+    receiver = receiver_at(on_prediction=broken)
+    assert await call_asgi(receiver, headers=signed_headers()) == (200, b"ok")
+    assert "database down" in caplog.text
+    deep = b"[" * 200_000
+    assert (await call_asgi(receiver, body=deep, headers=signed_headers(deep)))[0] == 400
 
 
 async def test_the_asgi_app_refuses_other_methods_and_oversized_bodies() -> None:

@@ -65,16 +65,17 @@ class Output:
     chunks: AsyncIterator[bytes]
 
 
-class _Secret:
-    """Holds the API key; its repr never shows it, so neither does a traceback's locals."""
+class _Secret(str):
+    """The API key: a ``str`` whose repr never shows it.
 
-    __slots__ = ("_value",)
+    The protocol's redaction takes it as a string, and a traceback that renders the locals of
+    its frames (``parse_data(secret=...)`` among them) shows ``'***'``.
+    """
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    __slots__ = ()
 
     def headers(self) -> dict[str, str]:
-        return auth_headers(self._value)
+        return auth_headers(self)
 
     def __repr__(self) -> str:
         return "'***'"
@@ -268,15 +269,11 @@ class ApiSession:
                 delay = self._submit_rate.reserve()
                 if delay > 0:
                     await self._sleep(delay)
-            response = await self._send(request, deadline)
-            try:
-                data = parse_data(
-                    response.status, response.headers, response.body, prediction_id=prediction_id
-                )
-            except APIError as error:
-                if request.creates_task and error.status == 429:
+            data, failure = self._parse(await self._send(request, deadline), prediction_id)
+            if failure is not None:
+                if request.creates_task and isinstance(failure, APIError) and failure.status == 429:
                     self._submit_rate.on_rate_limited()
-                raise
+                raise failure
             if request.creates_task:
                 self._submit_rate.on_accepted()
             return data
@@ -289,6 +286,25 @@ class ApiSession:
             what=f"{request.method} {_path(request.url)}",
             sleep=self._sleep,
         )
+
+    def _parse(
+        self, response: Response, prediction_id: str | None
+    ) -> tuple[Any, WaveSpeedError | None]:
+        """The answer's data, or the error it means (redacted, with no traceback).
+
+        Returned, not raised: the raw body (which may echo the key) stays in this frame and
+        the parser's, and the caller raises the error from a frame that holds neither.
+        """
+        try:
+            return parse_data(
+                response.status,
+                response.headers,
+                response.body,
+                prediction_id=prediction_id,
+                secret=self._key,  # server text that echoes the key is redacted
+            ), None
+        except WaveSpeedError as error:
+            return None, error.with_traceback(None)
 
     async def _send(self, request: Request, deadline: float | None) -> Response:
         """One attempt; errors below HTTP become :class:`TransportError` with no context.

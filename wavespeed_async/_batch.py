@@ -285,7 +285,11 @@ class Batch:
             with anyio.CancelScope(shield=True):  # submits in flight get their answers recorded
                 await asyncio.wait([*running, stopper])
             for task in running:
-                if not task.cancelled() and task.exception() is not None:
+                error = None if task.cancelled() else task.exception()
+                if isinstance(error, JournalError) and error.prediction_id:
+                    # A task was created but its record was lost: this line is its only trace.
+                    log.error("batch item %d: %s", running[task], error)
+                elif error is not None:
                     log.debug("batch item %d ended while stopping", running[task])
 
     async def _run(self, index: int) -> ItemResult | None:

@@ -105,6 +105,7 @@ class Journal:
         self.path = path
         self.entries = entries
         self._fd: int | None = fd
+        self._failure: str | None = None  # set by a failed write: nothing is written after it
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Journal:
@@ -175,7 +176,23 @@ class Journal:
         record = {"v": VERSION, "key": key, "status": status, **fields}
         record.setdefault("at", _time(utc_now()))
         data = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-        self._write(data)
+        prediction_id = fields.get("id")
+        if self._failure is not None:
+            raise JournalError(
+                f"the journal {self.path} failed earlier ({self._failure}); nothing more is"
+                f" recorded (item {key}: {status})",
+                prediction_id=prediction_id,
+            )
+        try:
+            self._write(data)
+        except OSError as exc:
+            # A half-written line is dropped when the journal is read again; what matters now
+            # is that the task this record names is not lost: the error carries its id.
+            self._failure = exc.strerror or type(exc).__name__
+            raise JournalError(
+                f"cannot write to the journal {self.path}: {self._failure} (item {key}: {status})",
+                prediction_id=prediction_id,
+            ) from exc
         entry = self.entries.get(key)
         if entry is None:
             self.entries[key] = entry = Entry(key, status)
@@ -238,15 +255,34 @@ def _read(fd: int, path: Path) -> dict[str, Entry]:
     return entries
 
 
+#: The type each optional field of a record must have, when present.
+_FIELD_TYPES: dict[str, tuple[type[Any], ...]] = {
+    "index": (int,),
+    "model": (str,),
+    "input": (dict,),
+    "at": (str,),
+    "id": (str,),
+    "prediction": (dict,),
+    "files": (list,),
+    "error": (str,),
+}
+
+
 def _parse(line: bytes, path: Path, number: int) -> dict[str, Any]:
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise JournalError(f"{path}:{number}: not a JSON record") from None
     if not isinstance(record, dict) or record.get("v") != VERSION:
         raise JournalError(f"{path}:{number}: not a version {VERSION} batch journal record")
     if not isinstance(record.get("key"), str) or record.get("status") not in STATUSES:
         raise JournalError(f"{path}:{number}: a record needs a key and a known status")
+    for name, types in _FIELD_TYPES.items():
+        value = record.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise JournalError(f"{path}:{number}: {name} is a {type(value).__name__}")
+    if not all(isinstance(name, str) for name in record.get("files") or ()):
+        raise JournalError(f"{path}:{number}: files must be a list of paths")
     return record
 
 

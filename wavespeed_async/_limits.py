@@ -15,6 +15,8 @@ from typing import Any
 
 import attrs
 
+from .errors import InvalidInput
+
 __all__ = ["ACCOUNT_LEVELS", "Limits", "SubmitRate"]
 
 #: However many 429s arrive, never throttle below this many submits per minute (or below the
@@ -25,8 +27,15 @@ DECREASE_COOLDOWN = 1.0
 
 
 def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and value > 0):
-        raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidInput(attribute.name, value, "a positive number or None")
+
+
+def _positive_int_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not (type(value) is int and value > 0):
+        raise InvalidInput(attribute.name, value, "a positive whole number or None")
 
 
 @attrs.define(frozen=True)
@@ -38,7 +47,7 @@ class Limits:
     """
 
     submits_per_minute: float | None = attrs.field(default=None, validator=_positive_or_none)
-    max_concurrent_tasks: int | None = attrs.field(default=None, validator=_positive_or_none)
+    max_concurrent_tasks: int | None = attrs.field(default=None, validator=_positive_int_or_none)
 
     @classmethod
     def for_level(cls, level: str) -> Limits:
@@ -46,9 +55,7 @@ class Limits:
         try:
             return ACCOUNT_LEVELS[level.strip().lower()]
         except KeyError:
-            raise ValueError(
-                f"unknown account level {level!r}: one of {', '.join(ACCOUNT_LEVELS)}"
-            ) from None
+            raise InvalidInput("level", level, f"one of {', '.join(ACCOUNT_LEVELS)}") from None
 
 
 ACCOUNT_LEVELS = {
@@ -105,7 +112,9 @@ class SubmitRate:
         self.rate = max(min(MIN_RATE, self.ceiling or MIN_RATE), current / 2)
         if self.ceiling is None:
             self._lift_at = self.rate * 4
-        self._tokens = min(self._tokens, 1.0)
+        # Exactly one token, whatever was left: a full bucket must not burst at the old rate,
+        # and an empty one must not make the retry wait on top of its own Retry-After.
+        self._tokens = 1.0
 
     def on_accepted(self) -> None:
         """A submit went through: recover by one submit per minute."""

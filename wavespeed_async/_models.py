@@ -104,16 +104,17 @@ class Prediction:
 # --- payloads -------------------------------------------------------------------------------
 
 
-def _check_prompt(max_length: int | None) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidInput(attribute.name, value, "a non-empty string")
-        if max_length is not None and len(value) > max_length:
-            raise InvalidInput(
-                attribute.name, value, f"at most {max_length} characters (got {len(value)})"
-            )
+def _check_prompt(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(attribute.name, value, "a non-empty string")
 
-    return check
+
+def _check_edit_prompt(instance: object, attribute: attrs.Attribute[str], value: Any) -> None:
+    _check_prompt(instance, attribute, value)
+    if len(value) > EDIT_PROMPT_MAX:
+        raise InvalidInput(
+            attribute.name, value, f"at most {EDIT_PROMPT_MAX} characters (got {len(value)})"
+        )
 
 
 def _check_seed(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
@@ -175,7 +176,7 @@ class TextToVideo:
 
     model_id: ClassVar[str] = "bytedance/dreamina-v3.0-pro/text-to-video"
 
-    prompt: str = attrs.field(validator=_check_prompt(None))
+    prompt: str = attrs.field(validator=_check_prompt)
     aspect_ratio: str = attrs.field(default="16:9", validator=_check_aspect_ratio)
     seed: int = attrs.field(default=-1, validator=_check_seed)
 
@@ -189,7 +190,7 @@ class ImageEdit:
 
     model_id: ClassVar[str] = "bytedance/dreamina-v3.0/edit"
 
-    prompt: str = attrs.field(validator=_check_prompt(EDIT_PROMPT_MAX))
+    prompt: str = attrs.field(validator=_check_edit_prompt)
     image: str = attrs.field(validator=_check_image)
     size: tuple[int, int] = attrs.field(
         default=(1328, 1328), converter=_to_size, validator=_check_size

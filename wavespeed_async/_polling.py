@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import collections
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 import attrs
+
+from .errors import InvalidInput
 
 __all__ = [
     "IMAGE_SCHEDULE",
@@ -21,13 +24,25 @@ __all__ = [
 ]
 
 
-#: Past this many steps any growth > 1 has reached max_interval (and the power stays finite).
-_MAX_GROWTH_STEPS = 64
-
-
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise InvalidInput(attribute.name, value, "a number of seconds >= 0")
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _positive(instance, attribute, value)
+    if value < 1:
+        raise InvalidInput(attribute.name, value, "1 or more (gaps never shrink)")
+
+
+def _not_below_min_interval(
+    instance: PollSchedule, attribute: attrs.Attribute[float], value: float
+) -> None:
+    _positive(instance, attribute, value)
+    if value < instance.min_interval:
+        raise InvalidInput(
+            attribute.name, value, f"at least min_interval ({instance.min_interval})"
+        )
 
 
 @attrs.define(frozen=True)
@@ -37,7 +52,9 @@ class PollSchedule:
     The first check comes after ``first_delay``; the n-th gap after it is
     ``min(max_interval, min_interval * growth ** n)`` stretched by up to ``jitter`` (a
     fraction), upwards only, so checks are never closer than ``min_interval``. The jitter keeps
-    hundreds of tasks submitted together from polling in lockstep.
+    hundreds of tasks submitted together from polling in lockstep. ``growth`` below 1 and
+    ``max_interval`` below ``min_interval`` are refused (:class:`InvalidInput`): gaps never
+    shrink below the minimum.
 
     >>> fast = PollSchedule(first_delay=0.5, min_interval=1, max_interval=4, jitter=0)
     >>> [round(d, 2) for d, _ in zip(fast.delays(), range(6))]
@@ -46,8 +63,8 @@ class PollSchedule:
 
     first_delay: float = attrs.field(default=1.0, validator=_positive)
     min_interval: float = attrs.field(default=2.0, validator=_positive)
-    max_interval: float = attrs.field(default=8.0, validator=_positive)
-    growth: float = attrs.field(default=1.3, validator=_positive)
+    max_interval: float = attrs.field(default=8.0, validator=_not_below_min_interval)
+    growth: float = attrs.field(default=1.3, validator=_at_least_one)
     jitter: float = attrs.field(default=0.2, validator=_positive)
 
     def delays(self, uniform: Callable[[], float] = random.random) -> Iterator[float]:
@@ -63,10 +80,12 @@ class PollSchedule:
         """The delay before the next check, after ``checks`` checks (``elapsed`` is unused)."""
         if checks == 0:
             return self.first_delay * (1 + self.jitter * uniform())
-        gap = self.max_interval
-        if self.growth <= 1 or checks - 1 < _MAX_GROWTH_STEPS:
-            gap = min(gap, self.min_interval * self.growth ** min(checks - 1, _MAX_GROWTH_STEPS))
-        return gap * (1 + self.jitter * uniform())
+        gap, steps = self.min_interval, checks - 1
+        if self.growth > 1 and 0 < self.min_interval < self.max_interval:
+            # Past this many steps the gap is max_interval: no power that overflows.
+            reached = math.log(self.max_interval / self.min_interval) / math.log(self.growth)
+            gap = self.max_interval if steps >= reached else gap * self.growth**steps
+        return min(gap, self.max_interval) * (1 + self.jitter * uniform())
 
     def scaled(self, factor: float) -> PollSchedule:
         """The same shape with every delay multiplied by ``factor`` (for a sped-up emulator)."""

@@ -40,6 +40,7 @@ __all__ = [
     "is_sync_timeout",
     "parse_data",
     "parse_retry_after",
+    "redact",
     "result_request",
     "submit_request",
     "upload_ticket_request",
@@ -52,6 +53,11 @@ SYNC_TIMEOUT_CODE = 5004
 _BODY_EXCERPT = 300
 
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(?:/[\w.\-]+)*$")
+#: A host name as DNS spells it (IP addresses are checked by ``ipaddress``).
+_HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9])?$")
+#: ``Bearer <token>`` as an echoed ``Authorization`` header shows it, whatever the case.
+_BEARER = re.compile(r"(bearer)\s+[^\s\"',;]+", re.IGNORECASE)
+REDACTED = "***"
 _PREDICTION_ID = re.compile(r"^[\w\-]+$")
 
 
@@ -78,19 +84,37 @@ def check_base_url(url: str, *, allow_insecure_http: bool = False) -> str:
     """Validate and normalise the API's base URL (no trailing slash).
 
     The key travels in every request to it, so plain ``http://`` is refused except to a
-    loopback host (the emulator) unless ``allow_insecure_http`` is set.
+    loopback host (the emulator) unless ``allow_insecure_http`` is set. A URL that could not
+    be sent to (a bad port, an unclosed ``[``, spaces) is refused here, not at the first request.
     """
-    parts = urlsplit(url.strip())
+    text = url.strip() if isinstance(url, str) else ""
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = urlsplit(""), False
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
+    if not port_ok or any(char.isspace() or not char.isprintable() for char in text):
+        raise ConfigurationError(f"base_url is not a usable URL: {url!r}")
+    if not _is_ip(parts.hostname) and not _HOST_NAME.match(parts.hostname):
+        raise ConfigurationError(f"base_url has an invalid host name: {parts.hostname!r}")
+    if parts.query or parts.fragment or parts.username is not None or parts.password:
         raise ConfigurationError("base_url must not carry credentials, a query or a fragment")
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise ConfigurationError(
             f"refusing to send the API key over plain http to {parts.hostname}; use https, or"
             " pass allow_insecure_http=True if this network is trusted"
         )
-    return url.strip().rstrip("/")
+    return text.rstrip("/")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(host: str) -> bool:
@@ -217,27 +241,50 @@ def parse_upload_ticket(data: Any) -> UploadTicket:
 
 
 def parse_data(
-    status: int, headers: Mapping[str, str], body: bytes, *, prediction_id: str | None = None
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    prediction_id: str | None = None,
+    secret: str | None = None,
 ) -> Any:
     """Return the envelope's ``data``, or raise the error the response means.
 
-    A non-200 status, or a 200 whose envelope ``code`` is not 200, is an :class:`APIError`
-    subclass; a 200 that is not the envelope is a :class:`ProtocolError`.
+    A status outside 2xx, or an envelope whose ``code`` is outside 2xx, is an
+    :class:`APIError` subclass; a 2xx that is not the envelope (or JSON too deeply nested to
+    read) is a :class:`ProtocolError`. A 201 or 202 carrying the envelope is a success.
+    Server text put into an error is passed through :func:`redact` (with ``secret``, the
+    API key, removed too), since a proxy may echo the request's ``Authorization`` header.
     """
     envelope = _decode_json(body)
-    if status != 200:
-        message = _message(envelope) or _excerpt(body) or f"HTTP {status}"
+    if not _is_success(status):
+        message = _message(envelope) or _excerpt(body, secret) or f"HTTP {status}"
         code = envelope.get("code") if isinstance(envelope, Mapping) else None
-        raise _error_for(status, message, headers, body, _as_int(code), prediction_id)
+        raise _error_for(status, message, headers, body, _as_int(code), prediction_id, secret)
     if not isinstance(envelope, Mapping):
-        raise ProtocolError(f"expected the API's JSON envelope, got {_excerpt(body)!r}")
+        raise ProtocolError(f"expected the API's JSON envelope, got {_excerpt(body, secret)!r}")
     code = _as_int(envelope.get("code"))
-    if code is not None and code != 200:
+    if code is not None and not _is_success(code):
         message = _message(envelope) or f"error code {code}"
-        raise _error_for(code, message, headers, body, code, prediction_id)
+        raise _error_for(code, message, headers, body, code, prediction_id, secret)
     if "data" not in envelope:
-        raise ProtocolError(f"envelope without data: {_excerpt(body)!r}")
+        raise ProtocolError(f"envelope without data: {_excerpt(body, secret)!r}")
     return envelope["data"]
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` without ``secret`` (the API key) and without any ``Bearer <token>``.
+
+    >>> redact("echo: Authorization: bearer sk-123, key sk-123", "sk-123")
+    'echo: Authorization: bearer ***, key ***'
+    """
+    if secret:
+        text = re.sub(re.escape(secret), REDACTED, text, flags=re.IGNORECASE)
+    return _BEARER.sub(rf"\1 {REDACTED}", text)
+
+
+def _is_success(status: int) -> bool:
+    return 200 <= status < 300
 
 
 def is_sync_timeout(prediction: Prediction) -> bool:
@@ -275,16 +322,17 @@ def _error_for(
     body: bytes,
     code: int | None,
     prediction_id: str | None,
+    secret: str | None,
 ) -> APIError:
     kwargs: dict[str, Any] = {
         "status": status,
         "code": code,
-        "body": _excerpt(body),
+        "body": _excerpt(body, secret),
         "prediction_id": prediction_id,
         "retry_after": parse_retry_after(headers),
         "request_id": headers.get("X-Request-Id"),
     }
-    text = f"HTTP {status}: {message}"
+    text = f"HTTP {status}: {redact(message, secret)}"
     if "balance" in message.lower() and 400 <= status < 500:
         return InsufficientBalance(text, **kwargs)
     if status in (401, 403):
@@ -303,7 +351,7 @@ def _error_for(
 def _decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
 
@@ -325,6 +373,8 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _excerpt(body: bytes) -> str:
-    text = body[:_BODY_EXCERPT].decode("utf-8", errors="replace").strip()
-    return re.sub(r"\s+", " ", text)
+def _excerpt(body: bytes, secret: str | None = None) -> str:
+    # Redact a window wider than the excerpt, so that a key cut by the excerpt's end goes too.
+    window = body[: _BODY_EXCERPT + len(secret or "") + 64].decode("utf-8", errors="replace")
+    text = re.sub(r"\s+", " ", redact(window, secret)).strip()
+    return text[:_BODY_EXCERPT]

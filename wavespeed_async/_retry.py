@@ -134,9 +134,13 @@ async def call_with_retries(
     what: str,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     uniform: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run ``attempt`` until it succeeds or the policy, the deadline or the budget says stop."""
-    started = time.monotonic()
+    """Run ``attempt`` until it succeeds or the policy, the deadline or the budget says stop.
+
+    ``sleep``, ``uniform`` and ``clock`` (seconds) are injected so that tests need not wait.
+    """
+    started = clock()
     retries = 0
     spent = 0
     while True:
@@ -148,7 +152,7 @@ async def call_with_retries(
             delay = policy.backoff(retries, uniform)
             if isinstance(error, APIError) and error.retry_after is not None:
                 delay = error.retry_after
-            if time.monotonic() - started + delay > policy.timeout:
+            if clock() - started + delay > policy.timeout:
                 raise
             cost = budget.spend(error)
             if cost is None:

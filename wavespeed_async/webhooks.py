@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import heapq
 import hmac
 import inspect
 import json
@@ -152,8 +153,8 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 def _parse_body(raw_body: bytes | str) -> Prediction:
     try:
         data = json.loads(raw_body)
-    except ValueError:
-        raise WebhookVerificationError("payload", "the body is not JSON") from None
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
+        raise WebhookVerificationError("payload", "the body is not readable JSON") from None
     if isinstance(data, Mapping) and "id" not in data and isinstance(data.get("data"), Mapping):
         data = data["data"]  # the API's envelope: not what the platform sends, but harmless
     try:
@@ -199,12 +200,18 @@ class WebhookReceiver:
     ``app.add_subapp("/hook", receiver.aiohttp_app())``), or as an ASGI app: it is one
     (``fastapi_app.add_route("/hook", receiver, methods=["POST"])``, ``uvicorn.run(receiver)``).
     It answers at once: 200 for a verified delivery (and for a repeat of one), 400 naming the
-    failed check, 503 while no secret is set, so that the platform retries later.
+    failed check, 503 while no secret is set or while it cannot remember one more delivery,
+    so that the platform retries later.
 
-    ``on_prediction`` gets each verified prediction once (repeats of a ``webhook-id`` are
-    dropped; the last ``remember`` ids are kept). A coroutine function runs as a task after
-    the answer; :meth:`aclose` waits for those. A plain function runs before it, so keep it
-    short. Its errors are logged, never answered: the delivery was valid.
+    ``on_prediction`` gets each verified prediction once: repeats of a ``webhook-id`` are
+    dropped for as long as its timestamp passes verification (``tolerance`` after it was
+    signed), so a replay is never processed twice. At most ``remember`` ids are kept; past
+    that, new deliveries get 503 until old ids expire, rather than an id being forgotten
+    early. ``clock`` (Unix seconds) replaces the system clock.
+
+    A coroutine function runs as a task after the answer; :meth:`aclose` waits for those. A
+    plain function runs before it, so keep it short. Its errors are logged, never answered:
+    the delivery was valid (it is acknowledged with 200).
     The receiver must run on the event loop of the clients whose futures it finishes.
     """
 
@@ -216,7 +223,7 @@ class WebhookReceiver:
         tolerance: float = DEFAULT_TOLERANCE,
         reconcile_schedule: PollSchedule = RECONCILE_SCHEDULE,
         max_body_size: int = MAX_BODY_SIZE,
-        remember: int = 10_000,
+        remember: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.on_prediction = on_prediction
@@ -230,7 +237,9 @@ class WebhookReceiver:
             self.set_secret(secret)
         self._remember = remember
         self._clock = clock
-        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Ids of accepted deliveries, and when each stops passing verification (a heap).
+        self._seen: set[str] = set()
+        self._expiries: list[tuple[float, str]] = []
         self._futures: weakref.WeakValueDictionary[str, PredictionFuture] = (
             weakref.WeakValueDictionary()
         )
@@ -282,14 +291,25 @@ class WebhookReceiver:
         if webhook_id in self._seen:
             self.duplicates += 1
             return 200, "duplicate"
-        self._seen[webhook_id] = None
-        while len(self._seen) > self._remember:
-            self._seen.popitem(last=False)
+        if not self._remember_id(webhook_id, int(_header(headers, TIMESTAMP_HEADER))):
+            log.warning("webhook delivery deferred: %d deliveries remembered", len(self._seen))
+            return 503, "too many recent deliveries; retry later"
         self.accepted += 1
         log.debug("webhook %s: prediction %s %s", webhook_id, prediction.id, prediction.raw_status)
         self._resolve(prediction)
         self._call_back(prediction)
         return 200, "ok"
+
+    def _remember_id(self, webhook_id: str, signed_at: int) -> bool:
+        """Remember an id until a replay of it would fail verification; False when full."""
+        now = self._clock()
+        while self._expiries and self._expiries[0][0] < now:
+            self._seen.discard(heapq.heappop(self._expiries)[1])
+        if len(self._seen) >= self._remember:
+            return False
+        self._seen.add(webhook_id)
+        heapq.heappush(self._expiries, (signed_at + self.tolerance, webhook_id))
+        return True
 
     def _resolve(self, prediction: Prediction) -> None:
         future = self._futures.get(prediction.id)
