@@ -29,7 +29,6 @@ from wavespeed_async import (
     Status,
     TextToVideo,
     WaveSpeed,
-    WaveSpeedError,
 )
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
