@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, command=name)
         if name != "emulator":
             sub.add_argument(
                 "--base-url",
@@ -272,11 +272,10 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[tuple[AsyncWaveSpee
             try:
                 yield client, 1 / EMULATOR_SPEED
             except NotFound as exc:
-                if args.handler in (_result, _download):  # an id from an earlier command
-                    command = "result" if args.handler is _result else "download"
-                    hint = _lasting_emulator_hint(command, args.id)
-                    raise WaveSpeedError(f"{exc}\n{hint}") from exc
-                raise
+                if getattr(args, "id", None) is None:  # not an id from an earlier command
+                    raise
+                hint = _lasting_emulator_hint(args.command, args.id)
+                raise WaveSpeedError(f"{exc}\n{hint}") from exc
 
 
 def _print_outcome(
