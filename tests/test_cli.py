@@ -19,7 +19,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from wavespeed_async._models import ASPECT_RATIOS
-from wavespeed_async.cli import _parser, main
+from wavespeed_async.cli import _interrupted, _parser, main
 from wavespeed_async.emulator import Emulator
 
 CLI = [sys.executable, "-m", "wavespeed_async"]
@@ -277,3 +277,11 @@ def test_ctrl_c_during_a_wait_names_the_task_that_keeps_running(
         f" wavespeed-async download {task_id} --out '{out}' --base-url {lasting.emu.base_url}"
     ]
     assert task_id in lasting.emu.tasks
+
+
+def test_ctrl_c_on_the_embedded_emulator_does_not_claim_the_task_runs_on() -> None:
+    # That emulator ends with the command: there is nothing to fetch later.
+    args = argparse.Namespace(task_id="abc", embedded=True, out=Path("videos"), base_url=None)
+    assert _interrupted(args) == (
+        "interrupted: task abc ran on the embedded emulator, which stopped too"
+    )
