@@ -149,7 +149,10 @@ def test_result_and_download_find_a_batch_task_by_id(
     assert Path(saved.stdout.strip()).read_bytes()[4:8] == b"ftyp"
     missing = run_cli("download", "0" * 32, *base, env=KEY)
     assert missing.returncode == 1
-    assert len(missing.stderr.strip().splitlines()) == 1
+    assert missing.stderr.strip().splitlines() == [
+        f"waiting for {'0' * 32}",
+        f"error: HTTP 404: prediction not found: {'0' * 32}",  # no hint: a lasting server
+    ]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
@@ -190,16 +193,27 @@ def test_a_batch_killed_part_way_resumes_without_duplicate_tasks(
     assert len(list(out.glob("*.mp4"))) == len(prompts)
 
 
-def test_a_bad_batch_file_is_one_line_and_nothing_starts(tmp_path: Path) -> None:
+def test_every_bad_line_of_a_batch_file_is_reported_and_nothing_starts(tmp_path: Path) -> None:
     tasks = tmp_path / "tasks.jsonl"
+    (tmp_path / "here.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     tasks.write_text(
         json.dumps({"text_to_video": {"prompt": "fine"}}) + "\n"
         + json.dumps({"text_to_video": {"prompt": "x", "aspect": "9:16"}}) + "\n"
+        + json.dumps({"edit_image": {"prompt": "snow", "image": "here.png"}}) + "\n"
+        + "{not json\n\n"
+        + json.dumps({"edit_image": {"prompt": "snow", "image": "gone.png"}}) + "\n"
+        + json.dumps({"text_to_video": {"prompt": "x", "seed": -5}}) + "\n"
     )  # fmt: skip
     done = run_cli("batch", str(tasks), "--out", str(tmp_path / "out"))
     assert done.returncode == 1
-    [line] = done.stderr.strip().splitlines()  # not even the emulator's announcement
-    assert line.startswith(f"error: {tasks}:2: aspect='9:16' is invalid")
+    # Not even the emulator's announcement: every line is checked before anything starts.
+    assert done.stderr.strip().splitlines() == [
+        f"error: 4 bad lines in {tasks}, nothing was sent:",
+        f"{tasks}:2: aspect='9:16' is invalid: must be one of aspect_ratio, prompt, seed",
+        f"{tasks}:4: not JSON: Expecting property name enclosed in double quotes",
+        f"{tasks}:6: image file not found: {tmp_path / 'gone.png'}",
+        f"{tasks}:7: seed=-5 is invalid: must be an integer from -1 to 2147483647 (-1 = random)",
+    ]
     missing = run_cli("batch", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"error: No such file or directory: {tmp_path / 'nope.jsonl'}"

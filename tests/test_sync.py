@@ -6,10 +6,12 @@ import asyncio
 import concurrent.futures
 import functools
 import gc
+import inspect
 import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
@@ -17,13 +19,16 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from wavespeed_async import (
+    AsyncWaveSpeed,
+    ClientClosed,
     ConfigurationError,
     InvalidInput,
     Prediction,
+    PredictionFailed,
     PredictionTimeout,
     Status,
+    TextToVideo,
     WaveSpeed,
-    WaveSpeedError,
 )
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
@@ -41,7 +46,7 @@ class Running:
     emu: Emulator
     portal: BlockingPortal
 
-    def client(self, **kwargs: object) -> WaveSpeed:
+    def client(self, **kwargs: Any) -> WaveSpeed:
         return WaveSpeed(SECRET_KEY, self.emu.base_url, poll_schedule=FAST, **kwargs)
 
 
@@ -168,7 +173,7 @@ def test_close_is_idempotent_and_stops_the_loop_thread(fast: Running) -> None:
     client.close()
     client.close()
     assert threading.active_count() == before
-    with pytest.raises(WaveSpeedError, match="closed"):
+    with pytest.raises(ClientClosed, match="WaveSpeed client is closed"):
         client.text_to_video("a fox")
     assert "closed" in repr(client)
     assert SECRET_KEY not in repr(client)
@@ -189,5 +194,83 @@ def test_bad_arguments_raise_before_a_thread_starts(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigurationError):
         WaveSpeed()
     with pytest.raises(TypeError):
-        WaveSpeed("k", wait_timout=3)
+        WaveSpeed("k", wait_timout=3)  # type: ignore[call-arg]
     assert threading.active_count() == before
+
+
+# --- the same surface as AsyncWaveSpeed -----------------------------------------------------------
+
+#: The async client's lifecycle methods and their blocking names.
+LIFECYCLE = {"aclose": "close"}
+
+
+def public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+def parameters(signature: inspect.Signature) -> list[tuple[str, object, object]]:
+    """What a caller relies on: names, kinds and defaults (a future's type may differ)."""
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+
+def test_every_public_method_of_the_async_client_has_a_blocking_twin() -> None:
+    async_methods = public_methods(AsyncWaveSpeed)
+    blocking = public_methods(WaveSpeed)
+    expected = {LIFECYCLE.get(name, name) for name in async_methods}
+    assert sorted(expected - set(blocking)) == [], "methods without a blocking twin"
+    assert sorted(set(blocking) - expected) == [], "blocking methods the async client lacks"
+    for name, signature in async_methods.items():
+        twin = blocking[LIFECYCLE.get(name, name)]
+        assert parameters(twin) == parameters(signature), f"WaveSpeed.{name} differs"
+
+
+def test_the_blocking_constructor_takes_exactly_the_async_clients_parameters() -> None:
+    # Annotations too: the facade's signature is typed, not **options.
+    assert inspect.signature(WaveSpeed.__init__) == inspect.signature(AsyncWaveSpeed.__init__)
+
+
+def test_wrong_arguments_name_the_blocking_client(fast: Running) -> None:
+    with pytest.raises(TypeError, match=r"^WaveSpeed\.__init__\(\) got an unexpected"):
+        WaveSpeed("k", wait_timout=3)  # type: ignore[call-arg]
+    with fast.client() as client:
+        with pytest.raises(TypeError, match=r"^WaveSpeed\.text_to_video\(\) got an unexpected"):
+            client.text_to_video("a fox", aspect="9:16")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match=r"^WaveSpeed\.submit\(\) missing"):
+            client.submit("wavespeed-ai/flux-dev")  # type: ignore[call-arg]
+        assert fast.emu.requests == []  # refused before the loop sent anything
+        future = client.submit_text_to_video("a fox")
+        assert repr(future).startswith(f"<SyncPredictionFuture {future.id} ")
+
+
+def test_map_returns_the_predictions_in_input_order(fast: Running) -> None:
+    prompts = [f"a fox, take {n}" for n in range(5)]
+    with fast.client() as client:
+        videos = client.map([TextToVideo(prompt) for prompt in prompts], concurrency=2)
+    assert [video.status for video in videos] == [Status.COMPLETED] * 5
+    assert [fast.emu.tasks[video.id].input["prompt"] for video in videos] == prompts
+
+
+def test_as_completed_is_a_plain_iterator_over_blocking_futures(frozen: Running) -> None:
+    with frozen.client() as client:
+        futures = [client.submit_text_to_video(f"a fox, take {n}") for n in range(3)]
+        finished = client.as_completed(futures)
+        assert isinstance(finished, Iterator)
+        frozen.emu.advance(60)
+        assert sorted(video.id for video in finished) == sorted(f.id for f in futures)
+
+
+def test_as_completed_raises_a_failure_unless_asked_to_yield_it(fast: Running) -> None:
+    payloads = [TextToVideo("a fox"), TextToVideo("no [fail]")]
+    with fast.client() as client:
+        outcomes = list(client.as_completed(payloads, return_exceptions=True))
+        assert sorted(type(outcome).__name__ for outcome in outcomes) == [
+            "Prediction",
+            "PredictionFailed",
+        ]
+        with pytest.raises(PredictionFailed):
+            list(client.as_completed([TextToVideo("no [fail]")]))
+        assert client.text_to_video("still usable").status is Status.COMPLETED

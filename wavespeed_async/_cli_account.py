@@ -48,18 +48,25 @@ def add_commands(command: Command, open_client: ClientOpener) -> None:
     models = command("models", run(_models), "List the models of the catalogue.")
     models.add_argument("--search", default=None, help="only models whose id, name or type has it")
     schema = command("schema", run(_schema), "Show the inputs a model accepts.")
-    schema.add_argument("model")
+    schema.add_argument("model", help="a model id, e.g. bytedance/dreamina-v3.0/edit")
     price = command("price", run(_price), "Quote what one task would cost (creates nothing).")
-    price.add_argument("model")
-    price.add_argument("--input", default="{}", help="the model's input as a JSON object")
+    price.add_argument("model", help="the model id to quote")
+    price.add_argument(
+        "--input", default="{}", help="the model's input as a JSON object (default: %(default)s)"
+    )
     history = command("history", run(_history), "List recent predictions, newest first.")
-    history.add_argument("--model", default=None)
-    history.add_argument("--status", choices=HISTORY_STATUSES, default=None)
+    history.add_argument("--model", default=None, help="only this model id (default: all)")
+    history.add_argument(
+        "--status",
+        choices=HISTORY_STATUSES,
+        default=None,
+        help="only this status, one of %(choices)s (default: all)",
+    )
     history.add_argument("--since", default=None, help="an age (30m, 2h, 1d) or an ISO time")
     delete = command("delete", run(_delete), "Delete predictions for good (results, outputs).")
-    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete.add_argument("ids", nargs="+", metavar="ID", help="the task ids to delete")
     cancel = command("cancel", run(_cancel), "Cancel an unfinished prediction by deleting it.")
-    cancel.add_argument("id")
+    cancel.add_argument("id", help="the task id to cancel (a finished task is kept)")
 
 
 def _usd(amount: float | None) -> str:

@@ -8,13 +8,16 @@ The file has one task per line (blank lines are skipped), in one of three forms:
 
 The short forms take the arguments of ``text_to_video`` and ``edit_image`` and are validated
 as they are; a local ``image`` path is relative to the batch file and uploaded when its task
-is submitted. The whole file is checked before anything is sent.
+is submitted. The whole file is checked before anything is sent, and every bad line is
+reported (``FILE:LINE: reason``), not only the first.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import re
 import signal
 import sys
 import time
@@ -34,29 +37,35 @@ from ._polling import PollSchedule
 from .client import AsyncWaveSpeed
 from .errors import InvalidInput, WaveSpeedError
 
-__all__ = ["read_batch_file", "run_batch"]
+__all__ = ["check_image", "read_batch_file", "run_batch"]
 
 SHORT_FORMS: dict[str, type[Any]] = {"text_to_video": TextToVideo, "edit_image": ImageEdit}
 _FORMS = '{"model": ..., "input": {...}}, {"text_to_video": {...}} or {"edit_image": {...}}'
 
 
 class BatchFileError(WaveSpeedError):
-    """A line of the batch file is not a task; raised before anything is sent."""
+    """Lines of the batch file are not tasks; raised before anything is sent."""
 
 
 def read_batch_file(path: Path) -> tuple[list[BatchItem], list[int]]:
-    """The items of a batch file and the line number of each."""
-    items, lines = [], []
+    """The items of a batch file and the line number of each; every bad line is reported."""
+    items, lines, problems = [], [], []
     text = path.read_text(encoding="utf-8")
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             items.append(_item(json.loads(line), path.parent))
-        except ValueError as exc:  # JSON errors and InvalidInput alike
-            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            raise BatchFileError(f"{path}:{number}: {detail}") from None
-        lines.append(number)
+            lines.append(number)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{number}: not JSON: {exc.msg}")
+        except ValueError as exc:  # InvalidInput
+            problems.append(f"{path}:{number}: {exc}")
+        except OSError as exc:  # an image file
+            problems.append(f"{path}:{number}: {exc.strerror}: {exc.filename}")
+    if problems:
+        count = f"{len(problems)} bad line{'s' * (len(problems) != 1)}"
+        raise BatchFileError("\n".join([f"{count} in {path}, nothing was sent:", *problems]))
     if not items:
         raise BatchFileError(f"{path} has no tasks (one JSON object per line: {_FORMS})")
     return items, lines
@@ -78,16 +87,27 @@ def _item(data: object, base: Path) -> BatchItem:
     if unknown:
         raise InvalidInput(unknown[0], fields[unknown[0]], f"one of {', '.join(sorted(known))}")
     if cls is ImageEdit and isinstance(fields.get("image"), str):
-        fields = {**fields, "image": _local_image(fields["image"], base)}
+        fields = {**fields, "image": check_image(fields["image"], base)}
     return BatchItem.of(structure_payload(fields, cls))
 
 
-def _local_image(image: str, base: Path) -> str:
-    """A relative image path is taken from the batch file's directory."""
-    if "://" in image or image.startswith("data:") or len(image) > 4096:
+#: Bare base64 text (no dot, no path separator but ``/``): an image, not a file name.
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{64,}")
+
+
+def check_image(image: str, base: Path) -> str:
+    """An ``image`` argument, a local path taken relative to ``base`` and checked to exist.
+
+    URLs, data URIs and base64 text are returned as they are, for the client to judge; a
+    path that is not a file raises ``FileNotFoundError`` (``image file not found: PATH``).
+    """
+    text = image.strip()
+    if "://" in text or text[:5].lower() == "data:" or _BASE64.fullmatch(text):
         return image
-    candidate = base / image
-    return str(candidate) if candidate.is_file() else image
+    path = base / Path(text).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "image file not found", str(path))
+    return str(path)
 
 
 async def run_batch(

@@ -11,21 +11,28 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._account import CATALOGUE_TTL
+from ._api import DEFAULT_MAX_RESPONSE_BYTES
+from ._batch_items import BatchInput, ProgressCallback
 from ._files import MAX_DOWNLOAD
+from ._limits import Limits
 from ._models import Prediction, Status
-from ._polling import PollSchedule
-from .client import AsyncWaveSpeed
-from .errors import WaveSpeedError
+from ._polling import PollSchedule, PollStats
+from ._retry import RetryPolicy
+from .client import DEFAULT_WAIT_TIMEOUT, AsyncWaveSpeed
+from .errors import ClientClosed, WaveSpeedError
 from .future import PredictionFuture
+from .webhooks import WebhookReceiver
 
 __all__ = ["SyncPredictionFuture", "WaveSpeed"]
 
@@ -38,8 +45,11 @@ def _blocking(
     method: Callable[Concatenate[AsyncWaveSpeed, P], Awaitable[T]],
 ) -> Callable[Concatenate[WaveSpeed, P], T]:
     """The blocking twin of a coroutine method of :class:`AsyncWaveSpeed`."""
+    check = _argument_check(method)
 
     def twin(self: WaveSpeed, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        check(args, kwargs)
+
         async def call() -> T:
             return await method(self._client, *args, **kwargs)
 
@@ -52,14 +62,33 @@ def _blocking_submit(
     method: Callable[Concatenate[AsyncWaveSpeed, P], Awaitable[PredictionFuture]],
 ) -> Callable[Concatenate[WaveSpeed, P], SyncPredictionFuture]:
     """The blocking twin of a ``submit*`` method: it returns a :class:`SyncPredictionFuture`."""
+    check = _argument_check(method)
 
     def twin(self: WaveSpeed, /, *args: P.args, **kwargs: P.kwargs) -> SyncPredictionFuture:
+        check(args, kwargs)
+
         async def call() -> PredictionFuture:
             return await method(self._client, *args, **kwargs)
 
         return SyncPredictionFuture(self, self._run(call))
 
     return _named_after(twin, method, returns="SyncPredictionFuture")
+
+
+def _argument_check(method: Callable[..., Any]) -> Callable[[Any, Any], None]:
+    """A check of a twin's arguments, run in the caller's thread before the loop sees them.
+
+    A wrong argument then raises at once and names ``WaveSpeed``, not ``AsyncWaveSpeed``.
+    """
+    signature = inspect.signature(method)
+
+    def check(args: Any, kwargs: Any) -> None:
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"WaveSpeed.{method.__name__}() {exc}") from None
+
+    return check
 
 
 def _named_after(twin: F, method: Callable[..., Any], returns: str | None = None) -> F:
@@ -83,7 +112,9 @@ class WaveSpeed:
 
     It takes the same arguments as :class:`AsyncWaveSpeed` and runs one in an event loop of
     its own, in a thread of its own; ``with`` (or :meth:`close`) stops both. The ``submit*``
-    methods and :meth:`prediction` return a :class:`SyncPredictionFuture`.
+    methods and :meth:`prediction` return a :class:`SyncPredictionFuture`, and
+    :meth:`as_completed` is a plain iterator. Callbacks (``on_event``) run in the loop's
+    thread: keep them short.
 
     >>> with WaveSpeed() as client:                                 # doctest: +SKIP
     ...     image = client.edit_image("make it snow", image="photo.jpg")
@@ -92,10 +123,46 @@ class WaveSpeed:
     """
 
     def __init__(
-        self, api_key: str | None = None, base_url: str | None = None, **options: Any
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poll_schedule: PollSchedule | None = None,
+        request_timeout: float = 60.0,
+        max_connections: int = 100,
+        allow_insecure_http: bool = False,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        webhooks: WebhookReceiver | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_checks_per_second: float | None = None,
+        poll_stats: PollStats | None = None,
+        time_scale: float = 1.0,
+        validate_inputs: bool = False,
+        catalogue_ttl: float = CATALOGUE_TTL,
+        catalogue_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Built here, so that a bad argument raises before any thread starts.
-        client = AsyncWaveSpeed(api_key, base_url, **options)
+        client = AsyncWaveSpeed(
+            api_key,
+            base_url,
+            wait_timeout=wait_timeout,
+            poll_schedule=poll_schedule,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            allow_insecure_http=allow_insecure_http,
+            retry=retry,
+            limits=limits,
+            webhooks=webhooks,
+            max_response_bytes=max_response_bytes,
+            max_checks_per_second=max_checks_per_second,
+            poll_stats=poll_stats,
+            time_scale=time_scale,
+            validate_inputs=validate_inputs,
+            catalogue_ttl=catalogue_ttl,
+            catalogue_clock=catalogue_clock,
+        )
         portal_cm = start_blocking_portal()
         portal = portal_cm.__enter__()
         self._client = client
@@ -130,13 +197,32 @@ class WaveSpeed:
     def _run(self, function: Callable[[], Awaitable[T]]) -> T:
         """Run ``function`` in the client's loop and wait; an interrupt cancels it there."""
         if not self._finalizer.alive:
-            raise WaveSpeedError("this client is closed")
+            raise ClientClosed("this WaveSpeed client is closed")
         pending = self._portal.start_task_soon(function)
         try:
             return pending.result()
         except BaseException:
             pending.cancel()  # KeyboardInterrupt in a notebook: stop the wait in the loop too
             raise
+
+    def _iterate(self, source: AsyncGenerator[T, None]) -> Iterator[T]:
+        """Iterate an async generator of the loop, one step per call into the loop."""
+
+        async def step() -> tuple[bool, T | None]:
+            try:
+                return True, await source.__anext__()
+            except StopAsyncIteration:
+                return False, None
+
+        try:
+            while True:
+                more, value = self._run(step)
+                if not more:
+                    return
+                yield value  # type: ignore[misc]  # a value, since more is True
+        finally:
+            if self._finalizer.alive:  # left early (break): stop its waits in the loop
+                self._run(source.aclose)
 
     # --- the client's methods, blocking -------------------------------------------------------
 
@@ -157,6 +243,7 @@ class WaveSpeed:
     model = _blocking(AsyncWaveSpeed.model)
     delete = _blocking(AsyncWaveSpeed.delete)
     cancel = _blocking(AsyncWaveSpeed.cancel)
+    map = _blocking(AsyncWaveSpeed.map)
 
     def prediction(
         self, prediction_id: str, *, model: str = "", poll_schedule: PollSchedule | None = None
@@ -167,6 +254,57 @@ class WaveSpeed:
             return self._client.prediction(prediction_id, model=model, poll_schedule=poll_schedule)
 
         return SyncPredictionFuture(self, self._run(call))
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[SyncPredictionFuture | BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        timeout: float | None = ...,
+        on_event: ProgressCallback | None = ...,
+    ) -> Iterator[Prediction]: ...
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[SyncPredictionFuture | BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        timeout: float | None = ...,
+        on_event: ProgressCallback | None = ...,
+    ) -> Iterator[Prediction | WaveSpeedError]: ...
+
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[SyncPredictionFuture | BatchInput],
+        *,
+        concurrency: int = 10,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+        on_event: ProgressCallback | None = None,
+    ) -> Iterator[Prediction] | Iterator[Prediction | WaveSpeedError]:
+        """Blocking :meth:`AsyncWaveSpeed.as_completed`: a plain iterator of predictions.
+
+        >>> futures = [client.submit_text_to_video(p) for p in prompts]  # doctest: +SKIP
+        >>> for video in client.as_completed(futures):                  # doctest: +SKIP
+        ...     print(video.id, video.outputs)
+        """
+        given = [
+            item._future if isinstance(item, SyncPredictionFuture) else item
+            for item in futures_or_payloads
+        ]
+        # The overloads type only literal flags; the method itself takes any bool.
+        source = self._client.as_completed(  # type: ignore[call-overload]
+            given,
+            concurrency=concurrency,
+            return_exceptions=return_exceptions,
+            timeout=timeout,
+            on_event=on_event,
+        )
+        return self._iterate(source)
 
 
 def _shut_down(
@@ -195,7 +333,8 @@ class SyncPredictionFuture:
         self._future = future
 
     def __repr__(self) -> str:
-        return repr(self._future)
+        status = self.status.value if self.status else "unseen"
+        return f"<SyncPredictionFuture {self.id} model={self.model!r} status={status}>"
 
     @property
     def id(self) -> str:
@@ -220,6 +359,10 @@ class SyncPredictionFuture:
     def done(self) -> bool:
         """Whether the task has reached a terminal status (as last seen)."""
         return self._future.done()
+
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` stopped the local polling."""
+        return self._future.cancelled()
 
     def result(self, timeout: float | None = None) -> Prediction:
         """Wait until the task is terminal; see :meth:`PredictionFuture.wait`.
