@@ -129,8 +129,10 @@ async def test_the_first_claim_owns_the_key_and_the_next_sees_it(start: Start) -
     coordinator = await start(Limits())
     first = await coordinator.claim("k1", model=MODEL, payload=PAYLOAD)
     second = await coordinator.claim("k1", model=MODEL, payload=dict(reversed(PAYLOAD.items())))
-    assert first.owned and not second.owned
-    assert second.record.state == "submitting" and not second.record.orphaned
+    assert first.owned
+    assert not second.owned
+    assert second.record.state == "submitting"
+    assert not second.record.orphaned
     assert second.record.fingerprint == fingerprint(MODEL, PAYLOAD)
     assert (second.record.model, second.record.payload) == (MODEL, PAYLOAD)
     await coordinator.record_submitted("k1", "pred_9")

@@ -19,6 +19,7 @@ import attrs
 import pytest
 import redis.asyncio as aioredis
 
+import wavespeed_async.redis
 from wavespeed_async._coordination import Claim
 from wavespeed_async._limits import Limits
 from wavespeed_async.errors import CoordinatorUnavailable
@@ -40,7 +41,7 @@ SPAWN = multiprocessing.get_context("spawn")
 async def _barrier(client: aioredis.Redis, namespace: str, parties: int) -> None:
     """Every worker arrives, then all go together (the test process counts as one)."""
     await client.incr(f"{namespace}:arrived")
-    while int(await client.get(f"{namespace}:arrived") or 0) < parties:
+    while int(await client.get(f"{namespace}:arrived") or 0) < parties:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
 
 
@@ -186,7 +187,8 @@ async def test_a_delivery_reaches_every_process(
         ]
     )
     channel = f"{namespace}:deliveries"
-    while dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0) < WORKERS:
+    # Publish once every worker listens (other processes: no Event to wait on).
+    while dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0) < WORKERS:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     publisher = RedisCoordinator(redis_server.url, namespace=namespace)
     await publisher.start(Limits())
@@ -235,7 +237,8 @@ async def _kill_a_busy_worker(url: str) -> KilledWorker:
         process.kill()
         process.join(10)
         await coordinator.aclose()
-    return KilledWorker(namespace, batch_id, held.decode(), slot_free, claim)
+    held_item = held.decode() if isinstance(held, bytes) else held
+    return KilledWorker(namespace, batch_id, held_item, slot_free, claim)
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +308,27 @@ async def test_a_killed_worker_s_queue_item_goes_to_the_next_worker_after_the_id
     assert status.finished
 
 
+async def test_a_live_holder_keeps_renewing_its_slot_and_claim(
+    redis_server: RedisServer, namespace: str, client: aioredis.Redis
+) -> None:
+    coordinator = RedisCoordinator(redis_server.url, namespace=namespace, lease_seconds=0.3)
+    await coordinator.start(Limits(max_concurrent_tasks=1))
+    try:
+        lease = await coordinator.acquire_slot(1)
+        await coordinator.claim("k", model=MODEL, payload=PAYLOAD)
+        slot_expiry = await client.zscore(f"{namespace}:slots", lease)
+        claim_expiry = await client.hget(f"{namespace}:idem:k", "lease_until")
+        for _ in range(500):  # renewed every 0.1 s
+            if await client.zscore(f"{namespace}:slots", lease) != slot_expiry:
+                break
+            await asyncio.sleep(0.01)
+        assert (await client.zscore(f"{namespace}:slots", lease) or 0) > (slot_expiry or 0)
+        renewed = await client.hget(f"{namespace}:idem:k", "lease_until")
+        assert int(renewed or 0) > int(claim_expiry or 0)
+    finally:
+        await coordinator.aclose()
+
+
 # --- the queue, in one process ------------------------------------------------------------------
 
 
@@ -327,18 +351,23 @@ async def test_a_batch_is_enqueued_once_however_many_workers_start_it(
 
 
 async def test_while_redis_is_down_limits_go_local_and_claims_fail_closed(
-    redis_server: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(wavespeed_async.redis, "PROBE_INTERVAL", 0.0)  # every call tries Redis
     coordinator = RedisCoordinator(redis_server.url, namespace=namespace)
-    await coordinator.start(Limits(submits_per_minute=100, max_concurrent_tasks=1))
+    await coordinator.start(Limits(submits_per_minute=6, max_concurrent_tasks=1))
     try:
         assert await coordinator.submit_delay() == 0.0
         redis_server.stop()
         try:
             with caplog.at_level(logging.INFO, logger="wavespeed_async"):
                 # The local bucket: a minute's worth at once, then a wait.
-                delays = [await coordinator.submit_delay() for _ in range(101)]
-                assert delays[:100] == [0.0] * 100 and delays[100] > 0
+                delays = [await coordinator.submit_delay() for _ in range(7)]
+                assert delays[:6] == [0.0] * 6
+                assert delays[6] > 5
                 lease = await coordinator.acquire_slot(1)
                 await coordinator.release_slot(lease)
                 with pytest.raises(CoordinatorUnavailable):
@@ -348,7 +377,8 @@ async def test_while_redis_is_down_limits_go_local_and_claims_fail_closed(
         finally:
             redis_server.start()
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-        assert len(warnings) == 1 and "Redis unreachable" in warnings[0].getMessage()
+        assert len(warnings) == 1
+        assert "Redis unreachable" in warnings[0].getMessage()
         # Back: the shared bucket (gone with the restart) is used, and created, again.
         for _ in range(1000):
             await coordinator.submit_delay()

@@ -348,4 +348,3 @@ def absent_record(key: str) -> IdempotencyRecord:
         state="absent",
         sent_at=dt.datetime.now(dt.timezone.utc),
     )
-

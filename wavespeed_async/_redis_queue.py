@@ -170,9 +170,7 @@ def _text(value: Any) -> str:
 
 def _item(batch_id: str, entry: list[Any]) -> QueueItem:
     entry_id, flat = entry
-    fields: Mapping[str, str] = {
-        _text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)
-    }
+    fields: Mapping[str, str] = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
     return QueueItem(
         batch_id=batch_id,
         entry_id=_text(entry_id),

@@ -45,7 +45,7 @@ from ._coordination import (
 from ._limits import DECREASE_COOLDOWN, MIN_RATE, Limits
 from ._models import Prediction
 from ._redis_queue import QueueItem, QueueStatus, RedisBatchQueue
-from .errors import CoordinatorUnavailable, IdempotencyConflict
+from .errors import CoordinatorUnavailable, IdempotencyConflict, InvalidInput
 
 __all__ = ["QueueItem", "QueueStatus", "RedisBatchQueue", "RedisCoordinator"]
 
@@ -92,8 +92,8 @@ class RedisCoordinator:
         client: aioredis.Redis | None = None,
         lease_seconds: float = 30.0,
     ) -> None:
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
+        if not lease_seconds > 0:
+            raise InvalidInput("lease_seconds", lease_seconds, "a positive number of seconds")
         self._url = url
         self._client = client
         self._owns_client = client is None
@@ -102,6 +102,7 @@ class RedisCoordinator:
         self._instance = uuid.uuid4().hex
         self._limits = Limits()
         self._local = LocalCoordinator()
+        self._scripts: dict[str, Any] = {}
         self._callbacks: list[Callable[[Prediction], None]] = []
         self._slots: set[str] = set()
         self._claims: dict[str, str] = {}  # key -> this caller's claimant token
@@ -247,6 +248,8 @@ class RedisCoordinator:
     async def release_slot(self, lease_or_prediction_id: str) -> None:
         """Free a slot by its lease id or its task's id, whichever process holds it."""
         await self._local.release_slot(lease_or_prediction_id)
+        if self._limits.max_concurrent_tasks is None:
+            return
         self._slots.discard(lease_or_prediction_id)
         args = [lease_or_prediction_id, self._channel["slots"]]
         await self._shared("release", self._slot_keys(), args)
@@ -267,7 +270,7 @@ class RedisCoordinator:
             if remaining <= 0:
                 raise TimeoutError("no slot came free in time")
             nap = min(nap, remaining)
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError on Python 3.10
             await asyncio.wait_for(woken.wait(), nap)
 
     # --- webhook fan-out and dedup --------------------------------------------------------
@@ -410,4 +413,3 @@ class RedisCoordinator:
             self._wake("slots")
         else:
             self._wake("ledger")
-
