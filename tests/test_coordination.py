@@ -17,7 +17,7 @@ from wavespeed_async._coordination import (
 )
 from wavespeed_async._limits import Limits
 from wavespeed_async._models import Prediction
-from wavespeed_async.errors import IdempotencyConflict
+from wavespeed_async.errors import IdempotencyConflict, InvalidInput
 
 from .redis_server import RedisServer
 
@@ -192,3 +192,10 @@ def test_the_local_ledger_forgets_expired_and_oldest_entries() -> None:
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, 2, 3)
     now[0] = 11
     assert cache.get("b") is None
+
+
+async def test_a_payload_that_is_not_json_is_invalid_input(start: Start) -> None:
+    coordinator = await start(Limits())
+    with pytest.raises(InvalidInput) as caught:
+        await coordinator.claim("k1", model=MODEL, payload={"image": object()})
+    assert caught.value.field == "payload"

@@ -372,8 +372,13 @@ async def test_while_redis_is_down_limits_go_local_and_claims_fail_closed(
                 await coordinator.release_slot(lease)
                 with pytest.raises(CoordinatorUnavailable):
                     await coordinator.claim("k", model=MODEL, payload=PAYLOAD)
-                with pytest.raises(CoordinatorUnavailable):
+                with pytest.raises(CoordinatorUnavailable) as caught:
                     await coordinator.record_submitted("k", "pred_1")
+                assert caught.value.prediction_id == "pred_1"  # the task is not lost
+                heard: list[str] = []
+                coordinator.on_delivery(lambda prediction: heard.append(prediction.id))
+                await coordinator.publish_delivery(b'{"id": "pred_2", "status": "completed"}')
+                assert heard == ["pred_2"]  # this process at least still hears its own
         finally:
             redis_server.start()
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -28,7 +28,7 @@ import attrs
 from ._convert import structure_prediction
 from ._limits import Limits, SubmitRate
 from ._models import Prediction
-from .errors import IdempotencyConflict, WaveSpeedError
+from .errors import IdempotencyConflict, InvalidInput, WaveSpeedError
 
 __all__ = [
     "LEDGER_TTL",
@@ -36,6 +36,9 @@ __all__ = [
     "Coordinator",
     "IdempotencyRecord",
     "LocalCoordinator",
+    "TTLCache",
+    "absent_record",
+    "call_delivery_callbacks",
     "fingerprint",
     "parse_delivery",
 ]
@@ -54,12 +57,15 @@ def fingerprint(model: str, payload: Mapping[str, Any]) -> str:
     >>> fingerprint("m", {"b": 1, "a": 2}) == fingerprint("m", {"a": 2, "b": 1})
     True
     """
-    canonical = json.dumps(
-        {"model": model, "payload": payload},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    try:
+        canonical = json.dumps(
+            {"model": model, "payload": payload},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+    except (TypeError, ValueError):
+        raise InvalidInput("payload", payload, "JSON values (the unstructured payload)") from None
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -144,7 +150,12 @@ class Coordinator(Protocol):
         """The owned submit on ``key`` provably created nothing: drop the claim."""
 
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
-        """Wait until another caller's claim on ``key`` settles. Raises ``TimeoutError``."""
+        """Wait until another caller's claim on ``key`` settles. Raises ``TimeoutError``.
+
+        The answer is "submitted" (use its ``prediction_id``), "absent" (the claim was
+        dropped) or an ``orphaned`` "submitting" record (its claimant died); after the last
+        two, ``claim`` again: one caller then owns the key.
+        """
 
 
 def parse_delivery(prediction_json: bytes) -> Prediction | None:

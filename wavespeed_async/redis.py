@@ -183,12 +183,16 @@ class RedisCoordinator:
         self._came_back()
         return result
 
-    async def _required(self, script: str, keys: list[str], args: list[Any]) -> Any:
+    async def _required(
+        self, script: str, keys: list[str], args: list[Any], prediction_id: str | None = None
+    ) -> Any:
         """Run a ledger script, which has no fallback: fail closed."""
         try:
             result = await self._scripts[script](keys=keys, args=args)
         except UNREACHABLE as exc:
-            raise CoordinatorUnavailable(f"Redis unreachable, nothing was sent: {exc}") from exc
+            raise CoordinatorUnavailable(
+                f"Redis unreachable: {exc}", prediction_id=prediction_id
+            ) from exc
         return result
 
     # --- the account-wide submit rate ----------------------------------------------------
@@ -317,7 +321,7 @@ class RedisCoordinator:
         """Record the task the claim on ``key`` created, and wake every waiter."""
         self._claims.pop(key, None)
         args = [prediction_id, self._channel["ledger"], key]
-        await self._required("submitted", [self._key("idem", key)], args)
+        await self._required("submitted", [self._key("idem", key)], args, prediction_id)
 
     async def record_absent(self, key: str) -> None:
         """Drop the claim on ``key`` (its submit created nothing), and wake every waiter."""
@@ -361,18 +365,23 @@ class RedisCoordinator:
         """Extend this process's slot leases and claims, every third of a lease."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            lease_ms = int(self.lease_seconds * 1000)
-            if self._slots:
-                args: list[Any] = [lease_ms, *self._slots]
-                gone = await self._shared("renew", [self._key("slots")], args)
-                self._slots.difference_update(_text(lease) for lease in gone or [])
-            claims = dict(self._claims)
-            if claims:
-                keys = [self._key("idem", key) for key in claims]
-                args = [lease_ms, *claims.values()]
-                gone = await self._shared("renew_claims", keys, args)
-                for index in gone or []:
-                    self._claims.pop(list(claims)[int(index) - 1], None)
+            try:
+                await self._renew_once()
+            except redis.exceptions.RedisError as exc:  # a failed renewal must not end them all
+                log.warning("renewing leases on Redis failed: %s", exc)
+
+    async def _renew_once(self) -> None:
+        lease_ms = int(self.lease_seconds * 1000)
+        if self._slots:
+            args: list[Any] = [lease_ms, *self._slots]
+            gone = await self._shared("renew", [self._key("slots")], args)
+            self._slots.difference_update(_text(lease) for lease in gone or [])
+        keys = list(self._claims)
+        if keys:
+            args = [lease_ms, *(self._claims[key] for key in keys)]
+            records = [self._key("idem", key) for key in keys]
+            for position in await self._shared("renew_claims", records, args) or []:
+                self._claims.pop(keys[int(position) - 1], None)
 
     async def _subscribe(self) -> None:
         """Listen on the namespace's channels; resubscribe (waking every waiter) after a loss."""
@@ -389,7 +398,7 @@ class RedisCoordinator:
                         )
                         if message is not None:
                             self._dispatch(_text(message["channel"]), message["data"])
-            except UNREACHABLE as exc:
+            except (redis.exceptions.RedisError, OSError) as exc:
                 log.debug("Redis subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)
