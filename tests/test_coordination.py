@@ -53,30 +53,45 @@ async def start(request: pytest.FixtureRequest) -> AsyncIterator[Start]:
         await coordinator.aclose()
 
 
+async def seconds_per_submit(coordinator: Coordinator, submits: int = 10) -> float:
+    """The pace once the bucket is empty: the wait added by each further submit.
+
+    The time the calls themselves take is subtracted from each wait (the bucket refills
+    meanwhile), so the answer is the true pace minus the calls' own latency.
+    """
+    first = 0.0
+    for _ in range(1000):
+        first = await coordinator.submit_delay()
+        if first > 0:
+            break
+    for _ in range(submits):
+        last = await coordinator.submit_delay()
+    return (last - first) / submits
+
+
 async def test_a_minute_of_submits_goes_at_once_then_each_waits_its_turn(start: Start) -> None:
-    coordinator = await start(Limits(submits_per_minute=120))
-    delays = [await coordinator.submit_delay() for _ in range(122)]
-    assert delays[:120] == [0.0] * 120
-    # 120/min is one every 0.5 s; the bucket refills while the test runs, so at most that.
-    assert 0.3 < delays[120] <= 0.5 < delays[121] <= 1.0
+    coordinator = await start(Limits(submits_per_minute=6))
+    delays = [await coordinator.submit_delay() for _ in range(8)]
+    assert delays[:6] == [0.0] * 6
+    # 6 a minute: the seventh waits (up to) 10 s, the eighth 10 s more.
+    assert 5 < delays[6] <= 10
+    assert delays[7] - delays[6] == pytest.approx(10, abs=1)
 
 
 async def test_a_burst_of_429s_halves_the_rate_once(start: Start) -> None:
-    coordinator = await start(Limits(submits_per_minute=240))
+    coordinator = await start(Limits(submits_per_minute=480))
     await coordinator.rate_limited()
     await coordinator.rate_limited()  # the same burst: no second halving
-    assert await coordinator.submit_delay() == 0.0  # the one token a decrease leaves
-    # Halved once: 120/min, 0.5 s a submit (halved twice it would be 1 s).
-    assert 0.3 < await coordinator.submit_delay() <= 0.5
+    # Halved once: 240/min, 0.25 s a submit (halved twice it would be 0.5 s).
+    assert 0.15 < await seconds_per_submit(coordinator) <= 0.25
 
 
 async def test_accepted_submits_bring_the_rate_back_up_to_the_ceiling(start: Start) -> None:
     coordinator = await start(Limits(submits_per_minute=240))
-    await coordinator.rate_limited()  # 120/min
+    await coordinator.rate_limited()  # 120/min: 0.5 s a submit
     for _ in range(200):
         await coordinator.accepted()  # +1 each, capped at 240
-    await coordinator.submit_delay()
-    assert 0.2 < await coordinator.submit_delay() <= 0.25
+    assert 0.15 < await seconds_per_submit(coordinator) <= 0.25
 
 
 async def test_without_a_ceiling_nothing_waits(start: Start) -> None:

@@ -93,7 +93,7 @@ async def _listen(url: str, namespace: str) -> str:
     coordinator.on_delivery(lambda prediction: got.put_nowait(prediction.id))
     await coordinator.start(Limits())
     try:
-        return await asyncio.wait_for(got.get(), 20)
+        return await asyncio.wait_for(got.get(), 60)
     finally:
         await coordinator.aclose()
 
@@ -188,14 +188,18 @@ async def test_a_delivery_reaches_every_process(
     )
     channel = f"{namespace}:deliveries"
     # Publish once every worker listens (other processes: no Event to wait on).
-    while dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0) < WORKERS:  # noqa: ASYNC110
+    for _ in range(3000):
+        if dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0) >= WORKERS:
+            break
         await asyncio.sleep(0.01)
+    else:
+        pytest.fail(f"the workers did not all subscribe: {await client.pubsub_numsub(channel)}")
     publisher = RedisCoordinator(redis_server.url, namespace=namespace)
     await publisher.start(Limits())
     body = {"id": "pred_fan", "model": MODEL, "status": "completed", "outputs": ["u"]}
     await publisher.publish_delivery(json.dumps(body).encode())
     await publisher.aclose()
-    assert await asyncio.wait_for(listening, 30) == ["pred_fan"] * WORKERS
+    assert await asyncio.wait_for(listening, 60) == ["pred_fan"] * WORKERS
 
 
 # --- a worker SIGKILLed while it holds slots, a claim and a queue item --------------------------
