@@ -26,10 +26,16 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import attrs
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+
+try:
+    import redis.asyncio as aioredis
+    import redis.exceptions
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "wavespeed_async.redis needs redis-py: pip install 'wavespeed-async[redis]'"
+    ) from exc
 
 from . import _redis_scripts as scripts
 from ._coordination import (
@@ -71,6 +77,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _reraise_cancel(exc: BaseException) -> None:
+    """redis-py can turn the cancel of a pending read into a ConnectionError: undo that."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError from exc
+
+
 def _fields(flat: list[Any]) -> dict[str, str]:
     """A hash from a script's flat ``HGETALL`` answer."""
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
@@ -109,6 +123,7 @@ class RedisCoordinator:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._degraded = False
+        self._closing = False
         self._probe_at = 0.0
         self._channel = {
             "deliveries": f"{namespace}:deliveries",
@@ -133,16 +148,17 @@ class RedisCoordinator:
         if self._client is None:
             self._client = connect(self._url)
         self._scripts = scripts.register(self._client)
+        self._closing = False
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._renew()), loop.create_task(self._subscribe())]
 
     async def aclose(self) -> None:
         """Stop the background tasks (held leases expire); close a client made from the URL."""
+        self._closing = True  # redis-py may turn the cancel of a read into a ConnectionError
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         self._tasks = []
         if self._owns_client and self._client is not None:
             await self._client.aclose()
@@ -178,6 +194,7 @@ class RedisCoordinator:
         try:
             result = await self._scripts[script](keys=keys, args=args)
         except UNREACHABLE as exc:
+            _reraise_cancel(exc)
             self._went_down(exc)
             return None
         self._came_back()
@@ -190,6 +207,7 @@ class RedisCoordinator:
         try:
             result = await self._scripts[script](keys=keys, args=args)
         except UNREACHABLE as exc:
+            _reraise_cancel(exc)
             raise CoordinatorUnavailable(
                 f"Redis unreachable: {exc}", prediction_id=prediction_id
             ) from exc
@@ -363,7 +381,7 @@ class RedisCoordinator:
 
     async def _renew(self) -> None:
         """Extend this process's slot leases and claims, every third of a lease."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self._renew_once()
@@ -386,19 +404,22 @@ class RedisCoordinator:
     async def _subscribe(self) -> None:
         """Listen on the namespace's channels; resubscribe (waking every waiter) after a loss."""
         pause = 0.1
-        while True:
+        while not self._closing:
             try:
                 async with self._pubsub() as pubsub:
                     pause = 0.1
                     self._wake("slots")
                     self._wake("ledger")
-                    while True:
+                    while not self._closing:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1.0
                         )
                         if message is not None:
                             self._dispatch(_text(message["channel"]), message["data"])
             except (redis.exceptions.RedisError, OSError) as exc:
+                _reraise_cancel(exc)
+                if self._closing:
+                    return
                 log.debug("Redis subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)
