@@ -13,6 +13,8 @@ from wavespeed_async import AsyncWaveSpeed, PollSchedule
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
+from .redis_server import redis_server  # noqa: F401  (the session's real Redis)
+
 #: The key tests use where a leak would matter; no log record of any test may contain it.
 SECRET_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 

@@ -1,0 +1,214 @@
+"""The Lua scripts of the Redis coordinator: each decision is one atomic script.
+
+Times come from Redis ``TIME`` (milliseconds, or seconds for the bucket), so processes on
+machines with skewed clocks agree. Numbers go back as strings: Redis truncates Lua numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SCRIPTS", "register"]
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: The token bucket with AIMD, the twin of ``_limits.SubmitRate`` (a fixed one-minute window
+#: stands in for its sliding count of recent submits). ARGV: operation (reserve, limited,
+#: accepted), ceiling ("" for none), the minimum rate, the decrease cooldown in seconds.
+RATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local op, ceiling = ARGV[1], tonumber(ARGV[2])
+local min_rate, cooldown = tonumber(ARGV[3]), tonumber(ARGV[4])
+local s = redis.call('HMGET', KEYS[1], 'rate', 'tokens', 'updated', 'last_decrease', 'lift_at',
+                     'window_start', 'window_count')
+local rate, tokens, updated = tonumber(s[1]), tonumber(s[2]), tonumber(s[3])
+local last_decrease, lift_at = tonumber(s[4]) or -1e18, tonumber(s[5])
+local window_start, window_count = tonumber(s[6]) or now, tonumber(s[7]) or 0
+if updated == nil then  -- a new bucket (or Redis lost it): a minute's worth of submits
+  rate, tokens, updated = ceiling, ceiling or 0, now
+end
+if ceiling and rate and rate > ceiling then rate = ceiling end
+if rate then tokens = math.min(rate, tokens + (now - updated) * rate / 60) end
+updated = now
+local delay = 0
+if op == 'reserve' then
+  if now - window_start >= 60 then window_start, window_count = now, 0 end
+  window_count = window_count + 1
+  if rate then
+    tokens = tokens - 1
+    if tokens < 0 then delay = -tokens * 60 / rate end
+  end
+elseif op == 'limited' then
+  if now - last_decrease >= cooldown then
+    last_decrease = now
+    rate = math.max(math.min(min_rate, ceiling or min_rate), (rate or window_count) / 2)
+    if not ceiling then lift_at = rate * 4 end
+    tokens = math.min(tokens, 1)
+  end
+elseif op == 'accepted' and rate then
+  rate = rate + 1
+  if ceiling and rate >= ceiling then rate = ceiling
+  elseif lift_at and rate >= lift_at then rate, lift_at = nil, nil end
+end
+local function str(x) if x == nil then return '' end return string.format('%.17g', x) end
+redis.call('HSET', KEYS[1], 'rate', str(rate), 'tokens', str(tokens), 'updated', str(updated),
+           'last_decrease', str(last_decrease), 'lift_at', str(lift_at),
+           'window_start', str(window_start), 'window_count', str(window_count))
+redis.call('EXPIRE', KEYS[1], 86400)
+return str(delay)
+"""
+
+# Slots: KEYS = the lease ZSET (lease -> expiry ms), task -> lease and lease -> task hashes.
+_PURGE_EXPIRED = """
+for _, lease in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms)) do
+  local task = redis.call('HGET', KEYS[3], lease)
+  if task then redis.call('HDEL', KEYS[2], task); redis.call('HDEL', KEYS[3], lease) end
+  redis.call('ZREM', KEYS[1], lease)
+end
+"""
+
+#: ARGV: lease id, limit, lease ms. 1 when the lease was taken.
+ACQUIRE = (
+    _NOW_MS
+    + _PURGE_EXPIRED
+    + """
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[1])
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], 86400) end
+return 1
+"""
+)
+
+#: ARGV: lease id, task id.
+BIND = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return 1
+"""
+
+#: ARGV: lease id or task id, the channel that wakes waiters.
+RELEASE = """
+local lease = redis.call('HGET', KEYS[2], ARGV[1]) or ARGV[1]
+local task = redis.call('HGET', KEYS[3], lease)
+if task then redis.call('HDEL', KEYS[2], task); redis.call('HDEL', KEYS[3], lease) end
+local removed = redis.call('ZREM', KEYS[1], lease)
+if removed == 1 then redis.call('PUBLISH', ARGV[2], '1') end
+return removed
+"""
+
+#: ARGV: lease ms, then this process's leases. Returns the leases no longer held.
+RENEW = (
+    _NOW_MS
+    + """
+local gone = {}
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], 'XX', now_ms + tonumber(ARGV[1]), ARGV[i])
+  else
+    table.insert(gone, ARGV[i])
+  end
+end
+return gone
+"""
+)
+
+#: KEYS[1]: the seen marker. ARGV: ttl ms. 1 the first time.
+FIRST = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
+
+#: ARGV: channel, body.
+PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
+
+# The ledger: KEYS[1] is the record's HASH (fingerprint, model, payload, state, claimant,
+# lease_until ms, sent_at ms, prediction_id, orphaned).
+
+#: ARGV: fingerprint, model, payload JSON, claimant token, lease ms, ttl s.
+#: Returns {1 owned or 0, now ms, HGETALL} or {'conflict'}. Taking over a "submitting"
+#: record whose lease ran out happens here, atomically: one caller gets it, orphaned=1.
+CLAIM = (
+    _NOW_MS
+    + """
+local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'state', 'claimant', 'lease_until')
+local owned = 0
+if not r[1] then
+  redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'model', ARGV[2], 'payload', ARGV[3],
+             'state', 'submitting', 'claimant', ARGV[4],
+             'lease_until', now_ms + tonumber(ARGV[5]), 'sent_at', now_ms, 'orphaned', '0')
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  owned = 1
+elseif r[1] ~= ARGV[1] then
+  return {'conflict'}
+elseif r[2] == 'submitting' and r[3] == ARGV[4] then
+  owned = 1  -- this very claim, retried after a lost answer
+elseif r[2] == 'submitting' and tonumber(r[4]) < now_ms then
+  redis.call('HSET', KEYS[1], 'claimant', ARGV[4], 'lease_until', now_ms + tonumber(ARGV[5]),
+             'orphaned', '1')
+  owned = 1
+end
+return {owned, tostring(now_ms), redis.call('HGETALL', KEYS[1])}
+"""
+)
+
+#: ARGV: prediction id, channel, key.
+SUBMITTED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'state', 'submitted', 'prediction_id', ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+#: ARGV: channel, key.
+ABSENT = """
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+#: Returns {now ms, HGETALL}.
+READ = _NOW_MS + "return {tostring(now_ms), redis.call('HGETALL', KEYS[1])}"
+
+#: KEYS: records; ARGV: lease ms, then each record's claimant token. Returns the 1-based
+#: positions of the records this claimant no longer holds.
+RENEW_CLAIMS = (
+    _NOW_MS
+    + """
+local gone = {}
+for i = 1, #KEYS do
+  local r = redis.call('HMGET', KEYS[i], 'state', 'claimant')
+  if r[1] == 'submitting' and r[2] == ARGV[i + 1] then
+    redis.call('HSET', KEYS[i], 'lease_until', now_ms + tonumber(ARGV[1]))
+  else
+    table.insert(gone, i)
+  end
+end
+return gone
+"""
+)
+
+SCRIPTS = {
+    "rate": RATE,
+    "acquire": ACQUIRE,
+    "bind": BIND,
+    "release": RELEASE,
+    "renew": RENEW,
+    "first": FIRST,
+    "publish": PUBLISH,
+    "claim": CLAIM,
+    "submitted": SUBMITTED,
+    "absent": ABSENT,
+    "read": READ,
+    "renew_claims": RENEW_CLAIMS,
+}
+
+
+def register(client: Any) -> dict[str, Any]:
+    """Every script registered on ``client`` (loaded on first use, again after a restart)."""
+    return {name: client.register_script(source) for name, source in SCRIPTS.items()}
