@@ -84,7 +84,7 @@ def _check(args: argparse.Namespace, items: Sequence[BatchItem]) -> None:
     if not args.reclaim_after > 0:
         raise InvalidInput("--reclaim-after", args.reclaim_after, "a number of seconds above 0")
     for option, given in (
-        ("--journal", args.journal),
+        ("--journal", args.journal and str(args.journal)),
         ("--retry-failed", args.retry_failed or None),
         ("--max-cost", args.max_cost),
     ):
@@ -139,10 +139,19 @@ async def run_shared_batch(
                 status = await queue.status(name)
             _print_status(args, name, len(items), status)
             return 0
+        with _reachable():  # whoever is first; before the API is touched
+            added = await queue.enqueue_once(
+                name, [{"model": i.model, "input": i.input} for i in items]
+            )
+        print(
+            f"batch {name}: {len(items)} tasks from {args.file}"
+            f" ({'enqueued now' if added else 'joined'}), worker {queue.consumer},"
+            f" at most {args.concurrency} at once",
+            file=sys.stderr,
+        )
         coordinator = RedisCoordinator(args.redis, namespace=args.namespace, client=redis_client)
         async with open_client(args, coordinator=coordinator) as (client, scale):
-            worker = _Worker(args, client, queue, name, lines, make_schedule(scale))
-            return await worker.run([{"model": i.model, "input": i.input} for i in items])
+            return await _Worker(args, client, queue, name, lines, make_schedule(scale)).run()
     finally:
         await redis_client.aclose()
 
@@ -180,18 +189,10 @@ class _Worker:
         self.failure: WaveSpeedError | None = None
         self.display: Display = make_display(lines)
         # How often an idle lane looks again: another worker's item may come free.
-        self.idle_poll = max(0.05, min(args.reclaim_after / 4, 5.0))
+        self.idle_poll = max(0.05, min(args.reclaim_after / 4, 1.0))
 
-    async def run(self, items: list[dict[str, Any]]) -> int:
-        """Enqueue (once, whoever is first), work until drained; the exit status."""
-        with _reachable():
-            added = await self.queue.enqueue_once(self.name, items)
-        print(
-            f"batch {self.name}: {len(items)} tasks from {self.args.file}"
-            f" ({'enqueued now' if added else 'joined'}), worker {self.queue.consumer},"
-            f" at most {self.args.concurrency} at once",
-            file=sys.stderr,
-        )
+    async def run(self) -> int:
+        """Claim and run items until none is pending or running; the exit status."""
         started = time.monotonic()
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as group:

@@ -1,0 +1,171 @@
+"""``wavespeed-async batch FILE --redis URL`` as users run it on several machines: worker
+subprocesses sharing one batch through a real redis-server, an emulator in its own process,
+a worker killed with ``kill -9`` part-way, and ``--status``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .redis_server import RedisServer
+from .test_cli import CLI, free_port, run_cli
+from .test_cli_batch import KEY, EmulatorProcess, write_batch
+
+
+@pytest.fixture
+def slow_emulator() -> Iterator[EmulatorProcess]:
+    """A video takes 0.5 s: long enough for two workers to share a batch, or to kill one."""
+    emulator = EmulatorProcess(speed=60)
+    yield emulator
+    emulator.close()
+
+
+def shared_args(
+    emulator: EmulatorProcess | None, redis: str, tasks: Path, namespace: str, *extra: str
+) -> list[str]:
+    base_url = emulator.base_url if emulator else f"http://127.0.0.1:{free_port()}"
+    return [
+        "batch", str(tasks), "--redis", redis, "--namespace", namespace,
+        "--base-url", base_url, "--poll-interval", "0.02", *extra,
+    ]  # fmt: skip
+
+
+def start_worker(args: list[str]) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVESPEED_")}
+    return subprocess.Popen(
+        [*CLI, *args], env={**env, **KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finished_lines(report: dict[str, Any]) -> list[int]:
+    return [item["line"] for item in report["items"] if item["outcome"] in ("completed", "failed")]
+
+
+def test_two_workers_share_one_batch_and_each_item_is_done_once(
+    slow_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prompts = [f"a heron, take {n}" for n in range(12)]
+    tasks, namespace = write_batch(tmp_path / "tasks.jsonl", prompts), uuid.uuid4().hex
+    args = shared_args(slow_emulator, redis_server.url, tasks, namespace, "--concurrency", "2")
+    workers = [start_worker([*args, "--out", str(tmp_path / name), "--json"]) for name in "ab"]
+    reports = []
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=60)
+        assert worker.returncode == 0, stderr
+        reports.append(json.loads(stdout))
+    a, b = (finished_lines(report) for report in reports)
+    assert a, "the first worker took no item"
+    assert b, "the second worker took no item"
+    assert sorted(a + b) == list(range(1, 13))  # every item once, by one worker
+    created = slow_emulator.created()
+    assert sum(created.values()) == len(prompts)
+    assert set(created.values()) == {1}
+    saved = list((tmp_path / "a").glob("*.mp4")) + list((tmp_path / "b").glob("*.mp4"))
+    assert len(saved) == len(prompts)
+
+    status = run_cli(*args, "--status", "--json", env=KEY)
+    assert status.returncode == 0, status.stderr
+    counts = json.loads(status.stdout)
+    assert counts == {
+        "batch": reports[0]["batch"], "total": 12, "enqueued": True,
+        "pending": 0, "running": 0, "done": 12, "failed": 0,
+    }  # fmt: skip
+
+
+def test_a_killed_workers_items_are_reclaimed_without_duplicate_tasks(
+    slow_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    prompts = [f"a lynx, take {n}" for n in range(12)]
+    tasks, namespace = write_batch(tmp_path / "tasks.jsonl", prompts), uuid.uuid4().hex
+    args = shared_args(
+        slow_emulator, redis_server.url, tasks, namespace,
+        "--concurrency", "3", "--reclaim-after", "1",
+    )  # fmt: skip
+    first = start_worker(args)
+    assert first.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while sum(": submitted " in line for line in seen) < 3:  # its lanes all hold a task
+        assert time.monotonic() < deadline, "the first worker made no progress"
+        line = first.stderr.readline()
+        assert line, first.communicate()
+        seen.append(line)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    held = {int(m[1]) for line in seen if (m := re.search(r"line (\d+): submitted", line))}
+    finished = {int(m[1]) for line in seen if (m := re.search(r"line (\d+): completed", line))}
+
+    second = run_cli(*args, "--json", env=KEY)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert report["queue"] == {"pending": 0, "running": 0, "done": 12, "failed": 0}
+    assert held - finished <= set(finished_lines(report))  # reclaimed from the dead worker
+    created = slow_emulator.created()
+    assert sum(created.values()) == len(prompts)
+    assert set(created.values()) == {1}  # the reclaimed items resumed their tasks
+
+
+def test_status_of_a_batch_no_worker_started_counts_every_item_pending(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    tasks = write_batch(tmp_path / "tasks.jsonl", ["a", "b", "c"])
+    args = shared_args(None, redis_server.url, tasks, uuid.uuid4().hex, "--status")
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    assert re.fullmatch(
+        rf"batch [0-9a-f]{{32}} of {re.escape(str(tasks))}: 3 items: 3 pending, 0 running,"
+        r" 0 done, 0 failed \(no worker has started it yet\)",
+        line,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "message"),
+    [
+        (["--journal", "j.jsonl"], KEY, "--journal='j.jsonl' is invalid: must be left out with"),
+        (["--reclaim-after", "0"], KEY, "--reclaim-after=0.0 is invalid: must be a number"),
+        ([], {}, "--redis='the embedded emulator' is invalid: must be used with a shared API"),
+    ],
+    ids=["journal", "reclaim-after", "embedded-emulator"],
+)
+def test_options_a_shared_batch_cannot_take_are_refused_before_anything_starts(
+    tmp_path: Path, extra: list[str], env: dict[str, str], message: str
+) -> None:
+    tasks = write_batch(tmp_path / "tasks.jsonl", ["a"])
+    redis = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: it is never reached
+    args = ["batch", str(tasks), "--redis", redis, *extra]
+    if env:
+        args += ["--base-url", f"http://127.0.0.1:{free_port()}"]
+    done = run_cli(*args, env=env)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {message}"), done.stderr
+
+
+def test_status_needs_redis(tmp_path: Path) -> None:
+    tasks = write_batch(tmp_path / "tasks.jsonl", ["a"])
+    done = run_cli("batch", str(tasks), "--status")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: --status=True is invalid: must be given with --redis")
+
+
+def test_unreachable_redis_is_an_error_and_nothing_is_submitted(
+    slow_emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    tasks = write_batch(tmp_path / "tasks.jsonl", ["a", "b"])
+    redis = f"redis://127.0.0.1:{free_port()}/0"
+    done = run_cli(*shared_args(slow_emulator, redis, tasks, "ns"), env=KEY)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: Redis cannot be reached: "), done.stderr
+    assert "Traceback" not in done.stderr
+    assert sum(slow_emulator.created().values()) == 0
