@@ -82,14 +82,15 @@ def test_two_workers_share_one_batch_and_each_item_is_done_once(
     }  # fmt: skip
 
 
-def test_a_killed_workers_items_are_reclaimed_without_duplicate_tasks(
-    slow_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_a_stopped_workers_items_are_reclaimed_without_duplicate_tasks(
+    slow_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path, stop: signal.Signals
 ) -> None:
     prompts = [f"a lynx, take {n}" for n in range(12)]
     tasks, namespace = write_batch(tmp_path / "tasks.jsonl", prompts), uuid.uuid4().hex
     args = shared_args(
         slow_emulator, redis_server.url, tasks, namespace,
-        "--concurrency", "3", "--reclaim-after", "1",
+        "--concurrency", "3", "--reclaim-after", "1", "--out", str(tmp_path / "out"),
     )  # fmt: skip
     first = start_worker(args)
     assert first.stderr is not None
@@ -100,8 +101,19 @@ def test_a_killed_workers_items_are_reclaimed_without_duplicate_tasks(
         line = first.stderr.readline()
         assert line, first.communicate()
         seen.append(line)
-    first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=30)
+    first.send_signal(stop)
+    _, rest = first.communicate(timeout=30)
+    if stop == signal.SIGINT:  # stops claiming; what it holds is left for another worker
+        assert first.returncode == 130, rest
+        last = rest.strip().splitlines()[-1]
+        assert re.fullmatch(
+            r"interrupted: \d+ items finished by this worker; [1-3] in flight are claimed by"
+            r" another worker after 1 s \(or by this command run again\)",
+            last,
+        ), rest
+        assert "Traceback" not in rest
+    else:
+        assert first.returncode == -signal.SIGKILL
     held = {int(m[1]) for line in seen if (m := re.search(r"line (\d+): submitted", line))}
     finished = {int(m[1]) for line in seen if (m := re.search(r"line (\d+): completed", line))}
 

@@ -230,11 +230,9 @@ class _Worker:
     async def _work(self, queued: QueueItem) -> None:
         item = BatchItem(queued.data["model"], queued.data["input"])
         index = queued.index
-        self.in_flight.add(index)
-        try:
-            result = await self._attempt(queued, item)
-        finally:
-            self.in_flight.discard(index)
+        self.in_flight.add(index)  # until it ends here; if it does not, another worker's
+        result = await self._attempt(queued, item)
+        self.in_flight.discard(index)
         self.results[index] = result
         self._emit("completed" if result.ok else "failed", result)
         if result.outcome in ("completed", "failed"):
