@@ -15,11 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+
+from wavespeed_async.redis import QueueItem, RedisBatchQueue, connect
 
 from .redis_server import RedisServer
 from .test_cli import CLI, free_port, run_cli
 from .test_cli_batch import KEY, EmulatorProcess, write_batch
+
+
+@pytest.fixture
+def long_emulator() -> Iterator[EmulatorProcess]:
+    """A video takes 1.5 s: longer than the workers' --reclaim-after of 1 s."""
+    emulator = EmulatorProcess(speed=20)
+    yield emulator
+    emulator.close()
 
 
 @pytest.fixture
@@ -52,11 +63,15 @@ def finished_lines(report: dict[str, Any]) -> list[int]:
 
 
 def test_two_workers_share_one_batch_and_each_item_is_done_once(
-    slow_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path
+    long_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    prompts = [f"a heron, take {n}" for n in range(12)]
+    prompts = [f"a heron, take {n}" for n in range(8)]
     tasks, namespace = write_batch(tmp_path / "tasks.jsonl", prompts), uuid.uuid4().hex
-    args = shared_args(slow_emulator, redis_server.url, tasks, namespace, "--concurrency", "2")
+    # Items outlast --reclaim-after: a live worker's renewals keep them from the other.
+    args = shared_args(
+        long_emulator, redis_server.url, tasks, namespace,
+        "--concurrency", "2", "--reclaim-after", "1",
+    )  # fmt: skip
     workers = [start_worker([*args, "--out", str(tmp_path / name), "--json"]) for name in "ab"]
     reports = []
     for worker in workers:
@@ -66,8 +81,8 @@ def test_two_workers_share_one_batch_and_each_item_is_done_once(
     a, b = (finished_lines(report) for report in reports)
     assert a, "the first worker took no item"
     assert b, "the second worker took no item"
-    assert sorted(a + b) == list(range(1, 13))  # every item once, by one worker
-    created = slow_emulator.created()
+    assert sorted(a + b) == list(range(1, 9))  # every item once, by one worker
+    created = long_emulator.created()
     assert sum(created.values()) == len(prompts)
     assert set(created.values()) == {1}
     saved = list((tmp_path / "a").glob("*.mp4")) + list((tmp_path / "b").glob("*.mp4"))
@@ -77,8 +92,8 @@ def test_two_workers_share_one_batch_and_each_item_is_done_once(
     assert status.returncode == 0, status.stderr
     counts = json.loads(status.stdout)
     assert counts == {
-        "batch": reports[0]["batch"], "total": 12, "enqueued": True,
-        "pending": 0, "running": 0, "done": 12, "failed": 0,
+        "batch": reports[0]["batch"], "total": 8, "enqueued": True,
+        "pending": 0, "running": 0, "done": 8, "failed": 0,
     }  # fmt: skip
 
 
@@ -181,3 +196,35 @@ def test_unreachable_redis_is_an_error_and_nothing_is_submitted(
     assert done.stderr.startswith("error: Redis cannot be reached: "), done.stderr
     assert "Traceback" not in done.stderr
     assert sum(slow_emulator.created().values()) == 0
+
+
+# --- the heartbeat, on the queue ----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_touch_keeps_an_item_in_hand_but_never_takes_back_a_reclaimed_one(
+    redis_server: RedisServer,
+) -> None:
+    client = connect(redis_server.url)
+    namespace = uuid.uuid4().hex
+    holder = RedisBatchQueue(client, namespace=namespace, consumer="holder")
+    taker = RedisBatchQueue(client, namespace=namespace, consumer="taker", idle_timeout=0.5)
+    try:
+        await holder.enqueue_once("b", [{"prompt": "x"}])
+        [item] = await holder.claim("b")
+        await anyio.sleep(0.6)  # idle past the taker's timeout...
+        assert await holder.touch("b", [item]) == 1  # ...but renewed: not the taker's
+        assert await taker.claim("b") == []
+        reclaimed: list[QueueItem] = []
+        with anyio.fail_after(10):
+            while not reclaimed:  # the holder is silent now: it goes to the taker
+                await anyio.sleep(0.05)
+                reclaimed = await taker.claim("b")
+        assert [entry.entry_id for entry in reclaimed] == [item.entry_id]
+        assert await holder.touch("b", [item]) == 0  # gone: the holder does not take it back
+        [pending] = await client.xpending_range(
+            f"{namespace}:batch:b:stream", "workers", "-", "+", 1
+        )
+        assert pending["consumer"] == b"taker"
+    finally:
+        await client.aclose()

@@ -4,9 +4,10 @@ Every worker started on the same file (and Redis namespace) joins the same batch
 the hash of its items: the first one enqueues the items, and each worker claims them one at
 a time from a Redis Streams consumer group. Each item is submitted under its idempotency key
 through a client whose coordinator is a ``RedisCoordinator`` on the same Redis, so the
-account's limits are shared too and an item submitted once is never paid for again: an item
-held by a worker that died is claimed by another after ``--reclaim-after`` seconds and
-resumed through its key (the task it had, or the API's history), never resent blindly.
+account's limits are shared too and an item submitted once is never paid for again. A worker
+renews the items in hand every third of ``--reclaim-after``, however long they run; the items
+of a worker that died go idle and are claimed by another after ``--reclaim-after`` seconds,
+then resumed through their keys (the task it had, or the API's history), never resent blindly.
 
 An item that ends without an answer (a wait's deadline, a network failure) is not acked: it
 is claimed again after ``--reclaim-after`` and resumed through its key. A worker exits when
@@ -184,7 +185,7 @@ class _Worker:
         self.lines = lines
         self.schedule = schedule
         self.results: dict[int, ItemResult] = {}  # by index: the last attempt's result
-        self.in_flight: set[int] = set()
+        self.held: dict[int, QueueItem] = {}  # in hand: touched, so no one reclaims them
         self.stopping = False
         self.failure: WaveSpeedError | None = None
         self.display: Display = make_display(lines)
@@ -197,6 +198,7 @@ class _Worker:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._stop_on_signal, signals, group.cancel_scope)
+                group.start_soon(self._heartbeat)
                 with self.display:
                     async with anyio.create_task_group() as lanes:
                         for _ in range(self.args.concurrency):
@@ -211,6 +213,13 @@ class _Worker:
             self.stopping = True  # no more claims; items in flight are reclaimed by others
             scope.cancel()
             return
+
+    async def _heartbeat(self) -> None:
+        """Touch the items in hand: only a dead worker's items go idle, however long they run."""
+        while True:
+            await anyio.sleep(self.args.reclaim_after / 3)
+            with contextlib.suppress(CoordinatorUnavailable), _reachable():
+                await self.queue.touch(self.name, list(self.held.values()))
 
     async def _lane(self, lanes: anyio.CancelScope) -> None:
         try:
@@ -230,9 +239,9 @@ class _Worker:
     async def _work(self, queued: QueueItem) -> None:
         item = BatchItem(queued.data["model"], queued.data["input"])
         index = queued.index
-        self.in_flight.add(index)  # until it ends here; if it does not, another worker's
+        self.held[index] = queued  # until it ends here; if it does not, another worker's
         result = await self._attempt(queued, item)
-        self.in_flight.discard(index)
+        del self.held[index]
         self.results[index] = result
         self._emit("completed" if result.ok else "failed", result)
         if result.outcome in ("completed", "failed"):
@@ -292,7 +301,7 @@ class _Worker:
         if self.stopping:
             print(
                 f"interrupted: {len(results)} items finished by this worker;"
-                f" {len(self.in_flight)} in flight are claimed by another worker after"
+                f" {len(self.held)} in flight are claimed by another worker after"
                 f" {self.args.reclaim_after:g} s (or by this command run again)",
                 file=sys.stderr,
             )

@@ -224,10 +224,10 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--reclaim-after",
         type=float,
-        default=600.0,
+        default=60.0,
         metavar="SECONDS",
-        help="with --redis, take over an item another worker held this long without"
-        " finishing: it died (default: %(default)s s)",
+        help="with --redis, take over the items of a worker silent this long: it died (a live"
+        " one renews its items every third of this; default: %(default)s s)",
     )
     batch.add_argument(
         "--status",
