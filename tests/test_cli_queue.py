@@ -65,7 +65,7 @@ def finished_lines(report: dict[str, Any]) -> list[int]:
 def test_two_workers_share_one_batch_and_each_item_is_done_once(
     long_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    prompts = [f"a heron, take {n}" for n in range(8)]
+    prompts = [*(f"a heron, take {n}" for n in range(7)), "no [fail]"]
     tasks, namespace = write_batch(tmp_path / "tasks.jsonl", prompts), uuid.uuid4().hex
     # Items outlast --reclaim-after: a live worker's renewals keep them from the other.
     args = shared_args(
@@ -73,11 +73,14 @@ def test_two_workers_share_one_batch_and_each_item_is_done_once(
         "--concurrency", "2", "--reclaim-after", "1",
     )  # fmt: skip
     workers = [start_worker([*args, "--out", str(tmp_path / name), "--json"]) for name in "ab"]
-    reports = []
+    reports, codes = [], []
     for worker in workers:
         stdout, stderr = worker.communicate(timeout=60)
-        assert worker.returncode == 0, stderr
+        assert "Traceback" not in stderr, stderr
+        codes.append(worker.returncode)
         reports.append(json.loads(stdout))
+    assert sorted(codes) == [0, 1]  # the one that took the failing item says so
+    assert sum(report["failed"] for report in reports) == 1
     a, b = (finished_lines(report) for report in reports)
     assert a, "the first worker took no item"
     assert b, "the second worker took no item"
@@ -86,14 +89,14 @@ def test_two_workers_share_one_batch_and_each_item_is_done_once(
     assert sum(created.values()) == len(prompts)
     assert set(created.values()) == {1}
     saved = list((tmp_path / "a").glob("*.mp4")) + list((tmp_path / "b").glob("*.mp4"))
-    assert len(saved) == len(prompts)
+    assert len(saved) == len(prompts) - 1
 
     status = run_cli(*args, "--status", "--json", env=KEY)
     assert status.returncode == 0, status.stderr
     counts = json.loads(status.stdout)
     assert counts == {
         "batch": reports[0]["batch"], "total": 8, "enqueued": True,
-        "pending": 0, "running": 0, "done": 8, "failed": 0,
+        "pending": 0, "running": 0, "done": 7, "failed": 1,
     }  # fmt: skip
 
 
