@@ -219,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--namespace",
         default="wavespeed",
+        metavar="NAME",
         help="the Redis key prefix the workers share (default: %(default)s)",
     )
     batch.add_argument(
@@ -226,8 +227,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="with --redis, take over the items of a worker silent this long: it died (a live"
-        " one renews its items every third of this; default: %(default)s s)",
+        help="with --redis, take over the items of a worker silent this long: it died; a live"
+        " one renews its items every third of this (default: %(default)s s)",
     )
     batch.add_argument(
         "--status",
