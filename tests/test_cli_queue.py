@@ -145,6 +145,28 @@ def test_a_stopped_workers_items_are_reclaimed_without_duplicate_tasks(
     assert set(created.values()) == {1}  # the reclaimed items resumed their tasks
 
 
+def test_an_item_whose_wait_ran_out_is_resumed_through_its_key_not_resubmitted(
+    slow_emulator: EmulatorProcess, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    tasks = write_batch(tmp_path / "tasks.jsonl", ["an owl", "a wren"])
+    args = shared_args(
+        slow_emulator, redis_server.url, tasks, uuid.uuid4().hex, "--timeout", "0.1",
+        "--reclaim-after", "0.5", "--out", str(tmp_path / "out"), "--json",
+    )  # fmt: skip
+    done = run_cli(*args, env=KEY)  # each video takes 0.5 s: the first waits run out
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        r"line 1: prediction \w+ not finished after 0.1s .*; the item is claimed again after"
+        r" 0.5 s",
+        done.stderr,
+    ), done.stderr
+    report = json.loads(done.stdout)
+    assert report["completed"] == 2
+    assert report["queue"] == {"pending": 0, "running": 0, "done": 2, "failed": 0}
+    assert set(slow_emulator.created().values()) == {1}  # waited again, not sent again
+    assert len(slow_emulator.created()) == 2
+
+
 def test_status_of_a_batch_no_worker_started_counts_every_item_pending(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:

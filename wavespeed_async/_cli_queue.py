@@ -31,9 +31,9 @@ from typing import Any
 import anyio
 import attrs
 
-from ._batch_items import BatchEvent, BatchItem, EventKind, ItemResult
+from ._batch_items import BatchEvent, BatchItem, ItemResult
 from ._cli_batch import read_batch_file
-from ._cli_progress import Display, make_display, print_summary
+from ._cli_progress import Display, make_display, print_summary, reason
 from ._convert import converter
 from ._models import ImageEdit
 from ._polling import PollSchedule
@@ -243,10 +243,26 @@ class _Worker:
         result = await self._attempt(queued, item)
         del self.held[index]
         self.results[index] = result
-        self._emit("completed" if result.ok else "failed", result)
-        if result.outcome in ("completed", "failed"):
-            with _reachable():
-                await self.queue.ack(self.name, queued, failed=not result.ok)
+        if result.outcome not in ("completed", "failed"):  # not acked: claimed again later
+            print(
+                f"line {self.lines[index]}: {reason(result.error)}; the item is claimed again"
+                f" after {self.args.reclaim_after:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.display.on_event(
+            BatchEvent(
+                "completed" if result.ok else "failed",
+                index,
+                item,
+                prediction_id=result.prediction_id,
+                error=result.error,
+                files=result.files,
+            )
+        )
+        with _reachable():
+            await self.queue.ack(self.name, queued, failed=not result.ok)
 
     async def _attempt(self, queued: QueueItem, item: BatchItem) -> ItemResult:
         index, task_id = queued.index, None
@@ -265,7 +281,12 @@ class _Worker:
                     BatchEvent("status", index, item, prediction_id=task_id, status=p.status)
                 )
             )
-            prediction = await future.wait(self.args.timeout)
+            try:
+                prediction = await future.wait(self.args.timeout)
+            except BaseException:
+                if not future.done():
+                    future.cancel()  # frees the running slot; the task goes on, for the next claim
+                raise
             out = self.args.out
             files = tuple(await self.client.download(prediction, out)) if out else ()
         except PredictionFailed as exc:
@@ -279,17 +300,6 @@ class _Worker:
         except WaveSpeedError as exc:  # no answer yet: not acked, resumed when reclaimed
             return ItemResult(index, item, "unfinished", task_id, error=exc)
         return ItemResult(index, item, "completed", task_id, prediction, files=files)
-
-    def _emit(self, kind: EventKind, result: ItemResult) -> None:
-        event = BatchEvent(
-            kind,
-            result.index,
-            result.item,
-            prediction_id=result.prediction_id,
-            error=result.error,
-            files=result.files,
-        )
-        self.display.on_event(event)
 
     async def _report(self, elapsed: float) -> int:
         results = sorted(self.results.values(), key=lambda result: result.index)
