@@ -253,3 +253,17 @@ async def test_touch_keeps_an_item_in_hand_but_never_takes_back_a_reclaimed_one(
         assert pending["consumer"] == b"taker"
     finally:
         await client.aclose()
+
+
+def test_a_local_image_is_refused_in_a_shared_batch(tmp_path: Path) -> None:
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"edit_image": {"prompt": "snow", "image": "photo.png"}}) + "\n")
+    redis = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: it is never reached
+    base_url = f"http://127.0.0.1:{free_port()}"
+    done = run_cli("batch", str(tasks), "--redis", redis, "--base-url", base_url, env=KEY)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: image={str(tmp_path / 'photo.png')!r} is invalid: must be a URL or a data URI"
+        " with --redis, not a local file"
+    )
