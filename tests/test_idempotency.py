@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -301,3 +302,19 @@ async def test_running_slots_hold_across_processes_with_the_coordinator(
     assert sum(finished) == 36
     assert created(emu) == 36
     assert 1 <= emu.peak_running <= 4  # per process, it would be up to 12
+
+
+async def test_hundreds_of_concurrent_keyed_submits_share_the_redis_pool_without_degrading(
+    redis_client_of: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Emulator(speed=1000) as emu, redis_client_of(emu) as client:
+        with caplog.at_level(logging.WARNING, "wavespeed_async"):
+            futures = await asyncio.gather(
+                *(
+                    client.submit(MODEL, {"prompt": f"p{i}"}, idempotency_key=f"k{i}")
+                    for i in range(300)
+                )
+            )
+    assert len({f.id for f in futures}) == 300
+    assert created(emu) == 300
+    assert "unreachable" not in caplog.text  # the pool waited; it did not refuse and degrade

@@ -63,14 +63,22 @@ UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, 
 PROBE_INTERVAL = 0.5
 
 
+#: Connections one coordinator opens at most; callers beyond wait for one (never an error:
+#: redis-py's default pool refuses the 101st concurrent call with "Too many connections").
+MAX_CONNECTIONS = 50
+
+
 def connect(url: str) -> aioredis.Redis:
     """A client of ``url`` that fails fast (one quick retry) instead of hanging when down."""
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=10.0,  # waiting for a free pooled connection
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def _text(value: Any) -> str:
