@@ -95,7 +95,8 @@ def emulator_thread(**options: object) -> Iterator[Emulator]:
     try:
         yield holder[0]
     finally:
-        assert loop is not None and stop is not None
+        assert loop is not None
+        assert stop is not None
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
 
