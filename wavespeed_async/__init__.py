@@ -6,6 +6,7 @@
 """
 
 from ._account_models import ModelInfo, Quote
+from ._coordination import Coordinator, LocalCoordinator
 from ._limits import ACCOUNT_LEVELS, Limits
 from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
 from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule, PollStats
@@ -58,6 +59,7 @@ __all__ = [
     "ClientClosed",
     "ConfigurationError",
     "ConnectError",
+    "Coordinator",
     "CoordinatorUnavailable",
     "CostLimitExceeded",
     "IdempotencyConflict",
@@ -68,6 +70,7 @@ __all__ = [
     "ItemResult",
     "JournalError",
     "Limits",
+    "LocalCoordinator",
     "ModelInfo",
     "NotFinished",
     "NotFound",

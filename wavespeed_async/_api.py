@@ -10,19 +10,19 @@ imports aiohttp.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 
-from ._limits import Limits, SubmitRate
+from ._coordination import Coordinator
+from ._limits import Limits
 from ._protocol import Request, auth_headers, parse_data
 from ._retry import RetryBudget, RetryPolicy, call_with_retries
 from .errors import (
@@ -36,7 +36,7 @@ from .errors import (
     WaveSpeedError,
 )
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ApiSession", "Output", "Slots"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ApiSession", "Output"]
 
 log = logging.getLogger("wavespeed_async")
 
@@ -81,88 +81,6 @@ class _Secret(str):
         return "'***'"
 
 
-class Slots:
-    """A count of running tasks (``max_concurrent_tasks``): waits obey deadlines and close."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.used = 0
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._closed = False
-
-    async def acquire(self, timeout: float) -> Callable[[], None]:
-        """Take a slot, waiting at most ``timeout`` seconds; return its release (idempotent).
-
-        A deadline that passes raises :class:`PredictionTimeout` (no task was created);
-        :meth:`close` wakes every waiter with :class:`ClientClosed`.
-        """
-        if self._closed:
-            raise ClientClosed("the client is closed")
-        if self.limit is None:
-            return _nothing
-        if self.used < self.limit and not self._waiting:
-            self.used += 1
-        else:
-            loop = asyncio.get_running_loop()
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiting.append(waiter)
-            timer = None
-            if not math.isinf(timeout):
-                timer = loop.call_later(timeout, _expire, waiter, timeout)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._hand_on()  # granted, but the caller left: pass the slot on
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                with contextlib.suppress(ValueError):
-                    self._waiting.remove(waiter)
-        return _Release(self).__call__
-
-    def _hand_on(self) -> None:
-        """A slot came free: give it to the oldest waiter, or return it to the pool."""
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.used -= 1
-
-    def close(self) -> None:
-        """Wake every waiter with :class:`ClientClosed`."""
-        self._closed = True
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_exception(ClientClosed("the client was closed while waiting for a slot"))
-
-
-class _Release:
-    __slots__ = ("_slots",)
-
-    def __init__(self, slots: Slots) -> None:
-        self._slots: Slots | None = slots
-
-    def __call__(self) -> None:
-        slots, self._slots = self._slots, None
-        if slots is not None:
-            slots._hand_on()
-
-
-def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(
-            PredictionTimeout(None, timeout, reason="no running slot came free; nothing was sent")
-        )
-
-
-def _nothing() -> None:
-    pass
-
-
 class ApiSession:
     """Sends every request of one client; see the module's docstring.
 
@@ -179,6 +97,7 @@ class ApiSession:
         max_connections: int,
         retry: RetryPolicy,
         limits: Limits,
+        coordinator: Coordinator,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = base_url
@@ -186,9 +105,11 @@ class ApiSession:
         self.limits = limits
         self.request_timeout = request_timeout
         self.max_response_bytes = max_response_bytes
-        self.slots = Slots(limits.max_concurrent_tasks)
+        #: Shares the submit rate and the running slots (across processes, on Redis).
+        self.coordinator = coordinator
+        self._started: asyncio.Future[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()
         self._budget = RetryBudget(retry.budget)
-        self._submit_rate = SubmitRate(limits.submits_per_minute)
         self._key = _Secret(api_key)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -241,12 +162,68 @@ class ApiSession:
     async def aclose(self) -> None:
         """Close the session; waiters for slots and retries wake with :class:`ClientClosed`."""
         self._closed = True
-        self.slots.close()
         if self._close_event is not None:
             self._close_event.set()
+        if self._releases:  # slots freed just before closing still reach the coordinator
+            await asyncio.wait(set(self._releases), timeout=5.0)
+        if self._started is not None and self._started.done():
+            await self.coordinator.aclose()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+    # --- limits, through the coordinator -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the coordinator once, in this session's loop (concurrent callers share it)."""
+        if self._started is None:
+            self._started = self.check_loop().create_future()
+            try:
+                await self.coordinator.start(self.limits)
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started.exception()  # retrieved: later callers re-raise it
+                raise
+            self._started.set_result(None)
+        await asyncio.shield(self._started)
+
+    async def acquire_slot(self, timeout: float) -> str | None:
+        """A running-task slot's lease (``None`` without ``max_concurrent_tasks``).
+
+        Waits at most ``timeout`` seconds (then :class:`PredictionTimeout`, nothing sent), and
+        no longer than the client is open (then :class:`ClientClosed`).
+        """
+        if self.limits.max_concurrent_tasks is None:
+            return None
+        self.session()
+        assert self._close_event is not None
+        wait = None if math.isinf(timeout) else timeout
+        acquire = asyncio.ensure_future(self.coordinator.acquire_slot(wait))
+        closing = asyncio.ensure_future(self._close_event.wait())
+        try:
+            await asyncio.wait({acquire, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(BaseException):
+                    await acquire
+        if acquire.cancelled():
+            raise ClientClosed("the client was closed while waiting for a running slot")
+        failure = acquire.exception()
+        if isinstance(failure, TimeoutError):
+            raise PredictionTimeout(
+                None, timeout, reason="no running slot came free; nothing was sent"
+            )
+        if failure is not None:
+            raise failure
+        return acquire.result()
+
+    def release_slot(self, lease_or_prediction_id: str) -> None:
+        """Free a slot (by lease or task id) in the background; :meth:`aclose` awaits it."""
+        task = self.check_loop().create_task(self.coordinator.release_slot(lease_or_prediction_id))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     # --- the API ------------------------------------------------------------------------------
 
@@ -266,16 +243,16 @@ class ApiSession:
 
         async def attempt() -> Any:
             if request.creates_task:  # every try of a submit waits its turn, retries too
-                delay = self._submit_rate.reserve()
+                delay = await self.coordinator.submit_delay()
                 if delay > 0:
                     await self._sleep(delay)
             data, failure = self._parse(await self._send(request, deadline), prediction_id)
             if failure is not None:
                 if request.creates_task and isinstance(failure, APIError) and failure.status == 429:
-                    self._submit_rate.on_rate_limited()
+                    await self.coordinator.rate_limited()
                 raise failure
             if request.creates_task:
-                self._submit_rate.on_accepted()
+                await self.coordinator.accepted()
             return data
 
         return await call_with_retries(

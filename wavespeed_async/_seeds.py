@@ -36,6 +36,7 @@ class _Client(Protocol):
         webhook: str | None = ...,
         poll_schedule: PollSchedule | None = ...,
         timeout: float | None = ...,
+        idempotency_key: str | None = ...,
     ) -> PredictionFuture: ...
 
     async def run(
@@ -46,6 +47,7 @@ class _Client(Protocol):
         timeout: float | None = ...,
         webhook: str | None = ...,
         poll_schedule: PollSchedule | None = ...,
+        idempotency_key: str | None = ...,
     ) -> Prediction: ...
 
     async def _upload(self, media: _files.Media) -> str: ...
@@ -73,11 +75,16 @@ class SeedModels:
         seed: int = -1,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
     ) -> PredictionFuture:
         """Submit Dreamina V3.0 Pro text-to-video (1080p MP4); see :class:`TextToVideo`."""
         payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
         return await self.submit(
-            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
+            payload.model_id,
+            payload,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
         )
 
     async def text_to_video(
@@ -89,6 +96,7 @@ class SeedModels:
         timeout: float | None = None,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
     ) -> Prediction:
         """Generate a video and wait for it; ``outputs`` holds the MP4 URL(s).
 
@@ -96,7 +104,12 @@ class SeedModels:
         """
         payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
         return await self.run(
-            payload.model_id, payload, timeout=timeout, webhook=webhook, poll_schedule=poll_schedule
+            payload.model_id,
+            payload,
+            timeout=timeout,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
         )
 
     async def submit_edit_image(
@@ -111,6 +124,7 @@ class SeedModels:
         inline: bool = False,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
     ) -> PredictionFuture:
         """Submit Dreamina V3.0 image edit; see :class:`ImageEdit` for the limits.
 
@@ -123,7 +137,11 @@ class SeedModels:
             prompt, image, size, seed, enable_base64_output, enable_sync_mode, inline
         )
         return await self.submit(
-            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule
+            payload.model_id,
+            payload,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
         )
 
     async def _edit_payload(
@@ -165,6 +183,7 @@ class SeedModels:
         timeout: float | None = None,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
     ) -> Prediction:
         """Edit an image and wait for it; ``outputs`` holds URLs (or base64 strings).
 
@@ -182,6 +201,7 @@ class SeedModels:
             timeout=deadline.left(),
             webhook=webhook,
             poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
         )
 
 

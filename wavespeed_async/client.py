@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import os
 import time
@@ -18,7 +19,9 @@ from ._account import CATALOGUE_TTL, Catalogue
 from ._account_calls import AccountCalls, AccountMethods
 from ._api import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
 from ._convert import structure_prediction, unstructure_payload
+from ._coordination import Coordinator, LocalCoordinator
 from ._engine import PollEngine
+from ._idempotent import submit_once
 from ._limits import Limits
 from ._models import Prediction, Status
 from ._polling import LearnedSchedule, PollSchedule, PollStats, Schedule, schedule_for
@@ -79,7 +82,9 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
     (``Limits.for_level("silver")``), slowing down on 429s; a task holds its running slot until
     the client sees it finish (await it) or its future is cancelled. Leaving the block stops
     polling, wakes every waiter with :class:`ClientClosed` (the remote tasks keep running) and
-    closes the session. A client belongs to the event loop that first used it.
+    closes the session. A client belongs to the event loop that first used it. ``coordinator``
+    shares the limits, idempotency keys and webhook deliveries with other clients (a
+    ``wavespeed_async.redis.RedisCoordinator`` across processes; in memory by default).
     ``validate_inputs`` loads the model catalogue (:meth:`models`, cached ``catalogue_ttl``
     seconds of ``catalogue_clock``) at the first submit and checks every payload against its
     model's schema before sending (needs the ``schema`` extra, ``jsonschema``).
@@ -102,6 +107,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         max_checks_per_second: float | None = None,
         poll_stats: PollStats | None = None,
         time_scale: float = 1.0,
+        coordinator: Coordinator | None = None,
         validate_inputs: bool = False,
         catalogue_ttl: float = CATALOGUE_TTL,
         catalogue_clock: Callable[[], float] = time.monotonic,
@@ -139,6 +145,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
             max_connections=max_connections,
             retry=self.retry,
             limits=self.limits,
+            coordinator=coordinator or LocalCoordinator(),
             max_response_bytes=max_response_bytes,
         )
         #: Sends the result checks of every future of this client (internal).
@@ -159,10 +166,16 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
     def __repr__(self) -> str:
         return f"AsyncWaveSpeed(base_url={self.base_url!r}, api_key='***')"
 
+    @property
+    def coordinator(self) -> Coordinator:
+        """What this client shares with others: limits, idempotency keys, webhook fan-out."""
+        return self._api.coordinator
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncWaveSpeed:
         self._api.session()
+        await self._api.start()
         return self
 
     async def __aexit__(
@@ -188,6 +201,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> PredictionFuture:
         """Create a task and return a :class:`PredictionFuture` for it (its ``id`` is known).
 
@@ -199,6 +213,10 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         for a running slot (``limits``) and the request (default: ``wait_timeout``).
         With the catalogue loaded (``validate_inputs``, or :meth:`models`) the payload is
         checked against the model's schema first: :class:`InvalidInput` names the field.
+
+        ``idempotency_key`` makes the submit happen at most once per key (7 days), across every
+        process sharing the ``coordinator``: a later or concurrent call with the same key gets a
+        future on the same task (see :func:`submit_once`).
         """
         body = unstructure_payload(payload)
         await self._account.check(model, body)  # against the catalogue's schema, when loaded
@@ -206,16 +224,41 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
         )
-        loop = self._api.check_loop()
         limit = self.wait_timeout if timeout is None else timeout
+        await self._api.start()
+        if idempotency_key is None:
+            return await self._submit_new(model, request, body, webhook, poll_schedule, limit)
+        return await submit_once(
+            self,
+            idempotency_key,
+            model,
+            body,
+            lambda: self._submit_new(model, request, body, webhook, poll_schedule, limit),
+            poll_schedule=poll_schedule,
+            timeout=limit,
+        )
+
+    async def _submit_new(
+        self,
+        model: str,
+        request: Request,
+        body: dict[str, Any],
+        webhook: str | None,
+        poll_schedule: PollSchedule | None,
+        limit: float,
+    ) -> PredictionFuture:
+        loop = self._api.check_loop()
         deadline = None if math.isinf(limit) else loop.time() + limit
-        release = await self._api.slots.acquire(limit)
+        lease = await self._api.acquire_slot(limit)
         try:
             started = loop.time()
             prediction = await self._create(model, request, body, deadline)
         except BaseException:
-            release()
+            if lease is not None:
+                self._api.release_slot(lease)
             raise
+        if lease is not None:
+            await self.coordinator.bind_slot(lease, prediction.id)
         if is_sync_timeout(prediction) and prediction.status.is_terminal:
             # A sync wait that ran out says nothing of the task's fate: check, don't trust.
             prediction = attrs.evolve(prediction, status=Status.PROCESSING)
@@ -229,7 +272,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
             model=model,
             schedule=self._schedule(model, poll_schedule),
             prediction=prediction,
-            on_finish=release,
+            on_finish=None if lease is None else functools.partial(self._api.release_slot, lease),
             started=started,
         )
         if receiver is not None:
@@ -262,6 +305,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         timeout: float | None = None,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
     ) -> Prediction:
         """Submit a task for any model id and wait for it: ``submit(...)`` then ``wait()``.
 
@@ -269,7 +313,12 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         """
         deadline = Deadline(self.wait_timeout if timeout is None else timeout)
         future = await self.submit(
-            model, payload, webhook=webhook, poll_schedule=poll_schedule, timeout=deadline.left()
+            model,
+            payload,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            timeout=deadline.left(),
+            idempotency_key=idempotency_key,
         )
         return await future.wait(deadline.left())
 

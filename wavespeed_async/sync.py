@@ -24,6 +24,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._account import CATALOGUE_TTL
 from ._api import DEFAULT_MAX_RESPONSE_BYTES
 from ._batch_items import BatchInput, ProgressCallback
+from ._coordination import Coordinator
 from ._files import MAX_DOWNLOAD
 from ._limits import Limits
 from ._models import Prediction, Status
@@ -139,6 +140,7 @@ class WaveSpeed:
         max_checks_per_second: float | None = None,
         poll_stats: PollStats | None = None,
         time_scale: float = 1.0,
+        coordinator: Coordinator | None = None,
         validate_inputs: bool = False,
         catalogue_ttl: float = CATALOGUE_TTL,
         catalogue_clock: Callable[[], float] = time.monotonic,
@@ -159,6 +161,7 @@ class WaveSpeed:
             max_checks_per_second=max_checks_per_second,
             poll_stats=poll_stats,
             time_scale=time_scale,
+            coordinator=coordinator,
             validate_inputs=validate_inputs,
             catalogue_ttl=catalogue_ttl,
             catalogue_clock=catalogue_clock,
