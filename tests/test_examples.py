@@ -68,7 +68,7 @@ async def test_example_service_reports_a_generation_through_its_webhook(
         async with process, aiohttp.ClientSession() as session:
             try:
                 await wait_until_up(session, base, process, log)
-                async with session.post(f"{base}/generate", json={"prompt": "a fox"}) as answer:
+                async with session.post(f"{base}/generations", json={"prompt": "a fox"}) as answer:
                     assert answer.status == 202
                     started = await answer.json()
                 assert started["status"] == "created"
@@ -83,7 +83,7 @@ async def test_example_service_reports_a_generation_through_its_webhook(
                 assert finished["outputs"][0].endswith(".mp4")
                 assert not [r for r in emu.requests if r.path.endswith("/result")]  # no polls
 
-                async with session.post(f"{base}/generate", json={"prompt": ""}) as answer:
+                async with session.post(f"{base}/generations", json={"prompt": ""}) as answer:
                     assert answer.status in (400, 422)
                 async with session.get(f"{base}/generations/unknown") as answer:
                     assert answer.status == 404
