@@ -6,14 +6,19 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import aiohttp
 import anyio
 import anyio.abc
 import pytest
+import redis.asyncio as aioredis
 
 from wavespeed_async.emulator import Emulator
+
+from .redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +97,141 @@ async def test_example_service_reports_a_generation_through_its_webhook(
                 with anyio.fail_after(15):
                     await process.wait()
         assert "completed" in log.read_text(), log.read_text()
+
+
+# --- the FastAPI service under uvicorn --workers, sharing a real Redis ------------------------
+
+WORKERS = 3
+PER_WORKER = 4
+
+
+async def one_session_per_worker(
+    base: str, process: anyio.abc.Process, log: Path
+) -> dict[str, aiohttp.ClientSession]:
+    """A session whose one kept-alive connection is served by each worker, keyed by its pid."""
+    sessions: dict[str, aiohttp.ClientSession] = {}
+    with anyio.fail_after(60):
+        while len(sessions) < WORKERS:
+            if process.returncode is not None:
+                pytest.fail(f"uvicorn exited early:\n{log.read_text()}")
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+            try:
+                async with session.get(f"{base}/health") as answer:
+                    await answer.read()  # an unread answer would close the connection
+                    worker = answer.headers["x-worker"] if answer.status == 200 else ""
+            except aiohttp.ClientConnectionError:
+                worker = ""
+            if worker and worker not in sessions:
+                sessions[worker] = session
+            else:
+                await session.close()
+                await anyio.sleep(0.02)
+    return sessions
+
+
+async def test_every_worker_shows_every_generation_completed_within_a_second_of_its_delivery(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    port = unused_port()
+    base = f"http://127.0.0.1:{port}"
+    namespace = f"service-{uuid.uuid4().hex}"
+    log = tmp_path / "uvicorn.log"
+    async with Emulator(api_key=KEY, speed=0) as emu:
+        env = {
+            **os.environ,
+            "WAVESPEED_API_KEY": KEY,
+            "WAVESPEED_BASE_URL": emu.base_url,
+            "PUBLIC_URL": base,
+            "REDIS_URL": redis_server.url,
+            "REDIS_NAMESPACE": namespace,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        command = [
+            sys.executable, "-m", "uvicorn", "examples.fastapi_service:app",
+            "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(port),
+            "--timeout-keep-alive", "120", "--log-level", "warning",
+        ]  # fmt: skip
+        with log.open("wb") as output:
+            process = await anyio.open_process(
+                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        redis = aioredis.Redis.from_url(redis_server.url)
+        sessions: dict[str, aiohttp.ClientSession] = {}
+        async with process:
+            try:
+                sessions = await one_session_per_worker(base, process, log)
+                with anyio.fail_after(30):  # every worker's coordinator hears deliveries
+                    while (await redis.pubsub_numsub(f"{namespace}:deliveries"))[0][1] < WORKERS:  # noqa: ASYNC110
+                        await anyio.sleep(0.02)
+                submitted: dict[str, str] = {}  # generation -> the worker that submitted it
+                for worker, session in sessions.items():
+                    for number in range(PER_WORKER):
+                        async with session.post(
+                            f"{base}/generations",
+                            json={"prompt": f"a fox, take {number}"},
+                            headers={"Idempotency-Key": f"job-{worker}-{number}"},
+                        ) as answer:
+                            assert answer.status == 202, await answer.text()
+                            started = await answer.json()
+                        assert started["status"] == "created"
+                        submitted[started["id"]] = answer.headers["x-worker"]
+
+                emu.advance(30)  # every video is done: the emulator POSTs them to the service
+                seen: dict[tuple[str, str], float] = {}  # (worker, generation) -> completed at
+                states: dict[str, dict[str, str]] = {}
+
+                async def poll(worker: str, session: aiohttp.ClientSession) -> None:
+                    """Ask this worker, until it shows every generation completed."""
+                    while pending := [
+                        g for g in submitted if (worker, g) not in seen or g not in states
+                    ]:
+                        for generation in pending:
+                            async with session.get(f"{base}/generations/{generation}") as answer:
+                                assert answer.status == 200
+                                state = await answer.json()
+                            assert answer.headers["x-worker"] == worker  # still the same one
+                            if state["status"] == "completed":
+                                seen.setdefault((worker, generation), time.monotonic())
+                            if "resolved_at" in state:  # its submitter's future is done
+                                states[generation] = state
+
+                with anyio.fail_after(15):
+                    async with anyio.create_task_group() as group:
+                        for worker, session in sessions.items():
+                            group.start_soon(poll, worker, session)
+                    await emu.wait_for(lambda: len(emu.webhooks.acknowledged()) >= len(submitted))
+            finally:
+                for session in sessions.values():
+                    await session.close()
+                await redis.aclose()
+                process.terminate()
+                with anyio.fail_after(15):
+                    await process.wait()
+
+    wall_minus_monotonic = time.time() - time.monotonic()
+    delivered = {record.prediction_id: record for record in emu.webhooks.acknowledged()}
+    assert sorted(delivered) == sorted(submitted)  # one delivery each, none retried
+    shown = [seen[w, g] - delivered[g].sent for w in sessions for g in submitted]
+    resolved = [
+        float(states[g]["resolved_at"]) - wall_minus_monotonic - delivered[g].sent
+        for g in submitted
+    ]
+    print(f"shown on every worker: {percentiles(shown)}; futures: {percentiles(resolved)}")
+    assert max(shown) < 1.0, percentiles(shown)
+    assert max(resolved) < 1.0, percentiles(resolved)
+    for generation, worker in submitted.items():
+        assert states[generation]["submitted_by"] == worker
+        assert states[generation]["resolved_by"] == worker  # its own future, by its delivery
+    # Deliveries landed on other workers than the submitters: those futures were fanned out to.
+    assert any(states[g]["delivered_to"] != w for g, w in submitted.items())
+    assert not [r for r in emu.requests if r.path.endswith("/result")]  # no polls at all
+    assert len(emu.tasks) == len(submitted)
+    assert set(submitted.values()) == set(sessions)  # submitted through every worker
+
+
+def percentiles(latencies: list[float]) -> str:
+    ordered = sorted(latencies)
+    p50 = ordered[len(ordered) // 2]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    worst = ordered[-1]
+    return f"p50 {p50 * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms, max {worst * 1e3:.1f} ms"
