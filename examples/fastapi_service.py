@@ -8,7 +8,7 @@ r"""A FastAPI service on many workers: generations started here, finished by web
 
 Run it with uvicorn, as many workers as you like (``pip install fastapi uvicorn``):
 
-    WAVESPEED_API_KEY=... PUBLIC_URL=https://me.example REDIS_URL=redis://localhost:6379/0 \\
+    WAVESPEED_API_KEY=... PUBLIC_URL=https://me.example REDIS_URL=redis://localhost:6379/0 \
         uvicorn examples.fastapi_service:app --workers 4
 
 With ``REDIS_URL`` every worker's client shares one ``RedisCoordinator``: account-wide

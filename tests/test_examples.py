@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -16,8 +17,11 @@ import anyio.abc
 import pytest
 import redis.asyncio as aioredis
 
+from examples.job_worker import AtLeastOnceQueue, Job, handle, work
 from wavespeed_async.emulator import Emulator
+from wavespeed_async.redis import RedisCoordinator
 
+from .conftest import client_for
 from .redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -235,3 +239,44 @@ def percentiles(latencies: list[float]) -> str:
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     worst = ordered[-1]
     return f"p50 {p50 * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms, max {worst * 1e3:.1f} ms"
+
+
+# --- the job worker: a redelivered job is one task ------------------------------------------
+
+
+async def test_a_job_redelivered_to_a_worker_in_another_process_creates_one_task(
+    redis_server: RedisServer, emulator: Emulator
+) -> None:
+    namespace = f"jobs-{uuid.uuid4().hex}"
+    job = Job(id="msg-42", prompt="a fox in the snow")
+    async with (
+        client_for(
+            emulator, coordinator=RedisCoordinator(redis_server.url, namespace=namespace)
+        ) as first,
+        client_for(
+            emulator, coordinator=RedisCoordinator(redis_server.url, namespace=namespace)
+        ) as second,
+    ):
+        with anyio.fail_after(30):
+            # Both workers hold the job at once (its visibility timeout ran out), then a third
+            # delivery comes after it is done.
+            together = await asyncio.gather(handle(first, job), handle(second, job))
+            again = await handle(second, job)
+    assert {prediction.id for prediction in [*together, again]} == {again.id}
+    assert len(emulator.tasks) == 1  # one task created, one billed
+    assert again.outputs
+
+
+async def test_the_worker_loop_acknowledges_both_deliveries_of_a_job_with_one_task(
+    emulator: Emulator,
+) -> None:
+    jobs = [Job(id="msg-1", prompt="a fox"), Job(id="msg-2", prompt="a cat")]
+    queue = AtLeastOnceQueue(jobs, visibility_timeout=3600)
+    queue.put(jobs[0])  # redelivered before anyone acknowledged it
+    async with client_for(emulator) as client:
+        with anyio.fail_after(30):
+            results = await asyncio.gather(work(client, queue), work(client, queue))
+    assert len(emulator.tasks) == 2
+    done = {job_id: task for result in results for job_id, task in result.items()}
+    assert sorted(done) == ["msg-1", "msg-2"]
+    assert set(done.values()) == set(emulator.tasks)
