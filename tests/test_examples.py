@@ -109,13 +109,13 @@ WORKERS = 3
 PER_WORKER = 4
 
 
-async def one_session_per_worker(
+async def sessions_per_worker(
     base: str, process: anyio.abc.Process, log: Path
-) -> dict[str, aiohttp.ClientSession]:
-    """A session whose one kept-alive connection is served by each worker, keyed by its pid."""
-    sessions: dict[str, aiohttp.ClientSession] = {}
+) -> dict[str, list[aiohttp.ClientSession]]:
+    """``PER_WORKER`` sessions served by each worker (one kept-alive connection each), by pid."""
+    sessions: dict[str, list[aiohttp.ClientSession]] = {}
     with anyio.fail_after(60):
-        while len(sessions) < WORKERS:
+        while sum(len(group) for group in sessions.values()) < WORKERS * PER_WORKER:
             if process.returncode is not None:
                 pytest.fail(f"uvicorn exited early:\n{log.read_text()}")
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
@@ -125,11 +125,11 @@ async def one_session_per_worker(
                     worker = answer.headers["x-worker"] if answer.status == 200 else ""
             except aiohttp.ClientConnectionError:
                 worker = ""
-            if worker and worker not in sessions:
-                sessions[worker] = session
+            if worker and len(sessions.setdefault(worker, [])) < PER_WORKER:
+                sessions[worker].append(session)
             else:
                 await session.close()
-                await anyio.sleep(0.02)
+                await anyio.sleep(0.01)
     return sessions
 
 
@@ -160,15 +160,15 @@ async def test_every_worker_shows_every_generation_completed_within_a_second_of_
                 command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
             )
         redis = aioredis.Redis.from_url(redis_server.url)
-        sessions: dict[str, aiohttp.ClientSession] = {}
+        sessions: dict[str, list[aiohttp.ClientSession]] = {}
         async with process:
             try:
-                sessions = await one_session_per_worker(base, process, log)
+                sessions = await sessions_per_worker(base, process, log)
                 with anyio.fail_after(30):  # every worker's coordinator hears deliveries
                     while (await redis.pubsub_numsub(f"{namespace}:deliveries"))[0][1] < WORKERS:  # noqa: ASYNC110
                         await anyio.sleep(0.02)
                 submitted: dict[str, str] = {}  # generation -> the worker that submitted it
-                for worker, session in sessions.items():
+                for worker, (session, *_) in sessions.items():
                     for number in range(PER_WORKER):
                         async with session.post(
                             f"{base}/generations",
@@ -184,10 +184,12 @@ async def test_every_worker_shows_every_generation_completed_within_a_second_of_
                 seen: dict[tuple[str, str], float] = {}  # (worker, generation) -> completed at
                 states: dict[str, dict[str, str]] = {}
 
-                async def poll(worker: str, session: aiohttp.ClientSession) -> None:
-                    """Ask this worker, until it shows every generation completed."""
+                async def poll(
+                    worker: str, session: aiohttp.ClientSession, share: list[str]
+                ) -> None:
+                    """Ask this worker, until it shows its share of the generations completed."""
                     while pending := [
-                        g for g in submitted if (worker, g) not in seen or g not in states
+                        g for g in share if (worker, g) not in seen or g not in states
                     ]:
                         for generation in pending:
                             async with session.get(f"{base}/generations/{generation}") as answer:
@@ -201,11 +203,14 @@ async def test_every_worker_shows_every_generation_completed_within_a_second_of_
 
                 with anyio.fail_after(15):
                     async with anyio.create_task_group() as group:
-                        for worker, session in sessions.items():
-                            group.start_soon(poll, worker, session)
+                        # Each worker's sessions split the generations: a short round each.
+                        for worker, worker_sessions in sessions.items():
+                            for index, session in enumerate(worker_sessions):
+                                share = list(submitted)[index :: len(worker_sessions)]
+                                group.start_soon(poll, worker, session, share)
                     await emu.wait_for(lambda: len(emu.webhooks.acknowledged()) >= len(submitted))
             finally:
-                for session in sessions.values():
+                for session in [s for group in sessions.values() for s in group]:
                     await session.close()
                 await redis.aclose()
                 process.terminate()
