@@ -15,15 +15,26 @@ from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
 
 from wavespeed_async import Prediction, Status, WebhookReceiver
 from wavespeed_async._coordination import Coordinator, LocalCoordinator
 from wavespeed_async._limits import Limits
+from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import CoordinatorUnavailable
 from wavespeed_async.redis import RedisCoordinator
 
+from .conftest import client_for
 from .redis_server import RedisServer
-from .test_webhooks import BODY, SECRET, SIGNED_AT, new_future, signed_headers
+from .test_webhooks import (
+    BODY,
+    NO_RECONCILIATION,
+    SECRET,
+    SIGNED_AT,
+    new_future,
+    serve,
+    signed_headers,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -41,11 +52,7 @@ async def coordinators(redis_server: RedisServer) -> AsyncIterator[Start]:
         coordinator = RedisCoordinator(redis_server.url, namespace=namespace)
         await coordinator.start(Limits(**limits))
         started.append(coordinator)
-        # Subscribed once a publish on the channel reaches it (PUBSUB NUMSUB counts it).
-        channel = f"{namespace}:deliveries"
-        with anyio.fail_after(10):
-            while (await coordinator.redis.pubsub_numsub(channel))[0][1] < len(started):  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+        await subscribed(coordinator, len(started))
         return coordinator
 
     try:
@@ -53,6 +60,14 @@ async def coordinators(redis_server: RedisServer) -> AsyncIterator[Start]:
     finally:
         for coordinator in started:
             await coordinator.aclose()
+
+
+async def subscribed(coordinator: RedisCoordinator, count: int) -> None:
+    """Wait until ``count`` coordinators of the namespace listen for deliveries."""
+    channel = f"{coordinator.namespace}:deliveries"
+    with anyio.fail_after(10):
+        while (await coordinator.redis.pubsub_numsub(channel))[0][1] < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
 
 
 def worker(
@@ -162,3 +177,55 @@ async def test_a_replay_is_remembered_across_processes_until_it_would_fail_verif
     assert await receiver.handle_async(signed_headers(), BODY) == (200, "ok")
     ttl_ms = await coordinator.redis.pttl(f"{coordinator.namespace}:seen:msg_1")
     assert 190_000 < ttl_ms <= 200_000  # signed 100 s ago: verifiable 200 s more
+
+
+async def test_each_process_still_answers_503_past_its_own_memory_of_ids() -> None:
+    receiver = worker(LocalCoordinator(), remember=1)
+    assert await receiver.handle_async(signed_headers(), BODY) == (200, "ok")
+    status, _ = await receiver.handle_async(signed_headers(webhook_id="msg_2"), BODY)
+    assert status == 503  # rather than forgetting msg_1 early
+
+
+async def test_a_shared_coordinator_replaces_the_in_process_one_but_not_another_shared_one(
+    coordinators: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared, other = await coordinators(), await coordinators()
+    receiver = worker(LocalCoordinator())  # the client's default, say
+    receiver.use_coordinator(shared)
+    receiver.use_coordinator(LocalCoordinator())  # ignored
+    receiver.use_coordinator(other)  # ignored, with a warning
+    assert await receiver.handle_async(signed_headers(), BODY) == (200, "ok")
+    assert await shared.redis.exists(f"{shared.namespace}:seen:msg_1")
+    assert "already shares deliveries" in caplog.text
+
+
+# --- through the client ---------------------------------------------------------------------
+
+
+async def test_the_client_shares_its_coordinator_with_its_receiver(
+    redis_server: RedisServer, frozen: Emulator
+) -> None:
+    """Two "processes": A submits with B's webhook URL; B's delivery finishes A's future."""
+    namespace = f"fanout-{uuid.uuid4().hex}"
+    receivers = [WebhookReceiver(reconcile_schedule=NO_RECONCILIATION) for _ in range(2)]
+    coordinators = [RedisCoordinator(redis_server.url, namespace=namespace) for _ in range(2)]
+    app = web.Application()
+    app.router.add_post("/hook", receivers[1].aiohttp_handler)
+    runner, origin = await serve(app)
+    try:
+        async with (
+            client_for(frozen, webhooks=receivers[0], coordinator=coordinators[0]) as submitter,
+            client_for(frozen, webhooks=receivers[1], coordinator=coordinators[1]) as handler,
+        ):
+            for receiver in receivers:
+                receiver.set_secret(await handler.webhook_secret())
+            await subscribed(coordinators[0], 2)
+            future = await submitter.submit_text_to_video("a fox", webhook=f"{origin}/hook")
+            frozen.advance(30)
+            with anyio.fail_after(10):
+                video = await future
+    finally:
+        await runner.cleanup()
+    assert video.status is Status.COMPLETED
+    assert (receivers[0].accepted, receivers[1].accepted) == (0, 1)
+    assert not [r for r in frozen.requests if r.path.endswith("/result")]  # not one poll

@@ -64,6 +64,10 @@ _UNCLAIMED_KEPT = 1024
 OnPrediction = Callable[[Prediction], Awaitable[None] | None]
 
 
+def _local(coordinator: Coordinator) -> bool:
+    return isinstance(coordinator, LocalCoordinator)
+
+
 # --- the receiver ---------------------------------------------------------------------------
 
 
@@ -166,14 +170,18 @@ class WebhookReceiver:
 
         The client calls this with its own coordinator. A delivery is then dropped as a repeat
         if *any* process saw its ``webhook-id``, and finishes the futures of every process
-        (its ``on_prediction`` runs once, where the HTTP request came in). The first
-        coordinator given is kept: a receiver serves one set of processes.
+        (its ``on_prediction`` runs once, where the HTTP request came in). Each process still
+        remembers the ids it saw itself, up to ``remember``. A receiver serves one set of
+        processes: a shared coordinator replaces an in-process one, not another shared one.
         """
-        if self._coordinator is None:
-            self._coordinator = coordinator
-            coordinator.on_delivery(self._resolve)
-        elif coordinator is not self._coordinator and not isinstance(coordinator, LocalCoordinator):
-            log.warning("%r already shares deliveries through %r", self, self._coordinator)
+        current = self._coordinator
+        if current is coordinator or (current is not None and _local(coordinator)):
+            return
+        if current is not None and not _local(current):
+            log.warning("%r already shares deliveries through %r", self, current)
+            return
+        self._coordinator = coordinator
+        coordinator.on_delivery(self._resolve)
 
     # --- the framework-free core ------------------------------------------------------------
 
@@ -183,8 +191,10 @@ class WebhookReceiver:
         The core of every server integration, usable from any other framework. It shares
         nothing with other processes: behind several workers, use :meth:`handle_async`.
         """
-        checked = self._verify(headers, body)
-        return checked if isinstance(checked, tuple) else self._accept_locally(checked)
+        checked = self._check(headers, body)
+        if isinstance(checked, tuple):
+            return checked
+        return self._accept_here(checked)
 
     async def handle_async(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
         """:meth:`handle`, sharing repeats and deliveries through the coordinator, if any.
@@ -193,43 +203,46 @@ class WebhookReceiver:
         processes' futures then finish by their reconciliation poll) and still answered 200;
         503 (the platform retries) only when it could not be handled at all.
         """
-        checked = self._verify(headers, body)
+        checked = self._check(headers, body)
         if isinstance(checked, tuple):
             return checked
-        if self._coordinator is None:
-            return self._accept_locally(checked)
-        try:
-            return await self._accept_shared(checked, self._coordinator)
-        except Exception as exc:  # any coordinator's failure: the delivery must still be handled
-            log.warning("webhook %s handled in this process only: %r", checked.webhook_id, exc)
-            return self._accept_locally(checked)
+        if self._coordinator is not None:
+            try:
+                return await self._share(checked, self._coordinator)
+            except Exception as exc:  # any coordinator's failure: handle the delivery here
+                log.warning("webhook %s handled in this process only: %r", checked.webhook_id, exc)
+        return self._accept_here(checked)
 
-    def _verify(self, headers: Mapping[str, str], body: bytes) -> Delivery | tuple[int, str]:
+    def _check(self, headers: Mapping[str, str], body: bytes) -> Delivery | tuple[int, str]:
+        """The delivery if it verifies and is new to this process, else the answer to give."""
         if self._secret is None:
             return 503, "webhook secret not configured yet"
         try:
-            return verify_delivery(headers, body, self._secret, self.tolerance, now=self._clock())
+            delivery = verify_delivery(
+                headers, body, self._secret, self.tolerance, now=self._clock()
+            )
         except WebhookVerificationError as exc:
             self.rejected += 1
             log.warning("webhook delivery refused: %s", exc)
             return 400, f"refused: {exc.check} check failed"
-
-    def _accept_locally(self, delivery: Delivery) -> tuple[int, str]:
         if delivery.webhook_id in self._seen:
             self.duplicates += 1
             return 200, "duplicate"
         if not self._remember_id(delivery.webhook_id, delivery.signed_at):
             log.warning("webhook delivery deferred: %d deliveries remembered", len(self._seen))
             return 503, "too many recent deliveries; retry later"
+        return delivery
+
+    def _accept_here(self, delivery: Delivery) -> tuple[int, str]:
         self._resolve(delivery.prediction)
         self._accepted(delivery)
         return 200, "ok"
 
-    async def _accept_shared(self, delivery: Delivery, coordinator: Coordinator) -> tuple[int, str]:
+    async def _share(self, delivery: Delivery, coordinator: Coordinator) -> tuple[int, str]:
         # Remembered while a replay would still pass verification: until signed_at + tolerance.
         ttl = max(1.0, delivery.signed_at + self.tolerance - self._clock())
         if not await coordinator.first_delivery(delivery.webhook_id, ttl=ttl):
-            self.duplicates += 1
+            self.duplicates += 1  # another process took it
             return 200, "duplicate"
         await coordinator.publish_delivery(delivery.prediction_json)  # reaches us too
         self._accepted(delivery)
