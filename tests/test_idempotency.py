@@ -257,3 +257,47 @@ async def test_an_unanswered_submit_the_history_cannot_settle_stays_uncertain(
             await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
     assert caught.value.payload == {"prompt": "a fox"}
     assert created(emulator) == 1  # never resent
+
+
+# --- account-wide limits across processes ---------------------------------------------------
+
+
+async def _run_many(base_url: str, redis_url: str | None, namespace: str, count: int) -> int:
+    coordinator = RedisCoordinator(redis_url, namespace=namespace) if redis_url else None
+    async with AsyncWaveSpeed(
+        api_key=SECRET_KEY,
+        base_url=base_url,
+        poll_schedule=FAST,
+        limits=Limits(submits_per_minute=6000, max_concurrent_tasks=4),
+        coordinator=coordinator,
+    ) as client:
+        done = await asyncio.gather(
+            *(client.run(MODEL, {"prompt": f"{namespace} {i}"}) for i in range(count)),
+            return_exceptions=True,
+        )
+    return sum(1 for d in done if not isinstance(d, BaseException))
+
+
+def run_many_in_process(base_url: str, redis_url: str | None, namespace: str, count: int) -> int:
+    return asyncio.run(_run_many(base_url, redis_url, namespace, count))
+
+
+async def test_running_slots_hold_across_processes_with_the_coordinator(
+    redis_server: RedisServer,
+    namespace: str,
+    pool: concurrent.futures.ProcessPoolExecutor,
+) -> None:
+    # The account runs 4 tasks at once; three processes with 12 tasks each share it.
+    async with Emulator(speed=100, durations={MODEL: 2.0}) as emu:
+        loop = asyncio.get_running_loop()
+        finished = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    pool, run_many_in_process, emu.base_url, redis_server.url, namespace, 12
+                )
+                for _ in range(3)
+            )
+        )
+    assert sum(finished) == 36
+    assert created(emu) == 36
+    assert 1 <= emu.peak_running <= 4  # per process, it would be up to 12

@@ -10,10 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-import cattrs
-
 from ._account_models import ModelInfo, Quote
-from ._convert import converter, unstructure_payload
+from ._convert import structure_answer, unstructure_payload
 from ._protocol import Request, check_model_id, check_prediction_id
 from .errors import InvalidInput, ProtocolError
 
@@ -65,7 +63,7 @@ def parse_quote(data: Any, model: str) -> Quote:
     """A :class:`Quote` from either endpoint's ``data`` (``price`` or ``unit_price``)."""
     if isinstance(data, Mapping) and "model_id" not in data:
         data = {**data, "model_id": model}
-    return _structure(data, Quote, "price quote")
+    return structure_answer(data, Quote, "price quote")
 
 
 def models_request(base_url: str) -> Request:
@@ -80,7 +78,7 @@ def parse_models(data: Any) -> list[ModelInfo]:
     if not isinstance(data, list):
         raise ProtocolError("catalogue answer is not a list of models")
     return [
-        _structure(entry, ModelInfo, "catalogue entry")
+        structure_answer(entry, ModelInfo, "catalogue entry")
         for entry in data
         if isinstance(entry, Mapping) and isinstance(entry.get("model_id"), str)
     ]
@@ -100,20 +98,6 @@ def parse_deleted(data: Any) -> int:
     if not isinstance(count, int) or isinstance(count, bool):
         raise ProtocolError(f"delete answer without deleted_count: {data!r}"[:200])
     return count
-
-
-def _structure(data: Any, cls: type[T], what: str) -> T:
-    if not isinstance(data, Mapping):
-        raise ProtocolError(f"expected a {what} object, got {type(data).__name__}")
-    try:
-        return converter.structure(data, cls)
-    except Exception as exc:
-        details = (
-            "; ".join(cattrs.transform_error(exc))
-            if isinstance(exc, cattrs.BaseValidationError)
-            else str(exc)
-        )
-        raise ProtocolError(f"malformed {what}: {details}") from exc
 
 
 class Catalogue:

@@ -18,6 +18,7 @@ from .errors import InvalidInput, ProtocolError
 __all__ = [
     "converter",
     "parse_datetime",
+    "structure_answer",
     "structure_payload",
     "structure_prediction",
     "unstructure_payload",
@@ -108,17 +109,22 @@ converter.register_unstructure_hook(Prediction, _unstructure_prediction)
 
 def structure_prediction(data: object) -> Prediction:
     """Build a :class:`Prediction` from the ``data`` object of a response or webhook body."""
+    return structure_answer(data, Prediction, "prediction")
+
+
+def structure_answer(data: object, cls: type[T], what: str) -> T:
+    """Build ``cls`` from an object the server sent; anything malformed is a ProtocolError."""
     if not isinstance(data, Mapping):
-        raise ProtocolError(f"expected a prediction object, got {type(data).__name__}")
+        raise ProtocolError(f"expected a {what} object, got {type(data).__name__}")
     try:
-        return converter.structure(data, Prediction)
+        return converter.structure(data, cls)
     except Exception as exc:
         details = (
             "; ".join(cattrs.transform_error(exc))
             if isinstance(exc, cattrs.BaseValidationError)
             else str(exc)
         )
-        raise ProtocolError(f"malformed prediction: {details}") from exc
+        raise ProtocolError(f"malformed {what}: {details}") from exc
 
 
 # --- payloads -------------------------------------------------------------------------------
