@@ -229,3 +229,16 @@ async def test_the_client_shares_its_coordinator_with_its_receiver(
     assert video.status is Status.COMPLETED
     assert (receivers[0].accepted, receivers[1].accepted) == (0, 1)
     assert not [r for r in frozen.requests if r.path.endswith("/result")]  # not one poll
+
+
+async def test_a_delivery_in_the_api_envelope_reaches_other_processes_unwrapped(
+    coordinators: Start,
+) -> None:
+    submitter = worker(await coordinators())
+    handler = worker(await coordinators())
+    future = new_future()
+    submitter.track(future)
+    enveloped = json.dumps({"code": 200, "message": "success", "data": json.loads(BODY)}).encode()
+    assert await handler.handle_async(signed_headers(enveloped), enveloped) == (200, "ok")
+    with anyio.fail_after(5):
+        assert (await future).status is Status.COMPLETED
