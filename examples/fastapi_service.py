@@ -118,7 +118,8 @@ class Generations:
             fields = await self._redis.hgetall(f"{self._namespace}:generation:{generation_id}")
         if not fields or "state" not in fields:
             return None
-        return {**json.loads(fields.pop("state")), **fields}
+        others = {name: value for name, value in fields.items() if name != "state"}
+        return {**json.loads(fields["state"]), **others}
 
     async def aclose(self) -> None:
         """Close the Redis connections."""
