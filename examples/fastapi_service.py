@@ -207,7 +207,9 @@ def create_app() -> FastAPI:
             raise HTTPException(503, str(exc)) from None
         except WaveSpeedError as exc:
             raise HTTPException(502, str(exc)) from None
-        state = describe(future.prediction) if future.prediction else {"id": future.id}
+        # A retry with the key may get a future on a task another worker submitted.
+        known = future.prediction
+        state = describe(known) if known else {"id": future.id, "status": "unknown"}
         await generations.note(future.id, keep=True, state=json.dumps(state), submitted_by=worker())
         watcher = asyncio.get_running_loop().create_task(watch(future))
         watchers.add(watcher)
