@@ -58,6 +58,19 @@ end
 return 0
 """
 
+#: KEYS: stream. ARGV: consumer, entry ids. Restarts the idle time of the entries the
+#: consumer still holds (not of one another worker took meanwhile); returns how many.
+TOUCH = """
+local held = 0
+for i = 2, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], 'workers', ARGV[i], ARGV[i], 1, ARGV[1]) == 1 then
+    redis.call('XCLAIM', KEYS[1], 'workers', ARGV[1], 0, ARGV[i], 'JUSTID')
+    held = held + 1
+  end
+end
+return held
+"""
+
 #: KEYS: stream, meta hash. Returns {total, done, failed, running}.
 STATUS = """
 local m = redis.call('HMGET', KEYS[2], 'total', 'done', 'failed')
@@ -104,7 +117,8 @@ class RedisBatchQueue:
 
     ``client`` is a ``redis.asyncio.Redis``; ``consumer`` names this worker (host and a random
     suffix by default); an item not acked ``idle_timeout`` seconds after it was claimed is
-    taken by the next claim of another worker. Keep ``idle_timeout`` above the longest item.
+    taken by the next claim of another worker: keep ``idle_timeout`` above the longest item,
+    or :meth:`touch` the items in hand more often than that.
 
     >>> queue = RedisBatchQueue(client, namespace="prod")  # doctest: +SKIP
     >>> await queue.enqueue_once("nightly", [{"prompt": "a cat"}])  # doctest: +SKIP
@@ -125,6 +139,7 @@ class RedisBatchQueue:
         self._enqueue = client.register_script(ENQUEUE)
         self._claim = client.register_script(CLAIM)
         self._ack = client.register_script(ACK)
+        self._touch = client.register_script(TOUCH)
         self._status = client.register_script(STATUS)
         self._cursors: dict[str, str] = {}
 
@@ -152,6 +167,16 @@ class RedisBatchQueue:
         """Mark ``item`` done (or failed); an item is counted once however often it is acked."""
         outcome = "failed" if failed else "done"
         await self._ack(keys=self._keys(batch_id), args=[item.entry_id, outcome])
+
+    async def touch(self, batch_id: str, items: Iterable[QueueItem]) -> int:
+        """Keep ``items`` in hand from being reclaimed; how many this worker still holds.
+
+        A heartbeat: call it more often than ``idle_timeout`` while the items run.
+        """
+        args = [self.consumer, *(item.entry_id for item in items)]
+        if len(args) == 1:
+            return 0
+        return int(await self._touch(keys=self._keys(batch_id)[:1], args=args))
 
     async def status(self, batch_id: str) -> QueueStatus:
         """How many items wait, run, are done and failed."""

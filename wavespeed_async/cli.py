@@ -209,6 +209,32 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse to start if the quotes total more (default: no limit)",
     )
     batch.add_argument("--dry-run", action="store_true", help="print the quotes, submit nothing")
+    batch.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="share the batch with every worker started on this file and Redis, such as"
+        " redis://host:6379/0 (default: none, a local batch)",
+    )
+    batch.add_argument(
+        "--namespace",
+        default="wavespeed",
+        metavar="NAME",
+        help="the Redis key prefix the workers share (default: %(default)s)",
+    )
+    batch.add_argument(
+        "--reclaim-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --redis, take over the items of a worker silent this long: it died; a live"
+        " one renews its items every third of this (default: %(default)s s)",
+    )
+    batch.add_argument(
+        "--status",
+        action="store_true",
+        help="with --redis, print the shared batch's pending/running/done/failed counts",
+    )
 
     result = command("result", _result, "Show a prediction's current state.")
     result.add_argument("id", help="the task id that a submit printed")
@@ -281,12 +307,14 @@ def _size(text: str) -> tuple[int, int]:
 
 
 @contextlib.asynccontextmanager
-async def _client(args: argparse.Namespace) -> AsyncIterator[tuple[AsyncWaveSpeed, float]]:
-    """The client, and the factor to scale poll schedules by (1 for a real server)."""
+async def _client(
+    args: argparse.Namespace, **options: Any
+) -> AsyncIterator[tuple[AsyncWaveSpeed, float]]:
+    """The client, made with ``options``, and the factor to scale poll schedules by."""
     base_url = args.base_url or os.environ.get(BASE_URL_ENV)
     args.embedded = not (os.environ.get(API_KEY_ENV, "").strip() or base_url)
     if not args.embedded:
-        async with AsyncWaveSpeed(base_url=base_url) as client:
+        async with AsyncWaveSpeed(base_url=base_url, **options) as client:
             yield client, 1.0
         return
     from .emulator import Emulator  # only when needed: it is not part of the client's import
@@ -297,7 +325,9 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[tuple[AsyncWaveSpee
             f" ({EMULATOR_SPEED:g}x speed)",
             file=sys.stderr,
         )
-        async with AsyncWaveSpeed(api_key="emulator", base_url=emulator.base_url) as client:
+        async with AsyncWaveSpeed(
+            api_key="emulator", base_url=emulator.base_url, **options
+        ) as client:
             try:
                 yield client, 1 / EMULATOR_SPEED
             except NotFound as exc:
@@ -378,16 +408,23 @@ async def _batch(args: argparse.Namespace) -> int:
     _check_common(args)
     if args.concurrency < 1:
         raise InvalidInput("--concurrency", args.concurrency, "at least 1")
+    if (args.redis is not None or args.status) and not args.dry_run:
+        from ._cli_queue import run_shared_batch  # needs the redis extra
+
+        return await run_shared_batch(args, _client, lambda scale: _batch_schedule(args, scale))
     journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
     if journal.is_dir():
         raise IsADirectoryError(errno.EISDIR, "--journal is a directory, not a file", str(journal))
     _check_directory(journal.parent, "--journal")
     read_batch_file(args.file)  # checked before an emulator starts or anything is sent
     async with _client(args) as (client, scale):
-        given = args.poll_interval is not None
-        # Without --poll-interval a real server gets the client's per-model etiquette.
-        schedule = _schedule(args, scale, VIDEO_SCHEDULE) if given or scale != 1 else None
-        return await run_batch(args, client, schedule)
+        return await run_batch(args, client, _batch_schedule(args, scale))
+
+
+def _batch_schedule(args: argparse.Namespace, scale: float) -> PollSchedule | None:
+    # Without --poll-interval a real server gets the client's per-model etiquette.
+    given = args.poll_interval is not None
+    return _schedule(args, scale, VIDEO_SCHEDULE) if given or scale != 1 else None
 
 
 async def _download(args: argparse.Namespace) -> int:
