@@ -1,12 +1,14 @@
 """An aiohttp service that starts generations and learns their outcome by webhook.
 
-    POST /generate {"prompt": "..."}  -> 202 {"id", "status", "outputs", "error"}
-    GET  /generations/{id}            -> 200 {"id", "status", "outputs", "error"}
-    POST /webhooks/wavespeed          <- the platform's signed deliveries
+    POST /generations {"prompt": "..."} -> 202 {"id", "status", "outputs", "error"}
+         (an ``Idempotency-Key`` header makes a retried request return the same generation)
+    GET  /generations/{id}              -> 200 {"id", "status", "outputs", "error"}
+    POST /webhooks/wavespeed            <- the platform's signed deliveries
 
 Each generation is submitted with ``webhook=<PUBLIC_URL>/webhooks/wavespeed``. The receiver
 verifies the delivery and finishes the generation's future at once; a watcher task awaits
-every future, so that a lost delivery is still caught by the slow reconciliation poll.
+every future, so that a lost delivery is still caught by the slow reconciliation poll. One
+process; for several, see ``fastapi_service.py`` (a shared ``RedisCoordinator``).
 
     WAVESPEED_API_KEY=... python examples/aiohttp_service.py --public-url https://me.example
 
@@ -29,6 +31,7 @@ from aiohttp import web
 
 from wavespeed_async import (
     AsyncWaveSpeed,
+    IdempotencyConflict,
     InvalidInput,
     Prediction,
     PredictionFuture,
@@ -53,7 +56,7 @@ class Service:
     def app(self) -> web.Application:
         """The aiohttp application."""
         app = web.Application()
-        app.router.add_post("/generate", self.generate)
+        app.router.add_post("/generations", self.generate)
         app.router.add_get("/generations/{id}", self.generation)
         app.router.add_get("/health", self.health)
         app.router.add_post(WEBHOOK_PATH, self.receiver.aiohttp_handler)
@@ -75,16 +78,22 @@ class Service:
         log.info("webhook: prediction %s is %s", prediction.id, prediction.raw_status)
 
     async def generate(self, request: web.Request) -> web.Response:
-        """``POST /generate``: start a video; its outcome arrives by webhook."""
+        """``POST /generations``: start a video; its outcome arrives by webhook."""
         try:
             body = await request.json()
         except ValueError:
             return web.json_response({"error": "the body must be JSON"}, status=400)
         prompt = body.get("prompt") if isinstance(body, dict) else None
         try:
-            future = await self.client.submit_text_to_video(prompt, webhook=self.webhook_url)
+            future = await self.client.submit_text_to_video(
+                prompt,
+                webhook=self.webhook_url,
+                idempotency_key=request.headers.get("Idempotency-Key"),
+            )
         except InvalidInput as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        except IdempotencyConflict as exc:  # the key was used for another prompt
+            return web.json_response({"error": str(exc)}, status=409)
         except WaveSpeedError as exc:
             return web.json_response({"error": str(exc)}, status=502)
         self.generations[future.id] = future

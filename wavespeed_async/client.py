@@ -157,6 +157,8 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         self._schedules: dict[str, Schedule] = {}
         #: Finishes the futures of submits made with ``webhook=`` (see :class:`WebhookReceiver`).
         self.webhooks = webhooks
+        if webhooks is not None:  # deliveries and their repeats shared like the limits
+            webhooks.use_coordinator(self.coordinator)
         self._account = AccountCalls(
             self._api,
             Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),

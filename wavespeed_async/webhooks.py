@@ -1,45 +1,42 @@
 """Webhooks: verify the platform's signed deliveries, and finish futures with them.
 
 With ``submit(..., webhook=url)`` the platform POSTs the finished prediction (``completed``
-or ``failed``; the prediction object, not the envelope) to ``url``, with three headers:
-
-- ``webhook-id``: the delivery's id, the same on every retry of it;
-- ``webhook-timestamp``: when it was signed, in Unix seconds;
-- ``webhook-signature``: ``v3,<hex>``, the HMAC-SHA256 of ``{id}.{timestamp}.{raw body}``
-  keyed with the account's secret (``GET /api/v3/webhook/secret``) minus its ``whsec_``
-  prefix, taken as UTF-8 text.
-
-:func:`sign_webhook` and :func:`verify_webhook` are pure functions. :class:`WebhookReceiver`
-puts them behind a server route (aiohttp, or any ASGI framework) and hands each verified
-prediction to the :class:`PredictionFuture` waiting for it.
+or ``failed``; the prediction object, not the envelope) to ``url``, signed with the account's
+secret (``GET /api/v3/webhook/secret``): the scheme is in ``_webhook_scheme``, whose pure
+:func:`sign_webhook` and :func:`verify_webhook` are re-exported here.
+:class:`WebhookReceiver` puts them behind a server route (aiohttp, or any ASGI framework) and
+hands each verified prediction to the :class:`PredictionFuture` waiting for it, in this
+process or, through a shared coordinator, in every process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import heapq
-import hmac
 import inspect
-import json
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import _webhook_asgi as asgi
-from ._convert import structure_prediction
+from ._coordination import Coordinator, LocalCoordinator
 from ._models import Prediction
 from ._polling import RECONCILE_SCHEDULE, PollSchedule
-from ._protocol import Request
-from .errors import (
-    ConfigurationError,
-    ProtocolError,
-    WebhookCheck,
-    WebhookVerificationError,
+from ._webhook_scheme import (
+    DEFAULT_TOLERANCE,
+    SECRET_PREFIX,
+    Delivery,
+    check_secret,
+    parse_webhook_secret,
+    sign_webhook,
+    verify_delivery,
+    verify_webhook,
+    webhook_secret_request,
 )
+from .errors import WebhookVerificationError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -59,124 +56,16 @@ __all__ = [
 
 log = logging.getLogger("wavespeed_async")
 
-SECRET_PREFIX = "whsec_"
-SIGNATURE_VERSION = "v3"
-#: Seconds a delivery's timestamp may be from now, either way, before it is refused.
-DEFAULT_TOLERANCE = 300.0
-ID_HEADER = "webhook-id"
-TIMESTAMP_HEADER = "webhook-timestamp"
-SIGNATURE_HEADER = "webhook-signature"
 #: Deliveries carry the task's input, which may hold a base64 image: allow as much as a submit.
 MAX_BODY_SIZE = 64 * 1024 * 1024
-
-Check = WebhookCheck
 #: Deliveries kept for a future not tracked yet (its task ended before submit() returned).
 _UNCLAIMED_KEPT = 1024
 
 OnPrediction = Callable[[Prediction], Awaitable[None] | None]
 
 
-# --- the scheme (pure) ----------------------------------------------------------------------
-
-
-def _key(secret: str) -> bytes:
-    key = secret.strip().removeprefix(SECRET_PREFIX)
-    if not key:
-        raise ConfigurationError("the webhook secret is empty")
-    return key.encode("utf-8")  # the text itself, not base64-decoded: the platform's reading
-
-
-def sign_webhook(secret: str, webhook_id: str, timestamp: int | str, body: bytes | str) -> str:
-    """The ``webhook-signature`` value of a delivery: ``v3,<hex HMAC-SHA256>``.
-
-    ``secret`` may keep its ``whsec_`` prefix; ``body`` is the exact bytes sent. Useful to
-    test your own receiver:
-
-    >>> sign_webhook("whsec_abc", "msg_1", 1700000000, b'{"id":"p1"}')  # doctest: +ELLIPSIS
-    'v3,...'
-    """
-    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-    message = f"{webhook_id}.{timestamp}.".encode() + raw
-    return f"{SIGNATURE_VERSION},{hmac.new(_key(secret), message, hashlib.sha256).hexdigest()}"
-
-
-def verify_webhook(
-    headers: Mapping[str, str],
-    raw_body: bytes | str,
-    secret: str,
-    tolerance: float = DEFAULT_TOLERANCE,
-    *,
-    now: float | None = None,
-) -> Prediction:
-    """Check a delivery and return its :class:`Prediction`.
-
-    ``headers`` is any mapping (names are matched case-insensitively), ``raw_body`` the body
-    exactly as received (parse it *after* verifying), ``secret`` the account's ``whsec_...``
-    secret. Raises :class:`WebhookVerificationError` whose ``check`` says what failed. The
-    signature is checked before the timestamp, so ``"timestamp"`` always means a genuine but
-    stale (or future) delivery. ``now`` (Unix seconds) replaces the system clock.
-
-    >>> prediction = verify_webhook(request.headers, await request.read(), secret)  # doctest: +SKIP
-    """
-    webhook_id = _header(headers, ID_HEADER)
-    timestamp = _header(headers, TIMESTAMP_HEADER)
-    offered = _header(headers, SIGNATURE_HEADER)
-    expected = sign_webhook(secret, webhook_id, timestamp, raw_body).encode()
-    # Several space-separated signatures are allowed (as during a secret rotation).
-    if not any(
-        hmac.compare_digest(expected, candidate.lower().encode("utf-8"))
-        for candidate in offered.split()
-    ):
-        raise WebhookVerificationError("signature", f"no {SIGNATURE_VERSION} signature matches")
-    try:
-        signed_at = int(timestamp)
-    except ValueError:
-        raise WebhookVerificationError("timestamp", "not Unix seconds") from None
-    skew = (time.time() if now is None else now) - signed_at
-    if abs(skew) > tolerance:
-        when = "old" if skew > 0 else "in the future"
-        raise WebhookVerificationError(
-            "timestamp", f"signed {abs(skew):.0f} s {when}; tolerance is {tolerance:g} s"
-        )
-    return _parse_body(raw_body)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name)
-    if value is None:  # a plain dict: look for any capitalisation
-        value = next((v for key, v in headers.items() if key.lower() == name), None)
-    if value is None or not value.strip():
-        raise WebhookVerificationError("headers", f"no {name} header")
-    return value.strip()
-
-
-def _parse_body(raw_body: bytes | str) -> Prediction:
-    try:
-        data = json.loads(raw_body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
-        raise WebhookVerificationError("payload", "the body is not readable JSON") from None
-    if isinstance(data, Mapping) and "id" not in data and isinstance(data.get("data"), Mapping):
-        data = data["data"]  # the API's envelope: not what the platform sends, but harmless
-    try:
-        prediction = structure_prediction(data)
-    except ProtocolError as exc:
-        raise WebhookVerificationError("payload", exc.message) from None
-    if not prediction.id:
-        raise WebhookVerificationError("payload", "the prediction has no id")
-    return prediction
-
-
-def webhook_secret_request(base_url: str) -> Request:
-    """``GET /api/v3/webhook/secret``."""
-    return Request("GET", f"{base_url}/api/v3/webhook/secret")
-
-
-def parse_webhook_secret(data: Any) -> str:
-    """The secret in the ``data`` of a ``/webhook/secret`` answer."""
-    secret = data.get("secret") if isinstance(data, Mapping) else None
-    if not isinstance(secret, str) or not secret.strip():
-        raise ProtocolError("webhook secret answer without a secret")
-    return secret.strip()
+def _local(coordinator: Coordinator) -> bool:
+    return isinstance(coordinator, LocalCoordinator)
 
 
 # --- the receiver ---------------------------------------------------------------------------
@@ -213,6 +102,11 @@ class WebhookReceiver:
     plain function runs before it, so keep it short. Its errors are logged, never answered:
     the delivery was valid (it is acknowledged with 200).
     The receiver must run on the event loop of the clients whose futures it finishes.
+
+    Behind several worker processes, give every client a shared coordinator
+    (``AsyncWaveSpeed(webhooks=receiver, coordinator=RedisCoordinator(url))``): a delivery
+    landing on any worker is then a repeat for all of them and finishes the futures of all of
+    them (see :meth:`use_coordinator`).
     """
 
     def __init__(
@@ -246,6 +140,7 @@ class WebhookReceiver:
         # Deliveries that beat their future (the task ended before submit() returned).
         self._unclaimed: collections.OrderedDict[str, Prediction] = collections.OrderedDict()
         self._callbacks: set[asyncio.Task[None]] = set()
+        self._coordinator: Coordinator | None = None
 
     def __repr__(self) -> str:
         secret = "'***'" if self._secret else "None"
@@ -253,7 +148,7 @@ class WebhookReceiver:
 
     def set_secret(self, secret: str) -> None:
         """Set (or rotate) the signing secret, e.g. ``await client.webhook_secret()``."""
-        _key(secret)  # refuse an empty one now rather than at the first delivery
+        check_secret(secret)  # refuse an empty one now rather than at the first delivery
         self._secret = secret
 
     def track(self, future: PredictionFuture) -> None:
@@ -270,35 +165,105 @@ class WebhookReceiver:
         if not future.done():
             self._futures[future.id] = future
 
+    def use_coordinator(self, coordinator: Coordinator) -> None:
+        """Share repeats and deliveries with every process using ``coordinator``.
+
+        The client calls this with its own coordinator. A delivery is then dropped as a repeat
+        if *any* process saw its ``webhook-id``, and finishes the futures of every process
+        (its ``on_prediction`` runs once, where the HTTP request came in). Each process still
+        remembers the ids it saw itself, up to ``remember``. A receiver serves one set of
+        processes: a shared coordinator replaces an in-process one, not another shared one.
+        """
+        current = self._coordinator
+        if current is coordinator or (current is not None and _local(coordinator)):
+            return
+        if current is not None and not _local(current):
+            log.warning("%r already shares deliveries through %r", self, current)
+            return
+        self._coordinator = coordinator
+        coordinator.on_delivery(self._resolve)
+
     # --- the framework-free core ------------------------------------------------------------
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
-        """Process one delivery; returns the HTTP status and text to answer with.
+        """Process one delivery in this process; returns the HTTP status and text to answer.
 
-        The core of every server integration, usable from any other framework.
+        The core of every server integration, usable from any other framework. It shares
+        nothing with other processes: behind several workers, use :meth:`handle_async`.
         """
+        checked = self._check(headers, body)
+        if isinstance(checked, tuple):
+            return checked
+        return self._accept_here(checked)
+
+    async def handle_async(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+        """:meth:`handle`, sharing repeats and deliveries through the coordinator, if any.
+
+        When the coordinator fails, the delivery is handled in this process only (other
+        processes' futures then finish by their reconciliation poll) and still answered 200;
+        503 (the platform retries) only when it could not be handled at all.
+        """
+        checked = self._check(headers, body)
+        if isinstance(checked, tuple):
+            return checked
+        if self._coordinator is not None:
+            try:
+                return await self._share(checked, self._coordinator)
+            except Exception as exc:  # any coordinator's failure: handle the delivery here
+                log.warning("webhook %s handled in this process only: %r", checked.webhook_id, exc)
+        return self._accept_here(checked)
+
+    def _check(self, headers: Mapping[str, str], body: bytes) -> Delivery | tuple[int, str]:
+        """The delivery if it verifies and is new to this process, else the answer to give."""
         if self._secret is None:
             return 503, "webhook secret not configured yet"
         try:
-            prediction = verify_webhook(
+            delivery = verify_delivery(
                 headers, body, self._secret, self.tolerance, now=self._clock()
             )
         except WebhookVerificationError as exc:
             self.rejected += 1
             log.warning("webhook delivery refused: %s", exc)
             return 400, f"refused: {exc.check} check failed"
-        webhook_id = _header(headers, ID_HEADER)
-        if webhook_id in self._seen:
+        if delivery.webhook_id in self._seen:
             self.duplicates += 1
             return 200, "duplicate"
-        if not self._remember_id(webhook_id, int(_header(headers, TIMESTAMP_HEADER))):
+        if not self._remember_id(delivery.webhook_id, delivery.signed_at):
             log.warning("webhook delivery deferred: %d deliveries remembered", len(self._seen))
             return 503, "too many recent deliveries; retry later"
-        self.accepted += 1
-        log.debug("webhook %s: prediction %s %s", webhook_id, prediction.id, prediction.raw_status)
-        self._resolve(prediction)
-        self._call_back(prediction)
+        return delivery
+
+    def _accept_here(self, delivery: Delivery) -> tuple[int, str]:
+        self._resolve(delivery.prediction)
+        self._accepted(delivery)
         return 200, "ok"
+
+    async def _share(self, delivery: Delivery, coordinator: Coordinator) -> tuple[int, str]:
+        # Remembered while a replay would still pass verification: until signed_at + tolerance.
+        ttl = max(1.0, delivery.signed_at + self.tolerance - self._clock())
+        if not await coordinator.first_delivery(delivery.webhook_id, ttl=ttl):
+            self.duplicates += 1  # another process took it
+            return 200, "duplicate"
+        await coordinator.publish_delivery(delivery.prediction_json)  # reaches us too
+        self._accepted(delivery)
+        prediction = delivery.prediction
+        if prediction.status.is_terminal:  # its submitter may be gone: free the slot here
+            try:
+                await coordinator.release_slot(prediction.id)
+            except Exception as exc:  # the lease expires on its own
+                log.warning("could not free the slot of %s: %r", prediction.id, exc)
+        return 200, "ok"
+
+    def _accepted(self, delivery: Delivery) -> None:
+        prediction = delivery.prediction
+        self.accepted += 1
+        log.debug(
+            "webhook %s: prediction %s %s",
+            delivery.webhook_id,
+            prediction.id,
+            prediction.raw_status,
+        )
+        self._call_back(prediction)
 
     def _remember_id(self, webhook_id: str, signed_at: int) -> bool:
         """Remember an id until a replay of it would fail verification; False when full."""
@@ -367,7 +332,7 @@ class WebhookReceiver:
 
         if request.content_length is not None and request.content_length > self.max_body_size:
             return web.Response(status=413, text="too large")
-        status, text = self.handle(request.headers, await request.read())
+        status, text = await self.handle_async(request.headers, await request.read())
         return web.Response(status=status, text=text)
 
     def aiohttp_app(self, path: str = "/") -> web.Application:
@@ -405,5 +370,5 @@ class WebhookReceiver:
             await asgi.answer(send, 413, "too large")
             return
         if body is not None:  # None: the sender hung up
-            status, text = self.handle(headers, body)
+            status, text = await self.handle_async(headers, body)
             await asgi.answer(send, status, text)
