@@ -230,6 +230,8 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         await self._api.start()
         if idempotency_key is None:
             return await self._submit_new(model, request, body, webhook, poll_schedule, limit)
+        if poll_schedule is None and webhook is not None and self.webhooks is not None:
+            poll_schedule = self.webhooks.reconcile_schedule  # an adopted task is awaited so too
         return await submit_once(
             self,
             idempotency_key,
