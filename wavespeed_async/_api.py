@@ -44,6 +44,8 @@ log = logging.getLogger("wavespeed_async")
 #: answer may carry a few of them; anything near this is a fault (or an attack), not data.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _CHUNK = 256 * 1024
+#: A timeout, whichever kind: on Python 3.10 asyncio's (and aiohttp's) is not the builtin one.
+TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
 _CONNECT_TIMEOUT = 10.0
 
 
@@ -211,7 +213,7 @@ class ApiSession:
         if acquire.cancelled():
             raise ClientClosed("the client was closed while waiting for a running slot")
         failure = acquire.exception()
-        if isinstance(failure, TimeoutError):
+        if isinstance(failure, TIMEOUTS):
             raise PredictionTimeout(
                 None, timeout, reason="no running slot came free; nothing was sent"
             )
@@ -304,12 +306,12 @@ class ApiSession:
                 # The connection was never made, so nothing was sent: safe to send again.
                 failure = ConnectError(
                     f"cannot connect to {self.base_url}: {type(exc).__name__}",
-                    timed_out=isinstance(exc, TimeoutError),
+                    timed_out=isinstance(exc, TIMEOUTS),
                 )
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, *TIMEOUTS) as exc:
                 failure = TransportError(
                     f"{request.method} {_path(request.url)} failed: {type(exc).__name__}",
-                    timed_out=isinstance(exc, TimeoutError),
+                    timed_out=isinstance(exc, TIMEOUTS),
                 )
             except RuntimeError as exc:  # aiohttp's "Session is closed", after aclose()
                 failure = self._closed_error(exc)
@@ -377,7 +379,7 @@ class ApiSession:
         event = self._close_event
         if event is None or event.is_set():
             raise ClientClosed("the client is closed")
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(*TIMEOUTS):
             await asyncio.wait_for(event.wait(), seconds)
         if self._closed:
             raise ClientClosed("the client was closed while waiting to retry")
@@ -397,7 +399,7 @@ class ApiSession:
                     timeout=aiohttp.ClientTimeout(total=max(self.request_timeout, 300.0)),
                 ) as answer:
                     status = answer.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, *TIMEOUTS) as exc:
                 failure = TransportError(f"upload PUT failed: {type(exc).__name__}")
             if failure is not None:
                 raise failure
@@ -428,7 +430,7 @@ class ApiSession:
                     response.content_length,
                     _guarded(response.content.iter_chunked(_CHUNK), shown),
                 )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, *TIMEOUTS) as exc:
             failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
         if failure is not None:
             raise failure
@@ -439,7 +441,7 @@ async def _guarded(chunks: AsyncIterator[bytes], shown: str) -> AsyncIterator[by
     try:
         async for chunk in chunks:
             yield chunk
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (aiohttp.ClientError, *TIMEOUTS) as exc:
         failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
     if failure is not None:
         raise failure

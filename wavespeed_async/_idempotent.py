@@ -60,7 +60,7 @@ async def submit_once(
             if record.state != "submitted":
                 try:
                     record = await coordinator.wait_submitted(key, timeout)
-                except TimeoutError:
+                except (TimeoutError, asyncio.TimeoutError):  # the latter on Python 3.10
                     raise PredictionTimeout(
                         None, timeout, reason=f"another submit with key {key!r} is under way"
                     ) from None
