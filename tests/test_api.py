@@ -312,3 +312,13 @@ async def test_an_on_status_callback_that_raises_does_not_stop_the_polling(
     assert prediction.status is Status.COMPLETED
     assert seen[-1] is Status.COMPLETED
     assert "on_status callback" in caplog.text
+
+
+async def test_awaiting_a_future_of_a_closed_client_raises_client_closed(frozen: Emulator) -> None:
+    client = client_for(frozen)
+    async with client:
+        future = await client.submit(MODEL, {"prompt": "a lighthouse"})
+    for _ in range(2):  # and again: nothing was left half-registered by the first try
+        with pytest.raises(ClientClosed) as caught:
+            await future.wait(1)
+        assert caught.value.prediction_id == future.id

@@ -244,12 +244,12 @@ class PredictionFuture:
             return self._outcome()
         limit = self._owner.wait_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
+        if not self._waiters:  # the first waiter starts the polling (ClientClosed if closed)
+            self._owner.engine.watch(self, self._first_due(loop.time()))
         waiter: asyncio.Future[None] = loop.create_future()
         if self._waiters is None:
             self._waiters = []
         self._waiters.append(waiter)
-        if len(self._waiters) == 1:
-            self._owner.engine.watch(self, self._first_due(loop.time()))
         timer = None if math.isinf(limit) else loop.call_later(limit, self._expire, waiter, limit)
         try:
             await waiter
