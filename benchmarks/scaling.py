@@ -1,0 +1,172 @@
+"""Scaling: 1,000 to 30,000 predictions in flight, in a fresh client process each.
+
+Per size and contender (this project and the raw-aiohttp floor) a probe process submits every
+prediction (at most ``SUBMIT_GATE`` submits at a time), waits on all of them, lets them poll
+for ``settle`` seconds, then measures, with everything still in flight:
+
+- client CPU per request (submits and result checks, counted by the emulator in the window);
+- collectable objects per prediction (a ``gc.get_objects()`` census minus the idle baseline);
+- RSS per prediction (minus the idle baseline);
+- the worst lateness of a 10 ms ticker over the submits and the polling (the census excluded);
+- how long closing takes until every waiting task has ended (``aclose()`` for this project;
+  cancelling the tasks and closing the session for the floor).
+
+`python -m benchmarks.scaling CONTENDER BASE_URL MODEL WARM_MODEL COUNT` is the probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .contenders import API_KEY, FLOOR, OURS, Fixed, floor_prediction, floor_session, floor_wait
+from .emulator_process import EmulatorProcess
+from .inflight import Ticker, census, hold_until, per, timed_close
+from .probes import SUBMIT_GATE, rss_bytes, run_probe
+from .scenarios import COLD, LONG, Plan, Result, Samples, record
+
+CONTENDERS = (OURS, FLOOR)
+Submit = Callable[[int], Awaitable[Any]]
+Wait = Callable[[Any], Awaitable[Any]]
+Close = Callable[[list["asyncio.Task[None]"]], Awaitable[None]]
+
+
+# --- the scenario (parent) --------------------------------------------------------------------
+
+
+def scaling(plan: Plan, log: Callable[[str], None]) -> Result:
+    """Every size in ``plan.scaling_counts``, this project then the floor, one probe each."""
+    samples: Samples = {}
+    with EmulatorProcess(1.0, {LONG: 36_000.0, COLD: 0.0}) as emu:
+        for count in plan.scaling_counts:
+            for contender in CONTENDERS:
+                emu.reset()
+                answer = run_probe(
+                    contender, emu.base_url, LONG, COLD, str(count),
+                    "--settle", str(plan.scaling_settle), module="benchmarks.scaling",
+                )  # fmt: skip
+                window = emu.count(answer["wall_start"], answer["wall_end"])
+                requests = window["submits"] + window["results"]
+                in_flight = answer["in_flight"]
+                figures = {
+                    "in_flight": in_flight,
+                    "requests": requests,
+                    "cpu_us_per_request": per(answer["cpu_s"] * 1e6, requests),
+                    "objects_per_prediction": per(answer["objects"], in_flight),
+                    "bytes_per_prediction": per(answer["rss"], in_flight),
+                    "worst_stall_ms": answer["worst_stall_s"] * 1000,
+                    "aclose_s": answer["close_s"],
+                }
+                record(samples, contender, **{f"{k}_{count}": v for k, v in figures.items()})
+                log(f"scaling {count} {contender}: {figures}")
+    params = {
+        "counts": list(plan.scaling_counts),
+        "settle_s": plan.scaling_settle,
+        "submit_gate": SUBMIT_GATE,
+    }
+    return Result("scaling", params, samples)
+
+
+# --- the probe (child) ------------------------------------------------------------------------
+
+
+async def _measure(
+    submit: Submit, wait: Wait, close: Close, count: int, settle: float
+) -> dict[str, Any]:
+    objects_idle, rss_idle = census(), rss_bytes()
+    ticker, gate, submitted = Ticker(), asyncio.Semaphore(SUBMIT_GATE), 0
+
+    async def one(index: int) -> None:
+        nonlocal submitted
+        async with gate:
+            handle = await submit(index)
+        submitted += 1
+        await wait(handle)
+
+    ticker.start()
+    wall_start, cpu_start = time.time(), time.process_time()
+    tasks = [asyncio.ensure_future(one(index)) for index in range(count)]
+    await hold_until(lambda: submitted >= count, tasks)
+    await asyncio.sleep(settle)  # every prediction has been checked at least once by now
+    cpu_s, wall_end = time.process_time() - cpu_start, time.time()
+    in_flight = sum(not task.done() for task in tasks)
+    ticker.pause()
+    objects, rss = census() - objects_idle, rss_bytes() - rss_idle
+    ticker.resume()
+    worst = ticker.worst
+    close_s = await timed_close(lambda: close(tasks))
+    await ticker.stop()
+    return {
+        "in_flight": in_flight,
+        "wall_start": wall_start,
+        "wall_end": wall_end,
+        "cpu_s": cpu_s,
+        "objects": objects,
+        "rss": rss,
+        "worst_stall_s": worst,
+        "close_s": close_s,
+    }
+
+
+async def _ours(base_url: str, model: str, warm_model: str, count: int, settle: float) -> Any:
+    from wavespeed_async import AsyncWaveSpeed
+
+    client = await AsyncWaveSpeed(api_key=API_KEY, base_url=base_url).__aenter__()
+    await client.run(warm_model, {"prompt": "warm-up"})
+
+    async def submit(index: int) -> Any:
+        return await client.submit(model, {"prompt": f"in flight {index}"})
+
+    async def wait(future: Any) -> None:
+        await future.wait(math.inf)
+
+    async def close(tasks: list[asyncio.Task[None]]) -> None:
+        await client.aclose()  # wakes every waiter with ClientClosed
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    return await _measure(submit, wait, close, count, settle)
+
+
+async def _floor(base_url: str, model: str, warm_model: str, count: int, settle: float) -> Any:
+    schedule = Fixed(2.0, 5.0)  # the video schedule's first two gaps, without importing it
+    session = floor_session()
+    await floor_wait(session, await floor_prediction(session, base_url, warm_model, "w"), schedule)
+
+    async def submit(index: int) -> Any:
+        return await floor_prediction(session, base_url, model, f"in flight {index}")
+
+    async def wait(data: Any) -> None:
+        await floor_wait(session, data, schedule)
+
+    async def close(tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
+
+    return await _measure(submit, wait, close, count, settle)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the probe process: prints one JSON line."""
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling")
+    parser.add_argument("contender", choices=CONTENDERS)
+    parser.add_argument("base_url")
+    parser.add_argument("model")
+    parser.add_argument("warm_model")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--settle", type=float, default=6.0)
+    args = parser.parse_args(argv)
+    probe = _ours if args.contender == OURS else _floor
+    answer = asyncio.run(probe(args.base_url, args.model, args.warm_model, args.count, args.settle))
+    print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()
