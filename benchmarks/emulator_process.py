@@ -126,9 +126,9 @@ def real_timings(speed: float) -> None:
     """
     from aiohttp import web
 
-    from wavespeed_async.emulator import _server
+    from wavespeed_async.emulator import _app, _server
 
-    build = _server.build_app
+    build = _app.build_app
 
     @web.middleware
     async def rescale(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -148,7 +148,7 @@ def real_timings(speed: float) -> None:
         app.middlewares.append(rescale)
         return app
 
-    _server.build_app = build_app  # type: ignore[assignment]
+    _server.build_app = build_app  # type: ignore[attr-defined,assignment]
 
 
 async def serve(

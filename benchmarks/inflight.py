@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 #: The ticker's nap: a loop stall is how late it wakes from it.
 TICK = 0.010
@@ -60,22 +60,41 @@ class Ticker:
                 self.ticks += 1
 
 
+class GcPauses:
+    """The longest pause of the cyclic garbage collector while installed (seconds).
+
+    A full collection walks every tracked object of the process: with tens of thousands of
+    predictions in flight it is what the loop's worst stalls are made of, so the probes
+    report both. Collections the harness asks for (:func:`census`) are not counted.
+    """
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.worst_generation = -1
+        self.counting = True
+        self._started = 0.0
+
+    def install(self) -> GcPauses:
+        """Start timing collections."""
+        gc.callbacks.append(self._on_gc)
+        return self
+
+    def remove(self) -> None:
+        """Stop timing collections."""
+        gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.counting and time.perf_counter() - self._started > self.worst:
+            self.worst = time.perf_counter() - self._started
+            self.worst_generation = info["generation"]
+
+
 def census() -> int:
     """How many objects the collector tracks, after a full collection."""
     gc.collect()
     return len(gc.get_objects())
-
-
-async def hold_until(
-    done: Callable[[], bool], tasks: list[asyncio.Task[Any]], poll: float = 0.05
-) -> None:
-    """Wait until ``done()``; a task that ends on its way there is an error."""
-    while not done():
-        await asyncio.sleep(poll)
-        ended = [task for task in tasks if task.done()]
-        if ended:
-            error = ended[0].exception() if not ended[0].cancelled() else "cancelled"
-            raise RuntimeError(f"{len(ended)} predictions ended early: {error}")
 
 
 async def timed_close(close: Callable[[], Awaitable[None]]) -> float:

@@ -4,7 +4,8 @@ Per size and contender (this project and the raw-aiohttp floor) a probe process 
 prediction (at most ``SUBMIT_GATE`` submits at a time), waits on all of them, lets them poll
 for ``settle`` seconds, then measures, with everything still in flight:
 
-- client CPU per request (submits and result checks, counted by the emulator in the window);
+- client CPU per request (submits and result checks, counted by the emulator in the window),
+  and per result check in the settle window alone (all submitted: checks only);
 - collectable objects per prediction (a ``gc.get_objects()`` census minus the idle baseline);
 - RSS per prediction (minus the idle baseline);
 - the worst lateness of a 10 ms ticker over the submits and the polling (the census excluded);
@@ -23,9 +24,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .contenders import API_KEY, FLOOR, OURS, Fixed, floor_prediction, floor_session, floor_wait
+from .contenders import API_KEY, FLOOR, OURS, floor_prediction, floor_session, floor_wait
 from .emulator_process import EmulatorProcess
-from .inflight import Ticker, census, hold_until, per, timed_close
+from .inflight import GcPauses, Ticker, census, per, timed_close
 from .probes import SUBMIT_GATE, rss_bytes, run_probe
 from .scenarios import COLD, LONG, Plan, Result, Samples, record
 
@@ -51,14 +52,18 @@ def scaling(plan: Plan, log: Callable[[str], None]) -> Result:
                 )  # fmt: skip
                 window = emu.count(answer["wall_start"], answer["wall_end"])
                 requests = window["submits"] + window["results"]
+                hold = emu.count(answer["hold_start"], answer["wall_end"])
                 in_flight = answer["in_flight"]
                 figures = {
                     "in_flight": in_flight,
                     "requests": requests,
                     "cpu_us_per_request": per(answer["cpu_s"] * 1e6, requests),
+                    "cpu_us_per_check_held": per(answer["hold_cpu_s"] * 1e6, hold["results"]),
+                    "checks_held": hold["results"],
                     "objects_per_prediction": per(answer["objects"], in_flight),
                     "bytes_per_prediction": per(answer["rss"], in_flight),
                     "worst_stall_ms": answer["worst_stall_s"] * 1000,
+                    "worst_gc_pause_ms": answer["worst_gc_pause_s"] * 1000,
                     "aclose_s": answer["close_s"],
                 }
                 record(samples, contender, **{f"{k}_{count}": v for k, v in figures.items()})
@@ -79,23 +84,40 @@ async def _measure(
 ) -> dict[str, Any]:
     objects_idle, rss_idle = census(), rss_bytes()
     ticker, gate, submitted = Ticker(), asyncio.Semaphore(SUBMIT_GATE), 0
+    all_submitted, one_ended = asyncio.Event(), asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
 
     async def one(index: int) -> None:
         nonlocal submitted
-        async with gate:
+        try:
             handle = await submit(index)
+        finally:
+            gate.release()
         submitted += 1
+        if submitted == count:
+            all_submitted.set()
         await wait(handle)
 
     ticker.start()
+    pauses = GcPauses().install()
     wall_start, cpu_start = time.time(), time.process_time()
-    tasks = [asyncio.ensure_future(one(index)) for index in range(count)]
-    await hold_until(lambda: submitted >= count, tasks)
-    await asyncio.sleep(settle)  # every prediction has been checked at least once by now
+    for index in range(count):  # a task once the gate admits it: no 30,000 waking at once
+        await gate.acquire()
+        tasks.append(asyncio.ensure_future(one(index)))
+        tasks[-1].add_done_callback(lambda _: one_ended.set())
+    await _first(all_submitted, one_ended)
+    hold_start, hold_cpu = time.time(), time.process_time()
+    await _first(_timer(settle), one_ended)  # every prediction is checked at least once
     cpu_s, wall_end = time.process_time() - cpu_start, time.time()
+    hold_cpu_s = time.process_time() - hold_cpu
+    if one_ended.is_set():
+        ended = next(task for task in tasks if task.done())
+        raise RuntimeError(f"a prediction ended while in flight: {ended!r}")
     in_flight = sum(not task.done() for task in tasks)
     ticker.pause()
+    pauses.counting = False
     objects, rss = census() - objects_idle, rss_bytes() - rss_idle
+    pauses.remove()
     ticker.resume()
     worst = ticker.worst
     close_s = await timed_close(lambda: close(tasks))
@@ -105,11 +127,28 @@ async def _measure(
         "wall_start": wall_start,
         "wall_end": wall_end,
         "cpu_s": cpu_s,
+        "hold_start": hold_start,
+        "hold_cpu_s": hold_cpu_s,
         "objects": objects,
         "rss": rss,
         "worst_stall_s": worst,
+        "worst_gc_pause_s": pauses.worst,
         "close_s": close_s,
     }
+
+
+def _timer(seconds: float) -> asyncio.Event:
+    event = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, event.set)
+    return event
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
 
 
 async def _ours(base_url: str, model: str, warm_model: str, count: int, settle: float) -> Any:
@@ -132,7 +171,10 @@ async def _ours(base_url: str, model: str, warm_model: str, count: int, settle: 
 
 
 async def _floor(base_url: str, model: str, warm_model: str, count: int, settle: float) -> Any:
-    schedule = Fixed(2.0, 5.0)  # the video schedule's first two gaps, without importing it
+    # The schedule ours falls back to (video: 2 s, then 5 s growing to 15 s): a fixed 5 s gap
+    # would need 6,000 checks/s at 30,000 in flight, more than one core can send.
+    from wavespeed_async import VIDEO_SCHEDULE as schedule
+
     session = floor_session()
     await floor_wait(session, await floor_prediction(session, base_url, warm_model, "w"), schedule)
 

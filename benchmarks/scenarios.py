@@ -95,10 +95,11 @@ class Plan:
             polling_rounds=1,
             scaling_counts=(1_000,),
             scaling_settle=2.5,
-            learned_speeds={"video": 20.0, "image": 10.0},
+            learned_speeds={"video": 40.0, "image": 20.0},
+            learned_warmup=30,
             learned_count=20,
-            ultra_duration=6.0,
-            ultra_window=3.0,
+            ultra_duration=4.0,
+            ultra_window=2.0,
         )
 
 

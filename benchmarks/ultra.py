@@ -20,12 +20,12 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from .contenders import API_KEY, FLOOR, OURS, Fixed, floor_prediction, floor_session, floor_wait
 from .emulator_process import EmulatorProcess
-from .inflight import Ticker
+from .inflight import GcPauses, Ticker
 from .probes import run_probe
 from .scenarios import COLD, Plan, Result, Samples, percentile, record
 
@@ -66,6 +66,7 @@ def ultra(plan: Plan, log: Callable[[str], None]) -> Result:
                 "lag_p50_s": percentile(lags, 50),
                 "lag_p95_s": percentile(lags, 95),
                 "worst_stall_ms": answer["worst_stall_s"] * 1000,
+                "worst_gc_pause_ms": answer["worst_gc_pause_s"] * 1000,
                 "failed": answer["failed"],
             }
             record(samples, contender, **figures)
@@ -96,7 +97,7 @@ def _learned_cadence(known: list[float]) -> tuple[float, float]:
 
 
 async def _paced(
-    one: Callable[[int], Awaitable[None]],
+    one: Callable[[int], Coroutine[Any, Any, None]],
     submitted: list[float],
     close: Callable[[], Awaitable[None]],
     args: argparse.Namespace,
@@ -108,6 +109,7 @@ async def _paced(
     rate, ramp, window = args.rate, args.ramp, args.window
     loop, ticker = asyncio.get_running_loop(), Ticker()
     ticker.start()
+    pauses = GcPauses().install()
     tasks: list[asyncio.Task[None]] = []
     first_measured, total = int(rate * ramp), int(rate * (ramp + window))
     start = loop.time()
@@ -117,7 +119,7 @@ async def _paced(
         if delay > 0:
             await asyncio.sleep(delay)
         if index == first_measured:  # the window opens
-            ticker.worst = 0.0
+            ticker.worst = pauses.worst = 0.0
             marks.update(at=loop.time(), wall=time.time(), cpu=time.process_time())
             marks["started"] = len(tasks)
         if index < total:
@@ -134,8 +136,10 @@ async def _paced(
         "submits": sum(at >= marks["at"] for at in submitted),
         "in_flight": len(tasks) - len(ended),
         "worst_stall_s": ticker.worst,
+        "worst_gc_pause_s": pauses.worst,
         "failed": sum(not task.cancelled() and task.exception() is not None for task in ended),
     }
+    pauses.remove()
     await ticker.stop()
     await close()
     for task in tasks:
