@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import report
 from .learned import learned
-from .scaling import scaling
+from .scaling import profile_scaling, scaling
 from .scenarios import SCENARIOS as BASE_SCENARIOS
 from .scenarios import Plan, Result, profile_overhead
 from .ultra import ultra
@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also profile wavespeed-async's overhead run (pyinstrument) into the output directory",
+        help="also profile wavespeed-async's overhead and scaling runs (pyinstrument) into the"
+        " output directory",
     )
     return parser
 
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{ratio}: {value:.3f}")
     if args.profile:
         paths.append(profile_overhead(plan, out / "profile-overhead.txt"))
+        if "scaling" in chosen:
+            count = max(c for c in plan.scaling_counts if c <= 10_000)
+            paths.append(profile_scaling(count, out / f"profile-scaling-{count}.txt"))
     _log("wrote " + ", ".join(str(path) for path in paths))
     return 0
 

@@ -22,6 +22,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .contenders import API_KEY, FLOOR, OURS, floor_prediction, floor_session, floor_wait
@@ -204,10 +205,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("warm_model")
     parser.add_argument("count", type=int)
     parser.add_argument("--settle", type=float, default=6.0)
+    parser.add_argument("--profile", type=Path, help="write a pyinstrument profile here")
     args = parser.parse_args(argv)
     probe = _ours if args.contender == OURS else _floor
-    answer = asyncio.run(probe(args.base_url, args.model, args.warm_model, args.count, args.settle))
+    run = probe(args.base_url, args.model, args.warm_model, args.count, args.settle)
+    if args.profile is None:
+        answer = asyncio.run(run)
+    else:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        with profiler:
+            answer = asyncio.run(run)
+        args.profile.write_text(profiler.output_text(unicode=True, color=False))
     print(json.dumps(answer), flush=True)
+
+
+def profile_scaling(count: int, path: Path) -> Path:
+    """Profile this project's probe at ``count`` in flight (pyinstrument, text)."""
+    with EmulatorProcess(1.0, {LONG: 36_000.0, COLD: 0.0}) as emu:
+        run_probe(
+            OURS, emu.base_url, LONG, COLD, str(count), "--profile", str(path.resolve()),
+            module="benchmarks.scaling",
+        )  # fmt: skip
+    return path
 
 
 if __name__ == "__main__":
