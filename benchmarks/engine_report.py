@@ -65,6 +65,7 @@ def sections(summary: Summary, params: dict[str, dict[str, Any]]) -> list[str]:
                 (f"bytes_per_prediction_{count}", f"{at}: RSS per prediction (bytes)", 0),
                 (f"worst_stall_ms_{count}", f"{at}: worst stall of a 10 ms ticker (ms)", 0),
                 (f"worst_gc_pause_ms_{count}", f"{at}: worst garbage-collector pause (ms)", 0),
+                (f"gc_share_of_cpu_{count}", f"{at}: garbage collection, share of CPU", 3),
                 (f"aclose_s_{count}", f"{at}: close, all waiters woken (s)", 3),
                 (f"requests_{count}", f"{at}: requests in the window", 0),
             ]

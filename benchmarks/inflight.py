@@ -61,7 +61,7 @@ class Ticker:
 
 
 class GcPauses:
-    """The longest pause of the cyclic garbage collector while installed (seconds).
+    """The longest and the total pause of the cyclic garbage collector while installed (s).
 
     A full collection walks every tracked object of the process: with tens of thousands of
     predictions in flight it is what the loop's worst stalls are made of, so the probes
@@ -69,7 +69,7 @@ class GcPauses:
     """
 
     def __init__(self) -> None:
-        self.worst = 0.0
+        self.worst = self.total = 0.0
         self.worst_generation = -1
         self.counting = True
         self._started = 0.0
@@ -86,9 +86,12 @@ class GcPauses:
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
-        elif self.counting and time.perf_counter() - self._started > self.worst:
-            self.worst = time.perf_counter() - self._started
-            self.worst_generation = info["generation"]
+            return
+        pause = time.perf_counter() - self._started
+        if self.counting:
+            self.total += pause
+            if pause > self.worst:
+                self.worst, self.worst_generation = pause, info["generation"]
 
 
 def census() -> int:

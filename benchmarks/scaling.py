@@ -65,6 +65,7 @@ def scaling(plan: Plan, log: Callable[[str], None]) -> Result:
                     "bytes_per_prediction": per(answer["rss"], in_flight),
                     "worst_stall_ms": answer["worst_stall_s"] * 1000,
                     "worst_gc_pause_ms": answer["worst_gc_pause_s"] * 1000,
+                    "gc_share_of_cpu": answer["gc_s"] / answer["cpu_s"],
                     "aclose_s": answer["close_s"],
                 }
                 record(samples, contender, **{f"{k}_{count}": v for k, v in figures.items()})
@@ -134,6 +135,7 @@ async def _measure(
         "rss": rss,
         "worst_stall_s": worst,
         "worst_gc_pause_s": pauses.worst,
+        "gc_s": pauses.total,
         "close_s": close_s,
     }
 
