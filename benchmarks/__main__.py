@@ -3,9 +3,12 @@ the official SDK, against one emulator, in one run.
 
 Scenarios: overhead (client CPU per instant prediction), batch (wall time of a capped batch),
 memory (RSS with many predictions in flight), polling (checks per prediction against detection
-lag) and start-up (import, cold first prediction). The emulator runs in its own process.
-Results go to ``benchmarks/results/`` (``results/quick/`` for ``--quick``): a JSON file, a
-Markdown table and a PNG plot. Timings never gate CI: ``--quick`` is a smoke run.
+lag), start-up (import, cold first prediction), and for the poll engine: scaling (1,000 to
+30,000 in flight: CPU per request, objects, RSS, loop stalls, close time), learned (the learned
+schedule on lognormal durations) and ultra (42 submits/s sustained, ~5,000 in flight). The
+emulator runs in its own process. Results go to ``benchmarks/results/`` (``results/quick/``
+for ``--quick``): a JSON file, a Markdown table and a PNG plot. Timings never gate CI:
+``--quick`` is a smoke run.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import report
-from .scenarios import SCENARIOS, Plan, Result, profile_overhead
+from .learned import learned
+from .scaling import profile_scaling, scaling
+from .scenarios import SCENARIOS as BASE_SCENARIOS
+from .scenarios import Plan, Result, profile_overhead
+from .ultra import ultra
+
+SCENARIOS = {**BASE_SCENARIOS, "scaling": scaling, "learned": learned, "ultra": ultra}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also profile wavespeed-async's overhead run (pyinstrument) into the output directory",
+        help="also profile wavespeed-async's overhead and scaling runs (pyinstrument) into the"
+        " output directory",
     )
     return parser
 
@@ -76,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch": plan.batch_rounds,
         "polling": plan.polling_rounds,
         "memory": 1,
+        "scaling": 1,
+        "learned": 1,
+        "ultra": 1,
     }
     built = report.build(results, command, elapsed, rounds)
     paths = report.write(built, out)
@@ -84,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{ratio}: {value:.3f}")
     if args.profile:
         paths.append(profile_overhead(plan, out / "profile-overhead.txt"))
+        if "scaling" in chosen:
+            count = max(c for c in plan.scaling_counts if c <= 10_000)
+            paths.append(profile_scaling(count, out / f"profile-scaling-{count}.txt"))
     _log("wrote " + ", ".join(str(path) for path in paths))
     return 0
 

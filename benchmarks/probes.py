@@ -44,11 +44,13 @@ IMPORTS = {OURS: "wavespeed_async", FLOOR: "aiohttp", OFFICIAL: "wavespeed"}
 # --- run in the parent ------------------------------------------------------------------------
 
 
-def run_probe(*argv: str, timeout: float = 600) -> dict[str, Any]:
+def run_probe(
+    *argv: str, timeout: float = 600, module: str = "benchmarks.probes"
+) -> dict[str, Any]:
     """Run one probe in a fresh interpreter; returns its JSON and the spawn-to-answer time."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.probes", *argv],
+        [sys.executable, "-m", module, *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import engine_report
 from .contenders import FLOOR, NAMES, OFFICIAL, OURS
 from .scenarios import Result
 
@@ -184,6 +185,7 @@ def targets(summary: Summary, params: dict[str, dict[str, Any]]) -> list[dict[st
         checks.append(
             (f"p95 detection lag < 20% of {article} {kind}-like task", f"{p95:.1f}%", p95 < 20)
         )
+    checks += engine_report.targets(summary, params)
     return [{"target": t, "measured": v, "met": bool(ok)} for t, v, ok in checks]
 
 
@@ -257,6 +259,7 @@ def markdown(report: dict[str, Any]) -> str:
             + " | ".join(_cell(cell, row) for cell in cells)
             + f" | {_ratio(ours, floor)} | {_ratio(official, ours)} |"
         )
+    lines += engine_report.sections(summary, params)
     lines += ["", "| Target | Measured | Met |", "|---|---:|:---:|"]
     for target in report["targets"]:
         met = "yes" if target["met"] else "**no**"
@@ -277,7 +280,7 @@ def build(
         "rounds": rounds,
         "params": params,
         "summary": summary,
-        "ratios": ratios(summary),
+        "ratios": {**ratios(summary), **engine_report.ratios(summary, params)},
         "targets": targets(summary, params),
         "samples": {name: result.samples for name, result in results.items()},
     }

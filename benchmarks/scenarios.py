@@ -54,11 +54,28 @@ class Plan:
     #: Emulated seconds per real second: images in real time, videos 10x faster.
     polling_speeds: dict[str, float] = field(default_factory=lambda: {"image": 1.0, "video": 10.0})
     polling_rounds: int = 3
-    #: Each task lasts its nominal duration +- this fraction (see ``spread_durations``).
+    #: Each task lasts its nominal duration +- this fraction (see ``vary_durations``).
     polling_spread: float = 1 / 6
     polling_durations: dict[str, float] = field(
         default_factory=lambda: {"image": 3.0, "video": 60.0}
     )
+
+    #: In flight at once in the scaling scenario; polling this long before measuring.
+    scaling_counts: tuple[int, ...] = (1_000, 10_000, 30_000)
+    scaling_settle: float = 6.0
+    #: Learned polling: durations lognormal around each kind's median, on a scaled clock.
+    learned_medians: dict[str, float] = field(
+        default_factory=lambda: {"video": 60.0, "image": 20.0}
+    )
+    learned_speeds: dict[str, float] = field(default_factory=lambda: {"video": 10.0, "image": 5.0})
+    learned_sigma: float = 0.25
+    learned_warmup: int = 50
+    learned_count: int = 100
+    #: Ultra: submits per second, task duration (s, +- spread), ramp-up then measured window.
+    ultra_rate: float = 42.0
+    ultra_duration: float = 119.0
+    ultra_spread: float = 0.05
+    ultra_window: float = 40.0
 
     @classmethod
     def quick(cls) -> Plan:
@@ -76,6 +93,13 @@ class Plan:
             polling_count=8,
             polling_speeds={"image": 4.0, "video": 20.0},
             polling_rounds=1,
+            scaling_counts=(1_000,),
+            scaling_settle=2.5,
+            learned_speeds={"video": 40.0, "image": 20.0},
+            learned_warmup=30,
+            learned_count=20,
+            ultra_duration=4.0,
+            ultra_window=2.0,
         )
 
 
@@ -100,12 +124,12 @@ def prompts(tag: str, count: int) -> tuple[str, ...]:
     return tuple(f"{tag} {index}" for index in range(count))
 
 
-def _record(samples: Samples, contender: str, **values: float) -> None:
+def record(samples: Samples, contender: str, **values: float) -> None:
     for metric, value in values.items():
         samples.setdefault(contender, {}).setdefault(metric, []).append(value)
 
 
-def _timed(
+def timed(
     emu: EmulatorProcess, contender: str, batch: Batch
 ) -> tuple[int, float, float, dict[str, Any]]:
     """Run a contender: (completed, wall seconds, client CPU seconds, the server's stats)."""
@@ -117,7 +141,7 @@ def _timed(
     return completed, wall, cpu, emu.stats()
 
 
-def _correct(count: int, completed: int, stats: dict[str, Any]) -> float:
+def correct(count: int, completed: int, stats: dict[str, Any]) -> float:
     return float(completed == count and stats["tasks"] == count and stats["resent"] == 0)
 
 
@@ -139,7 +163,7 @@ def overhead(plan: Plan, log: Callable[[str], None]) -> Result:
     with EmulatorProcess(1.0, {INSTANT: 0.001}) as emu:
         for contender in NAMES:  # untimed: imports, connection set-up, generated converters
             warm_up = min(count, 100)
-            _timed(emu, contender, Batch(
+            timed(emu, contender, Batch(
                 emu.base_url, INSTANT, prompts(f"warm-up {contender}", warm_up), warm_up, FAST,
                 FAST.interval,
             ))  # fmt: skip
@@ -150,14 +174,14 @@ def overhead(plan: Plan, log: Callable[[str], None]) -> Result:
                     emu.base_url, INSTANT, prompts(f"o{round_index} {contender}", count), pool,
                     FAST, FAST.interval,
                 )  # fmt: skip
-                completed, wall, cpu, stats = _timed(emu, contender, batch)
-                _record(
+                completed, wall, cpu, stats = timed(emu, contender, batch)
+                record(
                     samples,
                     contender,
                     cpu_ms_per_prediction=cpu / count * 1000,
                     wall_s=wall,
                     requests_per_prediction=(stats["submits"] + stats["results"]) / count,
-                    correct=_correct(count, completed, stats),
+                    correct=correct(count, completed, stats),
                 )
                 log(f"overhead round {round_index + 1} {contender}: {wall:.2f} s, CPU {cpu:.2f} s")
     params = {"predictions": count, "official_pool": plan.official_pool, "poll_s": 0.005}
@@ -173,16 +197,16 @@ def batch(plan: Plan, log: Callable[[str], None]) -> Result:
         for round_index, order in orders(NAMES, plan.batch_rounds):
             make = _batch(emu, BATCH, f"b{round_index}", count, cap, speed)
             for contender in order:
-                completed, wall, cpu, stats = _timed(emu, contender, make(contender, schedule))
+                completed, wall, cpu, stats = timed(emu, contender, make(contender, schedule))
                 requests = stats["submits"] + stats["results"]
-                _record(
+                record(
                     samples,
                     contender,
                     wall_s=wall,
                     requests=requests,
                     requests_per_prediction=requests / count,
                     cpu_s=cpu,
-                    correct=_correct(count, completed, stats),
+                    correct=correct(count, completed, stats),
                 )
                 log(f"batch round {round_index + 1} {contender}: {wall:.2f} s, {requests} requests")
     params = {
@@ -210,27 +234,13 @@ def polling(plan: Plan, log: Callable[[str], None]) -> Result:
             for round_index, order in orders(NAMES, plan.polling_rounds):
                 make = _batch(emu, model, f"p{round_index} {kind}", count, count, speed)
                 for contender in order:
-                    completed, _, _, stats = _timed(emu, contender, make(contender, schedule))
-                    figures = stats["models"][model]
-                    seen = [
-                        (lag, 100 * lag / task)
-                        for lag, task in zip(figures["lags"], figures["duration"], strict=True)
-                        if lag is not None
-                    ]
-                    lags, shares = sorted(lag for lag, _ in seen), sorted(pct for _, pct in seen)
-                    p95 = _percentile(lags, 95)
-                    checks = statistics.fmean(figures["checks"])
-                    _record(
-                        samples,
-                        contender,
-                        **{
-                            f"{kind}_checks_per_prediction": checks,
-                            f"{kind}_lag_median_s": _percentile(lags, 50),
-                            f"{kind}_lag_p95_s": p95,
-                            f"{kind}_lag_median_pct": _percentile(shares, 50),
-                            f"{kind}_lag_p95_pct": _percentile(shares, 95),
-                            f"{kind}_correct": _correct(count, completed, stats),
-                        },
+                    completed, _, _, stats = timed(emu, contender, make(contender, schedule))
+                    figures = polling_figures(kind, stats["models"][model])
+                    figures[f"{kind}_correct"] = correct(count, completed, stats)
+                    record(samples, contender, **figures)
+                    checks, p95 = (
+                        figures[f"{kind}_checks_per_prediction"],
+                        figures[f"{kind}_lag_p95_s"],
                     )
                     log(
                         f"polling round {round_index + 1} {kind} {contender}: "
@@ -251,6 +261,23 @@ def polling(plan: Plan, log: Callable[[str], None]) -> Result:
     return Result("polling", params, samples)
 
 
+def polling_figures(kind: str, figures: dict[str, list[Any]]) -> dict[str, float]:
+    """Checks per task and detection lag (s, and % of the task) from the emulator's stats."""
+    seen = [
+        (lag, 100 * lag / task)
+        for lag, task in zip(figures["lags"], figures["duration"], strict=True)
+        if lag is not None
+    ]
+    lags, shares = sorted(lag for lag, _ in seen), sorted(pct for _, pct in seen)
+    return {
+        f"{kind}_checks_per_prediction": statistics.fmean(figures["checks"]),
+        f"{kind}_lag_median_s": percentile(lags, 50),
+        f"{kind}_lag_p95_s": percentile(lags, 95),
+        f"{kind}_lag_median_pct": percentile(shares, 50),
+        f"{kind}_lag_p95_pct": percentile(shares, 95),
+    }
+
+
 def memory(plan: Plan, log: Callable[[str], None]) -> Result:
     """Many long predictions in flight at once: RSS of a fresh client process."""
     samples: Samples = {}
@@ -263,7 +290,7 @@ def memory(plan: Plan, log: Callable[[str], None]) -> Result:
                 "--settle", str(plan.memory_settle),
             )  # fmt: skip
             above_idle = answer["in_flight_rss"] - answer["idle_rss"]
-            _record(
+            record(
                 samples,
                 contender,
                 in_flight=answer["in_flight"],
@@ -290,7 +317,7 @@ def startup(plan: Plan, log: Callable[[str], None]) -> Result:
             for contender in order:
                 imported = import_seconds(contender)
                 answer = run_probe("cold", contender, emu.base_url, COLD)
-                _record(
+                record(
                     samples,
                     contender,
                     import_ms=imported * 1000,
@@ -326,7 +353,7 @@ SCENARIOS: dict[str, Callable[[Plan, Callable[[str], None]], Result]] = {
 }
 
 
-def _percentile(ordered: Sequence[float], percent: float) -> float:
+def percentile(ordered: Sequence[float], percent: float) -> float:
     """Linear interpolation between closest ranks (what numpy does by default)."""
     if not ordered:
         return float("nan")
