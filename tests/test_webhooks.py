@@ -376,6 +376,7 @@ class _NoPolling:
     """A future's owner that fails the test if the future ever checks the API."""
 
     wait_timeout = 5.0
+    time_scale = 1.0
 
     def __init__(self) -> None:
         self.engine = PollEngine(self.get_prediction, workers=1)

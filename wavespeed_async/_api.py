@@ -262,7 +262,7 @@ class ApiSession:
             self.retry,
             self._budget,
             creates_task=request.creates_task,
-            what=f"{request.method} {_path(request.url)}",
+            what=f"{request.method} {self._api_path(request.url)}",
             sleep=self._sleep,
         )
 
@@ -345,7 +345,7 @@ class ApiSession:
                 sock_read=request.read_timeout or self.request_timeout,
             ),
         ) as answer:
-            body = await self._read_capped(answer, _path(request.url))
+            body = await self._read_capped(answer, request.url)
             return Response(answer.status, answer.headers, body)
 
     def _closed_error(self, exc: RuntimeError) -> WaveSpeedError:
@@ -353,11 +353,18 @@ class ApiSession:
             return ClientClosed("the client is closed")
         return TransportError(f"request failed: {type(exc).__name__}")
 
-    async def _read_capped(self, answer: aiohttp.ClientResponse, path: str) -> bytes:
+    def _api_path(self, url: str) -> str:
+        """The path of a URL this session built (a slice: no parsing on the hot path)."""
+        return url[len(self.base_url) :].partition("?")[0]
+
+    async def _read_capped(self, answer: aiohttp.ClientResponse, url: str) -> bytes:
         """The whole body, refused past :attr:`max_response_bytes` (counted inflated)."""
-        cap = self.max_response_bytes
-        if answer.content_length is not None and answer.content_length > cap:
-            raise ResponseTooLarge(f"answer to {path} announces {answer.content_length} bytes")
+        cap, length = self.max_response_bytes, answer.content_length
+        if length is not None and "Content-Encoding" not in answer.headers:
+            if length <= cap:  # the common case: a small, plain body of a known length
+                return await answer.read()
+            raise ResponseTooLarge(f"answer to {self._api_path(url)} announces {length} bytes")
+        path = self._api_path(url)
         parts, size = [], 0
         async for chunk in answer.content.iter_chunked(_CHUNK):
             size += len(chunk)

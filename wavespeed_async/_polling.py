@@ -146,7 +146,7 @@ class PollStats:
         window: int = 200,
         max_models: int = 256,
         min_samples: int = 20,
-        quantile: float = 0.1,
+        quantile: float = 0.05,
     ) -> None:
         if window < 1 or max_models < 1 or min_samples < 1:
             raise ValueError("window, max_models and min_samples must be >= 1")
@@ -212,7 +212,8 @@ class LearnedSchedule:
     """The default schedule: checks timed by the model's learned durations.
 
     With enough samples in ``stats`` the first check comes near a low quantile of the
-    model's durations, and the next ones every ``gap_fraction`` of the median, never closer
+    model's durations, and each next one ``gap_fraction`` of the task's age later (so a task
+    is seen within about that fraction of its duration, however long it runs), never closer
     than ``fallback.min_interval`` (the platform's 2 s for images, 5 s for videos) nor further
     apart than ``fallback.max_interval``. Before that, it is ``fallback``.
     """
@@ -230,9 +231,9 @@ class LearnedSchedule:
         summary = self.stats.summary(self.model)
         if summary is None:
             return self.fallback.next_delay(checks, elapsed, uniform)
-        low, median = summary
+        low = summary[0]
         floor, cap = self.fallback.min_interval, self.fallback.max_interval
         if checks == 0 and elapsed < low:
             return max(low - elapsed, self.fallback.first_delay)
-        gap = min(cap, max(floor, self.gap_fraction * median))
+        gap = min(cap, max(floor, self.gap_fraction * max(elapsed, low)))
         return gap * (1 + self.jitter * uniform())

@@ -29,6 +29,7 @@ class _Owner(Protocol):
     wait_timeout: float
     engine: PollEngine
     poll_stats: PollStats
+    time_scale: float
 
     async def get_prediction(self, prediction_id: str) -> Prediction: ...
 
@@ -339,15 +340,18 @@ class PredictionFuture:
         """Record how long the task took: it ended between the last two sights of it."""
         if self._started is None or prediction.status is not Status.COMPLETED:
             return
-        now = asyncio.get_running_loop().time()
-        high = now - self._started
-        # Between the last check that saw it running and this one; seen at the first check,
-        # only "by now" is known.
-        low = high if previous_check is None else previous_check - self._started
-        estimate = (low + high) / 2
+        high = asyncio.get_running_loop().time() - self._started
+        inference = 0.0  # the server's own run time: a lower bound (queueing is not in it)
         if prediction.timings is not None and prediction.timings.inference:
-            estimate = max(estimate, prediction.timings.inference / 1000)
-        self._owner.poll_stats.record(self._model, min(high, max(low, estimate)))
+            inference = prediction.timings.inference / 1000 * self._owner.time_scale
+        if previous_check is None:
+            # Done by its first check: only "by now" is known; the run time, when given,
+            # keeps the fastest tasks from all being learnt as the first check's time.
+            estimate = inference if 0 < inference < high else high
+        else:  # it ended between the last check that saw it running and this one
+            low = previous_check - self._started
+            estimate = min(high, max(low, (low + high) / 2, inference))
+        self._owner.poll_stats.record(self._model, estimate)
 
     def _settle(self) -> None:
         if self._on_finish is not None and (self.done() or self._cancelled):
