@@ -44,7 +44,7 @@ def learned(plan: Plan, log: Callable[[str], None]) -> Result:
         scaled = fallback.scaled(1 / speed)
         vary = {model: ("lognormal", plan.learned_sigma)}
         durations = {model: plan.learned_medians[kind]}
-        with EmulatorProcess(speed, durations, vary=vary, real_timings=True) as emu:
+        with EmulatorProcess(speed, durations, vary=vary) as emu:
             for contender in LEARNED_NAMES:
                 batch = Batch(
                     emu.base_url, model, prompts(f"l {kind} {contender}", count), count, scaled,
@@ -87,17 +87,15 @@ async def _learned(
 ) -> tuple[int, dict[str, Any], tuple[float, float] | None]:
     from wavespeed_async import AsyncWaveSpeed, Status
 
-    # Not public (nor is PollStats): the only way to scale the learned schedule's floors.
-    from wavespeed_async._polling import LearnedSchedule
-
     assert isinstance(batch.schedule, PollSchedule)
-    async with AsyncWaveSpeed(api_key=API_KEY, base_url=batch.base_url) as client:
-        # The default schedule, but with the fallback (and so the floors) scaled to the clock:
-        # the client builds its own LearnedSchedule from the unscaled one, so pass it in.
-        schedule = LearnedSchedule(batch.model, client.poll_stats, batch.schedule)
+    # The default, learned schedule, with every delay (and so the platform's floors) scaled to
+    # the emulator's clock; the emulator's run times are on that clock too.
+    async with AsyncWaveSpeed(
+        api_key=API_KEY, base_url=batch.base_url, time_scale=batch.poll_interval
+    ) as client:
 
         async def run(prompt: str) -> bool:
-            prediction = await client.run(batch.model, {"prompt": prompt}, poll_schedule=schedule)  # type: ignore[arg-type]
+            prediction = await client.run(batch.model, {"prompt": prompt})
             return prediction.status is Status.COMPLETED
 
         await asyncio.gather(*(run(prompt) for prompt in prompts(f"warm-up {batch.model}", warmup)))

@@ -78,17 +78,16 @@ def test_before_learning_the_schedule_is_the_platforms_etiquette() -> None:
         )
 
 
-def test_a_learned_video_is_first_checked_near_its_low_quantile_then_a_tenth_of_its_age_apart() -> (
-    None
-):
+def test_a_learned_video_is_checked_first_at_its_low_quantile_then_by_its_age() -> None:
     stats = PollStats()
     stats.load({VIDEO: [60.0] * 20})
     schedule = LearnedSchedule(VIDEO, stats, VIDEO_SCHEDULE)
     assert schedule.next_delay(0, 0.0, constant(0.0)) == 60.0
     assert schedule.next_delay(0, 45.0, constant(0.0)) == 15.0  # resumed late: what is left
-    assert schedule.next_delay(1, 60.0, constant(0.0)) == 6.0  # a tenth of the task's age
-    assert schedule.next_delay(5, 90.0, constant(0.99)) == pytest.approx(9.0 * 1.099)
-    assert schedule.next_delay(1, 30.0, constant(0.0)) == 6.0  # never below the low quantile's
+    assert schedule.next_delay(1, 80.0, constant(0.0)) == pytest.approx(6.4)  # 8% of its age
+    assert schedule.next_delay(5, 90.0, constant(0.99)) == pytest.approx(7.2 * 1.099)
+    assert schedule.next_delay(1, 70.0, constant(0.0)) == pytest.approx(5.6)
+    assert schedule.next_delay(1, 30.0, constant(0.0)) == 5.0  # never below the 5 s floor
 
 
 def test_learned_gaps_never_break_the_platforms_floor_nor_exceed_the_cap() -> None:

@@ -212,8 +212,8 @@ class LearnedSchedule:
     """The default schedule: checks timed by the model's learned durations.
 
     With enough samples in ``stats`` the first check comes near a low quantile of the
-    model's durations, and each next one ``gap_fraction`` of the task's age later (so a task
-    is seen within about that fraction of its duration, however long it runs), never closer
+    model's durations, and each next one ``gap_fraction`` (8%) of the task's age later (so a
+    task is seen within about that fraction of its duration, however long it runs), never closer
     than ``fallback.min_interval`` (the platform's 2 s for images, 5 s for videos) nor further
     apart than ``fallback.max_interval``. Before that, it is ``fallback``.
     """
@@ -221,7 +221,7 @@ class LearnedSchedule:
     model: str
     stats: PollStats
     fallback: PollSchedule
-    gap_fraction: float = 0.1
+    gap_fraction: float = 0.08
     jitter: float = 0.1
 
     def next_delay(

@@ -69,8 +69,8 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
     ``api_key`` defaults to ``$WAVESPEED_API_KEY`` and ``base_url`` to ``$WAVESPEED_BASE_URL``
     or ``https://api.wavespeed.ai``. Every wait has a deadline, ``wait_timeout`` seconds unless
     a call says otherwise. By default checks are timed by what the client learnt of each model's
-    durations (``poll_stats``: first check near the 5th percentile, then a tenth of the task's
-    age apart), never closer than 2 s for images and 5 s for videos; ``poll_schedule`` replaces
+    durations (``poll_stats``: first check near the 5th percentile, then 8% of the task's age
+    apart), never closer than 2 s for images and 5 s for videos; ``poll_schedule`` replaces
     that with a fixed :class:`PollSchedule`, and ``time_scale`` shrinks the default delays for
     an emulator that runs faster than real time. ``max_checks_per_second`` caps the result
     checks of all futures together (the likeliest finished go first). ``max_connections`` caps
