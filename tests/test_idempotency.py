@@ -248,16 +248,35 @@ async def test_a_live_claimants_key_makes_others_wait_for_its_id_not_resend(
     assert created(emu) == 1
 
 
-async def test_an_unanswered_submit_the_history_cannot_settle_stays_uncertain(
+async def test_an_unsettled_submit_stays_uncertain_and_the_next_caller_adopts_its_task(
     emulator: Emulator,
 ) -> None:
     emulator.faults.add(Fault.RESET_AFTER, route="submit", times=1)  # created, answer lost
-    emulator.faults.add(Fault.SERVER_ERROR, route="history", rate=1.0)  # and no history to ask
-    async with client_for(emulator, retry=None) as client:
+    emulator.faults.add(Fault.SERVER_ERROR, route="history", times=5)  # the history is down
+    async with client_for(emulator) as client:
         with pytest.raises(SubmissionUncertain, match="history cannot tell") as caught:
             await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
-    assert caught.value.payload == {"prompt": "a fox"}
+        assert caught.value.payload == {"prompt": "a fox"}
+        [task_id] = emulator.tasks
+        again = await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
+    assert again.id == task_id  # reconciled through the history again, then adopted
     assert created(emulator) == 1  # never resent
+
+
+async def test_across_processes_an_unsettled_key_is_reconciled_by_the_next_caller_at_once(
+    redis_client_of: Any,
+) -> None:
+    async with Emulator(speed=1000) as emu:
+        emu.faults.add(Fault.RESET_AFTER, route="submit", times=1)
+        emu.faults.add(Fault.SERVER_ERROR, route="history", times=5)
+        async with redis_client_of(emu) as first, redis_client_of(emu) as second:
+            with pytest.raises(SubmissionUncertain):
+                await first.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
+            [task_id] = emu.tasks
+            with anyio.fail_after(5):  # not the 30 s lease of a live claimant
+                again = await second.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
+    assert again.id == task_id
+    assert created(emu) == 1
 
 
 # --- account-wide limits across processes ---------------------------------------------------

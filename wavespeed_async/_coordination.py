@@ -149,6 +149,13 @@ class Coordinator(Protocol):
     async def record_absent(self, key: str) -> None:
         """The owned submit on ``key`` provably created nothing: drop the claim."""
 
+    async def abandon(self, key: str) -> None:
+        """Give up the owned claim on ``key`` without an outcome (the task may exist).
+
+        The claim becomes an orphan at once: the next caller takes it over and reconciles
+        through the API's history, instead of waiting for this claimant.
+        """
+
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
         """Wait until another caller's claim on ``key`` settles. Raises ``TimeoutError``.
 
@@ -216,8 +223,8 @@ class LocalCoordinator:
     """The :class:`Coordinator` of one process, in memory; what a client uses by default.
 
     The rate is a :class:`SubmitRate`, slots a counting pool, the ledger and the webhook dedup
-    bounded dicts with a time to live. A process's own claims never become orphans: they die
-    with it, and with them the ledger.
+    bounded dicts with a time to live. A claim becomes an orphan only when its claimant
+    abandons it (an outcome the history could not settle); a crash takes the ledger with it.
     """
 
     def __init__(
@@ -307,6 +314,9 @@ class LocalCoordinator:
         if known is not None:
             if known.fingerprint != digest:
                 raise IdempotencyConflict(key)
+            if known.orphaned:  # abandoned: this caller takes it over (and reconciles)
+                self._ledger.set(key, attrs.evolve(known, orphaned=False), LEDGER_TTL)
+                return Claim(owned=True, record=known)
             return Claim(owned=False, record=known)
         record = IdempotencyRecord(
             key=key,
@@ -334,12 +344,19 @@ class LocalCoordinator:
         self._ledger.pop(key)
         self._settle(key)
 
+    async def abandon(self, key: str) -> None:
+        """Give up the claim on ``key`` without an outcome: the next caller reconciles it."""
+        known = self._ledger.get(key)
+        if known is not None and known.state == "submitting":
+            self._ledger.set(key, attrs.evolve(known, orphaned=True), LEDGER_TTL)
+        self._settle(key)
+
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
-        """Wait until the claim on ``key`` is submitted or dropped (``state="absent"``)."""
+        """Wait until the claim on ``key`` is submitted, dropped (``"absent"``) or abandoned."""
         with anyio.fail_after(timeout):
             while True:
                 known = self._ledger.get(key)
-                if known is None or known.state != "submitting":
+                if known is None or known.state != "submitting" or known.orphaned:
                     return known or absent_record(key)
                 await self._settled.setdefault(key, asyncio.Event()).wait()
 

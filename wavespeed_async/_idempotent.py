@@ -17,6 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ._coordination import IdempotencyRecord
 from ._polling import PollSchedule
 from ._reconcile import Pending, reconcile
@@ -89,6 +91,9 @@ async def _submit_owned(
     for attempt in range(2):
         try:
             future = await submit()
+        except asyncio.CancelledError:
+            await _abandon(client, key)  # cancelled mid-submit: the next caller reconciles
+            raise
         except SubmissionUncertain as uncertain:
             record = IdempotencyRecord(
                 key=key,
@@ -98,7 +103,11 @@ async def _submit_owned(
                 state="submitting",
                 sent_at=uncertain.sent_at,
             )
-            found = await _look_up(client, record)  # SubmissionUncertain if it cannot tell
+            try:
+                found = await _look_up(client, record)
+            except SubmissionUncertain:  # the history cannot tell: leave it to the next caller
+                await _abandon(client, key)
+                raise
             if found is not None:
                 await coordinator.record_submitted(key, found)
                 return _adopted(client, found, model, poll_schedule)
@@ -143,6 +152,15 @@ async def _look_up(client: AsyncWaveSpeed, record: IdempotencyRecord) -> str | N
         payload=record.payload,
         sent_at=record.sent_at,
     )
+
+
+async def _abandon(client: AsyncWaveSpeed, key: str) -> None:
+    """Give the claim up as an orphan; shielded, and never hiding the error being raised."""
+    try:
+        with anyio.CancelScope(shield=True):
+            await client.coordinator.abandon(key)
+    except WaveSpeedError as exc:
+        log.warning("idempotency key %r could not be released for reconciliation: %s", key, exc)
 
 
 def _adopted(

@@ -172,6 +172,17 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
 
+#: ARGV: claimant token, channel, key. The claimant gives up without an outcome: its claim is
+#: an orphan at once (lease 0), for the next caller to take over and reconcile.
+ABANDON = """
+local r = redis.call('HMGET', KEYS[1], 'state', 'claimant')
+if r[1] == 'submitting' and r[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'lease_until', 0)
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
 #: Returns {now ms, HGETALL}.
 READ = _NOW_MS + "return {tostring(now_ms), redis.call('HGETALL', KEYS[1])}"
 
@@ -204,6 +215,7 @@ SCRIPTS = {
     "claim": CLAIM,
     "submitted": SUBMITTED,
     "absent": ABSENT,
+    "abandon": ABANDON,
     "read": READ,
     "renew_claims": RENEW_CLAIMS,
 }

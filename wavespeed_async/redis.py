@@ -354,6 +354,13 @@ class RedisCoordinator:
         self._claims.pop(key, None)
         await self._required("absent", [self._key("idem", key)], [self._channel["ledger"], key])
 
+    async def abandon(self, key: str) -> None:
+        """Give up the claim on ``key`` without an outcome: it is an orphan at once."""
+        token = self._claims.pop(key, None)
+        if token is not None:
+            args = [token, self._channel["ledger"], key]
+            await self._required("abandon", [self._key("idem", key)], args)
+
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
         """Wait until the claim on ``key`` is submitted, dropped (``"absent"``) or orphaned."""
         deadline = time.monotonic() + timeout
