@@ -180,28 +180,33 @@ async def _stop_on_signal(signals: Any, batch: Batch, scope: anyio.CancelScope) 
 def _report(
     results: list[ItemResult], lines: list[int], journal: Path, interrupted: bool, elapsed: float
 ) -> dict[str, Any]:
-    counts = {outcome: 0 for outcome in ("completed", "failed", "uncertain", "unfinished")}
-    for result in results:
-        counts[result.outcome] += 1
     return {
         "total": len(lines),
-        **counts,
+        **outcome_counts(results),
         "resumed": sum(result.resumed for result in results),
         "interrupted": interrupted,
         "seconds": round(elapsed, 3),
         "journal": str(journal),
-        "items": [
-            {
-                "line": lines[result.index],
-                "outcome": result.outcome,
-                "id": result.prediction_id,
-                "resumed": result.resumed,
-                "files": [str(path) for path in result.files],
-                "error": str(result.error) if result.error else None,
-                "prediction": converter.unstructure(result.prediction)
-                if result.prediction
-                else None,
-            }
-            for result in results
-        ],
+        "items": [item_json(result, lines[result.index]) for result in results],
+    }
+
+
+def outcome_counts(results: list[ItemResult]) -> dict[str, int]:
+    """How many results ended each way (every outcome named, zeros too)."""
+    counts = {outcome: 0 for outcome in ("completed", "failed", "uncertain", "unfinished")}
+    for result in results:
+        counts[result.outcome] += 1
+    return counts
+
+
+def item_json(result: ItemResult, line: int) -> dict[str, Any]:
+    """One item of a batch report, for ``--json``: its line in the file and how it ended."""
+    return {
+        "line": line,
+        "outcome": result.outcome,
+        "id": result.prediction_id,
+        "resumed": result.resumed,
+        "files": [str(path) for path in result.files],
+        "error": str(result.error) if result.error else None,
+        "prediction": converter.unstructure(result.prediction) if result.prediction else None,
     }

@@ -32,9 +32,8 @@ import anyio
 import attrs
 
 from ._batch_items import BatchEvent, BatchItem, ItemResult
-from ._cli_batch import read_batch_file
+from ._cli_batch import item_json, outcome_counts, read_batch_file
 from ._cli_progress import Display, make_display, print_summary, reason
-from ._convert import converter
 from ._models import ImageEdit
 from ._polling import PollSchedule
 from ._redis_queue import QueueItem, QueueStatus, RedisBatchQueue
@@ -327,29 +326,14 @@ class _Worker:
     def _json(
         self, results: list[ItemResult], status: QueueStatus | None, elapsed: float
     ) -> dict[str, Any]:
-        counts = {outcome: 0 for outcome in ("completed", "failed", "uncertain", "unfinished")}
-        for result in results:
-            counts[result.outcome] += 1
         return {
             "batch": self.name,
             "worker": self.queue.consumer,
             "total": len(self.lines),
             "finished_here": len(results),
-            **counts,
+            **outcome_counts(results),
             "interrupted": self.stopping,
             "seconds": round(elapsed, 3),
             "queue": attrs.asdict(status) if status is not None else None,
-            "items": [
-                {
-                    "line": self.lines[result.index],
-                    "outcome": result.outcome,
-                    "id": result.prediction_id,
-                    "files": [str(path) for path in result.files],
-                    "error": str(result.error) if result.error else None,
-                    "prediction": converter.unstructure(result.prediction)
-                    if result.prediction
-                    else None,
-                }
-                for result in results
-            ],
+            "items": [item_json(result, self.lines[result.index]) for result in results],
         }
