@@ -174,10 +174,14 @@ async def test_a_check_budget_is_never_exceeded() -> None:
 
 
 async def test_a_task_done_by_its_first_check_is_learnt_from_its_run_time_not_the_check() -> None:
-    # 0.5 emulated seconds at speed 100: done 5 ms after submit; the first check comes ~10 ms in.
-    emu = Emulator(speed=100, durations={MODEL: 0.5})
+    # A 0.5 s task (emulated), finished by the clock before the first check (~10 ms in) can
+    # be sent: the frozen clock moves only when the test says, so load cannot reorder them.
+    emu = Emulator(speed=0, durations={MODEL: 0.5})
     async with emu, client_for(emu, poll_schedule=None, time_scale=0.01) as client:
-        await asyncio.gather(*(client.run(MODEL, {"prompt": f"p{i}"}) for i in range(5)))
+        futures = [await client.submit(MODEL, {"prompt": f"p{i}"}) for i in range(5)]
+        emu.advance(1)
+        with anyio.fail_after(10):
+            await asyncio.gather(*futures)
         learnt = client.poll_stats.export()[MODEL]
     assert len(learnt) == 5
     assert max(learnt) == pytest.approx(0.005)  # timings.inference, on the client's time scale
