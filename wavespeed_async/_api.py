@@ -125,11 +125,6 @@ class ApiSession:
     def __repr__(self) -> str:
         return f"ApiSession(base_url={self.base_url!r})"
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` has run."""
-        return self._closed
-
     def check_loop(self) -> asyncio.AbstractEventLoop:
         """The loop this session belongs to (the running one, on first use)."""
         loop = asyncio.get_running_loop()
