@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from wavespeed_async import (
@@ -118,13 +119,19 @@ async def test_connection_refused_is_retried_then_reported_as_nothing_sent() -> 
             await client.submit(MODEL, {"prompt": "x"})
 
 
-async def test_sync_mode_time_out_falls_back_to_polling(emulator: Emulator) -> None:
-    emulator.faults.add(Fault.SYNC_TIMEOUT, route="submit")
-    async with client_for(emulator) as client:
-        prediction = await client.run(MODEL, {"prompt": "x", "enable_sync_mode": True})
+async def test_sync_mode_time_out_falls_back_to_polling(frozen: Emulator) -> None:
+    # A frozen clock: the task cannot finish before the sync wait's "still running" answer
+    # (on a loaded machine a fast clock could finish it first, and nothing would time out).
+    frozen.faults.add(Fault.SYNC_TIMEOUT, route="submit")
+    async with client_for(frozen) as client:
+        future = await client.submit(MODEL, {"prompt": "x", "enable_sync_mode": True})
+        assert not future.done()
+        frozen.advance(60)
+        with anyio.fail_after(10):
+            prediction = await future
     assert prediction.status is Status.COMPLETED
-    assert emulator.submit_count == 1
-    assert routed(emulator, "predictions") >= 1
+    assert frozen.submit_count == 1
+    assert routed(frozen, "predictions") >= 1
 
 
 async def test_a_task_that_fails_raises_prediction_failed(emulator: Emulator) -> None:
