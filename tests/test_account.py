@@ -21,7 +21,7 @@ from wavespeed_async import (
     TextToVideo,
     WaveSpeed,
 )
-from wavespeed_async._account import parse_models, parse_quote
+from wavespeed_async._wire.account import parse_models, parse_quote
 from wavespeed_async.emulator import Emulator
 
 from .conftest import FAST, SECRET_KEY, client_for

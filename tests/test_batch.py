@@ -27,7 +27,7 @@ from wavespeed_async import (
     TextToVideo,
     WaveSpeedError,
 )
-from wavespeed_async._journal import Journal, item_keys
+from wavespeed_async.batch.journal import Journal, item_keys
 from wavespeed_async.emulator import Emulator, Fault
 
 from .conftest import client_for

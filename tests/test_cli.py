@@ -18,7 +18,7 @@ import attrs
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from wavespeed_async._models import ASPECT_RATIOS
+from wavespeed_async._wire.models import ASPECT_RATIOS
 from wavespeed_async.cli import _interrupted, _parser, main
 from wavespeed_async.emulator import Emulator
 

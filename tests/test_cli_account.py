@@ -13,8 +13,8 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from wavespeed_async import ImageEdit, TextToVideo
-from wavespeed_async._cli_account import since
 from wavespeed_async.cli import main
+from wavespeed_async.cli.account import since
 from wavespeed_async.emulator import Emulator
 
 from .conftest import client_for

@@ -23,9 +23,9 @@ from wavespeed_async import (
     Prediction,
     PredictionFailed,
     Status,
-    _cli_progress,
 )
-from wavespeed_async._cli_progress import LiveDisplay, PlainDisplay, print_summary
+from wavespeed_async.cli import progress as _cli_progress
+from wavespeed_async.cli.progress import LiveDisplay, PlainDisplay, print_summary
 from wavespeed_async.emulator import payload_key
 
 from .test_cli import CLI, free_port, run_cli

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from wavespeed_async.redis import QueueItem, RedisBatchQueue, connect
+from wavespeed_async._coordination.redis import QueueItem, RedisBatchQueue, connect
 
 from .redis_server import RedisServer
 from .test_cli import CLI, free_port, run_cli

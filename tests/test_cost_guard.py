@@ -14,7 +14,7 @@ from wavespeed_async import (
     NotFound,
     TextToVideo,
 )
-from wavespeed_async._cost import CostGuard
+from wavespeed_async.batch.cost import CostGuard
 from wavespeed_async.emulator import Emulator
 
 from .conftest import client_for

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from wavespeed_async import NotFound, PollStats, Status
-from wavespeed_async._polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, LearnedSchedule
+from wavespeed_async._engine.polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, LearnedSchedule
 from wavespeed_async.emulator import Emulator
 
 from .conftest import client_for

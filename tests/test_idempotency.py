@@ -22,8 +22,8 @@ from wavespeed_async import (
     PredictionTimeout,
     Status,
     SubmissionUncertain,
-    _idempotent,
 )
+from wavespeed_async._engine import submit as _idempotent
 from wavespeed_async.emulator import Emulator, Fault
 from wavespeed_async.redis import RedisCoordinator
 

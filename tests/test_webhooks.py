@@ -32,8 +32,8 @@ from wavespeed_async import (
     sign_webhook,
     verify_webhook,
 )
-from wavespeed_async._engine import PollEngine
-from wavespeed_async._polling import PollStats
+from wavespeed_async._engine.engine import PollEngine
+from wavespeed_async._engine.polling import PollStats
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import ConfigurationError, ProtocolError
 from wavespeed_async.webhooks import (

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from .._limits import Limits
+from .._wire.limits import Limits
 from ._ledger import Ledger
 
 __all__ = [

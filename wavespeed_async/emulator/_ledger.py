@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from .._convert import parse_datetime
+from .._wire.convert import parse_datetime
 from ..errors import InvalidInput
 from ._history import is_int
 
