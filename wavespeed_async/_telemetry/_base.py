@@ -40,6 +40,12 @@ class PredictionTrace:
     def event(self, name: str, attributes: Attributes | None = None) -> None:
         """Something happened to the prediction (an uncertain submit, a delivery)."""
 
+    def waited(self, error: BaseException) -> None:
+        """A wait on the unfinished prediction ended with ``error`` (a timeout, a close)."""
+
+    def abandon(self) -> None:
+        """Nothing will wait on it again: end it where its last wait ended, unfinished."""
+
     def current(self) -> ContextManager[object]:
         """Make the prediction's span the current one (around its submit and each check)."""
         return _NULL

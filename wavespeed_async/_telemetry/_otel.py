@@ -162,7 +162,17 @@ class OtelTelemetry(Telemetry):
 class OtelPrediction(PredictionTrace):
     """One prediction's span and the metrics it ends with."""
 
-    __slots__ = ("_checks", "_ended", "_model", "_owner", "_quoted", "_span", "_started")
+    __slots__ = (
+        "_checks",
+        "_ended",
+        "_model",
+        "_owner",
+        "_quoted",
+        "_span",
+        "_started",
+        "_wait_end",
+        "_wait_error",
+    )
 
     def __init__(self, owner: OtelTelemetry, model: str) -> None:
         self._owner = owner
@@ -171,6 +181,8 @@ class OtelPrediction(PredictionTrace):
         self._quoted: float | None = None
         self._ended = False
         self._started = time.monotonic()
+        self._wait_error: BaseException | None = None
+        self._wait_end: tuple[float, int] | None = None  # monotonic and epoch ns
         self._span = owner.tracer.start_span(
             f"{_OPERATION} {model}",
             context=otel_context.get_current(),  # the caller's, captured now, at submit
@@ -209,6 +221,15 @@ class OtelPrediction(PredictionTrace):
         """An event on the prediction's span."""
         self._span.add_event(name, attributes)
 
+    def waited(self, error: BaseException) -> None:
+        """Remember how and when the latest wait ended."""
+        self._wait_error = error
+        self._wait_end = (time.monotonic(), time.time_ns())
+
+    def abandon(self) -> None:
+        """End the span unfinished, at the end of the last wait (or now, if none)."""
+        self.finish("unfinished", error=self._wait_error, _end=self._wait_end)
+
     def current(self) -> ContextManager[object]:
         """The prediction's span as the current one (retries inside land on it)."""
         return trace.use_span(
@@ -222,6 +243,7 @@ class OtelPrediction(PredictionTrace):
         error: BaseException | None = None,
         inference: float | None = None,
         detection_lag: float | None = None,
+        _end: tuple[float, int] | None = None,
     ) -> None:
         """End the span (once) and record the prediction's metrics."""
         if self._ended:
@@ -239,9 +261,10 @@ class OtelPrediction(PredictionTrace):
             _set_error(span, error)
         attributes = {MODEL: model, STATUS: status}
         owner.predictions.add(1, attributes)
-        owner.duration.record(time.monotonic() - self._started, attributes)
+        ended, end_time = _end or (time.monotonic(), None)
+        owner.duration.record(ended - self._started, attributes)
         owner.in_flight.add(-1, {MODEL: model})
-        span.end()
+        span.end(end_time)
 
 
 def _set_error(span: trace.Span, error: BaseException) -> None:
