@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import subprocess
 import sys
+import time
 from typing import Any
 
 import attrs
@@ -32,7 +34,10 @@ from opentelemetry.trace import StatusCode
 
 from wavespeed_async import Prediction, Status
 from wavespeed_async._telemetry import route_of, telemetry
-from wavespeed_async.errors import PredictionFailed
+from wavespeed_async.emulator import Emulator, Fault
+from wavespeed_async.errors import PredictionFailed, PredictionTimeout, WaveSpeedError
+
+from .conftest import SECRET_KEY, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -253,3 +258,124 @@ def test_routes_are_templates_without_ids(
     method: str, path: str, creates_task: bool, route: str
 ) -> None:
     assert route_of(method, path, creates_task=creates_task) == route
+
+
+# --- the client's predictions ---------------------------------------------------------------
+
+MODEL = "wavespeed-ai/telemetry-probe"  # unlisted: 3 emulated seconds, free
+APP = trace.get_tracer("the application")
+
+
+def prediction_spans(spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    return [span for span in spans if span.name == f"generate_content {MODEL}"]
+
+
+async def test_six_predictions_give_six_spans_under_the_callers_span_and_six_counts(
+    otel: Otel, emulator: Emulator
+) -> None:
+    emulator.faults.add(Fault.RATE_LIMITED, route="submit", on=[3])  # the third is retried
+    prompts = ["one", "two", "three", "four [fail]", "five", "six"]
+    async with client_for(emulator) as client:
+        with APP.start_as_current_span("POST /generate") as request:
+            futures = [await client.submit(MODEL, {"prompt": prompt}) for prompt in prompts]
+        # The results arrive in the engine's tasks, outside the request's span.
+        outcomes = await asyncio.gather(
+            *(future.wait() for future in futures), return_exceptions=True
+        )
+    assert [type(outcome).__name__ for outcome in outcomes].count("PredictionFailed") == 1
+
+    spans, points = otel.take()
+    mine = prediction_spans(spans)
+    assert len(mine) == 6
+    request_id = request.get_span_context().span_id
+    assert all(span.parent is not None and span.parent.span_id == request_id for span in mine)
+    by_id = {dict(span.attributes or {})["wavespeed.prediction.id"]: span for span in mine}
+    assert set(by_id) == {future.id for future in futures}
+    failed = by_id[futures[3].id]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert dict(failed.attributes or {})["error.type"] == "PredictionFailed"
+    assert dict(failed.attributes or {})["wavespeed.prediction.status"] == "failed"
+    for future in futures[:3] + futures[4:]:
+        span = by_id[future.id]
+        assert span.status.status_code is StatusCode.UNSET
+        assert dict(span.attributes or {})["wavespeed.prediction.status"] == "completed"
+        assert dict(span.attributes or {})["wavespeed.prediction.checks"] in range(1, 100)
+    retried = by_id[futures[2].id]
+    assert [
+        (event.name, dict(event.attributes or {})["wavespeed.retry.reason"])
+        for event in retried.events
+    ] == [("wavespeed.retry", "429")]
+    assert all(not by_id[future.id].events for future in futures if future is not futures[2])
+
+    status = "wavespeed.prediction.status"
+    assert total(points["wavespeed.predictions"], **{"wavespeed.model": MODEL}) == 6
+    assert total(points["wavespeed.predictions"], **{status: "completed"}) == 5
+    assert total(points["wavespeed.predictions"], **{status: "failed"}) == 1
+    assert total(points["wavespeed.rate_limited"]) == 1
+    submits = {"http.route": "/api/v3/{model}", "http.request.method": "POST"}
+    assert total(points["wavespeed.requests"], **submits, **{"http.response.status_code": 429}) == 1
+    assert total(points["wavespeed.requests"], **submits, **{"http.response.status_code": 200}) == 6
+    assert total(points["wavespeed.in_flight"]) == 0
+    assert sum(count for _, (count, _) in points["wavespeed.prediction.duration"]) == 6
+    exported = repr([span.to_json() for span in spans])
+    assert SECRET_KEY not in exported
+    assert "Authorization" not in exported
+    assert "Bearer" not in exported
+
+
+async def test_a_webhook_delivery_ends_the_span_in_the_receiving_task(
+    otel: Otel, frozen: Emulator
+) -> None:
+    async with client_for(frozen) as client:
+        with APP.start_as_current_span("POST /generate") as request:
+            future = await client.submit(MODEL, {"prompt": "by webhook"})
+        frozen.advance(5)
+        finished = await client.get_prediction(future.id)
+
+        async def receiver() -> None:  # a webhook handler: another task, another context
+            future.deliver(finished)
+
+        await contextvars.Context().run(asyncio.get_running_loop().create_task, receiver())
+
+    (span,) = prediction_spans(otel.take()[0])
+    assert span.parent is not None
+    assert span.parent.span_id == request.get_span_context().span_id
+    assert dict(span.attributes or {})["wavespeed.prediction.status"] == "completed"
+
+
+async def test_an_abandoned_wait_ends_the_span_unfinished_where_the_wait_ended(
+    otel: Otel, frozen: Emulator
+) -> None:
+    async with client_for(frozen) as client:
+        future = await client.submit(MODEL, {"prompt": "never awaited again"})
+        try:
+            await future.wait(timeout=0.01)
+        except PredictionTimeout as timed_out:
+            # conftest keeps every library error (to search them for the key): without its
+            # traceback, this one no longer keeps the future's frames alive.
+            timed_out.__traceback__ = None
+        else:
+            pytest.fail("the wait did not time out")
+        waited_until = time.time_ns()
+        assert prediction_spans(otel.take()[0]) == []  # a later wait may still finish it
+    del future  # closed, the engine holds it no more: nobody can wait on it again
+    gc.collect()
+    (span,) = prediction_spans(otel.take()[0])
+    assert dict(span.attributes or {})["wavespeed.prediction.status"] == "unfinished"
+    assert dict(span.attributes or {})["error.type"] == "PredictionTimeout"
+    assert span.end_time is not None
+    assert span.end_time <= waited_until
+
+
+async def test_a_refused_submit_ends_its_span_with_the_error(otel: Otel, frozen: Emulator) -> None:
+    frozen.balance = 0.0
+    async with client_for(frozen) as client:
+        with pytest.raises(WaveSpeedError):
+            await client.submit("google/veo3", {"prompt": "too dear"})
+    spans, points = otel.take()
+    (span,) = [span for span in spans if span.name == "generate_content google/veo3"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["wavespeed.prediction.status"] == "rejected"
+    assert (
+        total(points["wavespeed.predictions"], **{"wavespeed.prediction.status": "rejected"}) == 1
+    )

@@ -126,7 +126,7 @@ class OtelTelemetry(Telemetry):
             try:
                 yield span
             except BaseException as exc:
-                _set_error(span, exc)
+                _set_error(span, *_describe(exc))
                 raise
 
     def request(self, method: str, route: str, status: int | None, error: str | None) -> None:
@@ -181,7 +181,7 @@ class OtelPrediction(PredictionTrace):
         self._quoted: float | None = None
         self._ended = False
         self._started = time.monotonic()
-        self._wait_error: BaseException | None = None
+        self._wait_error: tuple[str, str] | None = None  # kept as text: no traceback
         self._wait_end: tuple[float, int] | None = None  # monotonic and epoch ns
         self._span = owner.tracer.start_span(
             f"{_OPERATION} {model}",
@@ -223,12 +223,16 @@ class OtelPrediction(PredictionTrace):
 
     def waited(self, error: BaseException) -> None:
         """Remember how and when the latest wait ended."""
-        self._wait_error = error
+        # Not the exception: its traceback holds the future's frames, and this trace is held
+        # by the future's finalizer, which would then never run.
+        self._wait_error = _describe(error)
         self._wait_end = (time.monotonic(), time.time_ns())
 
     def abandon(self) -> None:
         """End the span unfinished, at the end of the last wait (or now, if none)."""
-        self.finish("unfinished", error=self._wait_error, _end=self._wait_end)
+        if not self._ended and self._wait_error is not None:
+            _set_error(self._span, *self._wait_error)
+        self.finish("unfinished", _end=self._wait_end)
 
     def current(self) -> ContextManager[object]:
         """The prediction's span as the current one (retries inside land on it)."""
@@ -258,7 +262,7 @@ class OtelPrediction(PredictionTrace):
             span.set_attribute("wavespeed.prediction.detection_lag", detection_lag)
             owner.detection_lag.record(detection_lag, {MODEL: model})
         if error is not None:
-            _set_error(span, error)
+            _set_error(span, *_describe(error))
         attributes = {MODEL: model, STATUS: status}
         owner.predictions.add(1, attributes)
         ended, end_time = _end or (time.monotonic(), None)
@@ -267,11 +271,14 @@ class OtelPrediction(PredictionTrace):
         span.end(end_time)
 
 
-def _set_error(span: trace.Span, error: BaseException) -> None:
-    """ERROR with the error's type; the description is the library's own (key-free) text."""
+def _describe(error: BaseException) -> tuple[str, str]:
+    """An error's type, and a description: the library's own (key-free) text, else the type."""
     from ..errors import WaveSpeedError  # the errors module never imports telemetry
 
     kind = type(error).__name__
+    return kind, (str(error) if isinstance(error, WaveSpeedError) else kind)[:300]
+
+
+def _set_error(span: trace.Span, kind: str, description: str) -> None:
     span.set_attribute("error.type", kind)
-    text = str(error) if isinstance(error, WaveSpeedError) else kind
-    span.set_status(Status(StatusCode.ERROR, text[:300]))
+    span.set_status(Status(StatusCode.ERROR, description))
