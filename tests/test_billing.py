@@ -3,17 +3,21 @@ and the catalogue families whose prices depend on their inputs (quote = formula 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from wavespeed_async import InvalidInput, ProtocolError
+from wavespeed_async._wire.account import parse_billings
 from wavespeed_async.emulator import Emulator
 
-from .conftest import SECRET_KEY
+from .conftest import SECRET_KEY, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -310,3 +314,58 @@ async def test_the_families_accept_their_documented_inputs(frozen: Emulator, api
     await api.submit(SEEDANCE_FAST, {"prompt": "x", "aspect_ratio": "adaptive", "duration": 12})
     await api.submit(VEO3, {"prompt": "x", "negative_prompt": "rain", "aspect_ratio": "9:16"})
     assert frozen.submit_count == 4
+
+
+# --- the client's bill ----------------------------------------------------------------------
+
+
+async def test_the_clients_billings_and_usage_agree_with_what_the_balance_lost() -> None:
+    wall = WallClock()
+    async with Emulator(speed=1000, wall_clock=wall) as emu, client_for(emu) as client:
+        futures = [await client.submit(model, inputs) for model, inputs in JOBS]
+        await asyncio.gather(*(future.wait() for future in futures), return_exceptions=True)
+        records = await client.billings(*(future.id for future in futures))
+        usage = await client.usage(wall.now - dt.timedelta(days=1), wall.now + dt.timedelta(days=1))
+        lost = 100.0 - await client.balance()
+
+    assert [record.prediction_id for record in records] == [future.id for future in futures]
+    assert math.fsum(record.price for record in records) == pytest.approx(lost, abs=1e-9)
+    assert usage.total == pytest.approx(lost, abs=1e-9)
+    assert usage.count == len(JOBS)
+    assert [day.date for day in usage.days] == [dt.date(2025, 3, 1)]
+    assert usage.per_model[VEO3].amount == records[0].price
+    assert all(record.created_at is not None for record in records)
+
+
+async def test_billings_refuses_bad_ids_and_naive_windows_before_any_request(
+    frozen: Emulator,
+) -> None:
+    async with client_for(frozen) as client:
+        with pytest.raises(InvalidInput) as no_ids:
+            await client.billings()
+        with pytest.raises(InvalidInput) as naive:
+            await client.usage(dt.datetime(2025, 3, 1), dt.datetime(2025, 3, 2))
+        with pytest.raises(InvalidInput) as backwards:
+            await client.usage(WallClock().now, WallClock().now - dt.timedelta(days=1))
+    assert (no_ids.value.field, naive.value.field, backwards.value.field) == (
+        "prediction_ids",
+        "start",
+        "end",
+    )
+    assert frozen.requests == []
+
+
+def test_a_billing_answer_is_read_as_data_items_or_as_a_bare_list() -> None:
+    item = {"price": 0.25, "created_at": "2025-03-01T10:00:00Z", "prediction": {"uuid": "abc"}}
+    as_page, _ = parse_billings({"items": [item], "total": 1})
+    as_list, more = parse_billings([item])
+    assert as_page == as_list
+    assert as_page[0].price == 0.25
+    assert as_page[0].prediction_id == "abc"
+    assert more is False
+
+
+@pytest.mark.parametrize("price", [float("nan"), float("inf"), -0.5, "free", True, None])
+def test_a_billed_price_that_is_not_money_is_a_protocol_error(price: object) -> None:
+    with pytest.raises(ProtocolError, match="abc"):
+        parse_billings({"items": [{"price": price, "prediction": {"uuid": "abc"}}]})

@@ -25,7 +25,7 @@ from ._engine.submit import Submitter, submit_once
 from ._http import files as _files
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
-from ._wire.account import CATALOGUE_TTL, Catalogue
+from ._wire.account import CATALOGUE_TTL, BillingRecord, Catalogue, Usage
 from ._wire.convert import structure_prediction, unstructure_payload
 from ._wire.limits import Limits
 from ._wire.models import ModelInfo, Prediction, Quote, TextToVideo
@@ -663,6 +663,25 @@ class AsyncWaveSpeed:
         :meth:`PredictionFuture.cancel_remote`.
         """
         return await self._account.cancel(prediction_id)
+
+    async def billings(self, *prediction_ids: str) -> list[BillingRecord]:
+        """What each prediction was billed: ``POST /api/v3/billings/search``.
+
+        One :class:`BillingRecord` (``prediction_id``, ``price`` in USD, ``created_at``) per
+        billed prediction; a prediction not billed yet (or free) has none. Ids are checked
+        before sending, and searched 100 at a time.
+
+        >>> [record.price for record in await client.billings(future.id)]  # doctest: +SKIP
+        [3.2]
+        """
+        return await self._account.billings(prediction_ids)
+
+    async def usage(self, start: dt.datetime, end: dt.datetime) -> Usage:
+        """The account's usage between two timezone-aware times: ``POST /api/v3/user/usage_stats``.
+
+        A :class:`Usage`: its ``total`` in USD, ``days`` (UTC dates) and ``per_model``.
+        """
+        return await self._account.usage(start, end)
 
     # --- webhooks -----------------------------------------------------------------------------
 
