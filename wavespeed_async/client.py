@@ -25,6 +25,7 @@ from ._engine.submit import Submitter, submit_once
 from ._http import files as _files
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
+from ._telemetry import telemetry
 from ._wire.account import CATALOGUE_TTL, BillingRecord, Catalogue, Usage
 from ._wire.convert import structure_prediction, unstructure_payload
 from ._wire.limits import Limits
@@ -593,8 +594,10 @@ class AsyncWaveSpeed:
         request = upload_ticket_request(
             self.base_url, media.filename, len(media.data), media.content_type
         )
-        ticket = parse_upload_ticket(await self._api.call(request))
-        await self._api.put(ticket.url, media.data, ticket.headers)
+        attributes = {"wavespeed.file.size": len(media.data)}
+        with telemetry.span("wavespeed.upload", attributes):  # never the pre-signed URL
+            ticket = parse_upload_ticket(await self._api.call(request))
+            await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
     async def download(
@@ -614,9 +617,10 @@ class AsyncWaveSpeed:
         each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
         an unfinished one :class:`NotFinished`.
         """
-        return await _files.download_prediction(
-            self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
-        )
+        with telemetry.span("wavespeed.download", {"wavespeed.prediction.id": prediction.id}):
+            return await _files.download_prediction(
+                self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
+            )
 
     # --- the account --------------------------------------------------------------------------
 
