@@ -319,13 +319,19 @@ async def test_a_task_created_while_redis_froze_is_returned_and_its_key_recorded
         other = RedisCoordinator(own_redis.url, namespace="frozen")
         async with client_for(emu, coordinator=other) as elsewhere:
             with anyio.fail_after(30):  # recorded in the background once Redis answers
-                while (record := await other.read_record("order-7")) is None or (
-                    record.state != "submitted"
-                ):
-                    await anyio.sleep(0.05)
+                await recorded(other, "order-7")
             adopted = await elsewhere.submit(MODEL, PAYLOAD, idempotency_key="order-7")
     assert adopted.id == task_id
     assert created(emu) == 1
+
+
+async def recorded(coordinator: RedisCoordinator, key: str) -> None:
+    """Return once the ledger holds ``key``'s task (it is written in the background)."""
+    while True:
+        record = await coordinator.read_record(key)
+        if record is not None and record.state == "submitted":
+            return
+        await anyio.sleep(0.05)
 
 
 # --- the money guard refuses what it cannot read ----------------------------------------------
@@ -356,7 +362,8 @@ class PriceStandIn:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._session is not None and self._runner is not None
+        assert self._session is not None
+        assert self._runner is not None
         await self._session.close()
         await self._runner.cleanup()
 
