@@ -7,7 +7,9 @@ first) and each ``parse_*`` reads the ``data`` of the answer.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -27,12 +29,12 @@ __all__ = [
     "Usage",
     "UsageDay",
     "billings_request",
-    "money",
     "parse_billings",
     "parse_usage",
     "usage_request",
     "Catalogue",
     "balance_request",
+    "check_amount",
     "delete_request",
     "models_request",
     "parse_balance",
@@ -54,14 +56,50 @@ def balance_request(base_url: str) -> Request:
 
 
 def parse_balance(data: Any) -> float:
-    """The balance in USD, from ``{"balance": <number>}``."""
-    value = data.get("balance") if isinstance(data, Mapping) else None
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ProtocolError(f"balance answer without a number: {data!r}"[:200]) from None
+    """The balance in USD, from ``{"balance": <number>}`` (a finite number >= 0)."""
+    value = data.get("balance") if isinstance(data, Mapping) else data
+    return check_amount(value, "balance", "the balance")
+
+
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
+
+
+def check_amount(value: Any, field: str, what: str) -> float:
+    """``value`` as USD if it is a finite JSON number >= 0; else :class:`ProtocolError`.
+
+    The one place where a server's number becomes money. A plain decimal string ("0.25",
+    at most 12 digits each side) is read as its number; NaN, infinities, negatives, other
+    strings, booleans, ``null`` and integers too large for a float are refused, never guessed
+    at (a NaN quote would make every comparison with a cost cap false, and so switch the cap
+    off).
+    The error names ``what`` and shows the value, capped (and a long string not at all).
+    """
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = float(value)  # "0.25": a plain decimal, as some answers carry money
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            amount = float(value)
+        except OverflowError:
+            amount = math.inf
+        if math.isfinite(amount) and amount >= 0:
+            return amount
+    raise ProtocolError(
+        f"{what} is not an amount of USD (a finite number, 0 or more): {field}={_shown(value)}"
+    )
+
+
+def _shown(value: Any) -> str:
+    """A server's value as JSON, capped; a long string (an echo of anything) only by length."""
+    if isinstance(value, str) and len(value) > 16:
+        return f"<a string of {len(value)} characters>"
+    if value is None or isinstance(value, (str, int, float)):
+        try:
+            text = json.dumps(value)
+        except ValueError:  # an integer past Python's digit limit for text
+            text = "<an integer too large to show>"
+    else:
+        text = f"<a JSON {type(value).__name__}>"
+    return text if len(text) <= 24 else f"{text[:16]}...<{len(text)} characters>"
 
 
 def price_request(
@@ -74,9 +112,20 @@ def price_request(
 
 
 def parse_quote(data: Any, model: str) -> Quote:
-    """A :class:`Quote` from either endpoint's ``data`` (``price`` or ``unit_price``)."""
-    if isinstance(data, Mapping) and "model_id" not in data:
-        data = {**data, "model_id": model}
+    """A :class:`Quote` from either endpoint's ``data`` (``price`` or ``unit_price``).
+
+    Every amount in it must be a finite number >= 0 (:func:`check_amount`), else
+    :class:`ProtocolError` naming ``model`` and the value.
+    """
+    if isinstance(data, Mapping):
+        what = f"the price quote for {model}"
+        if "price" not in data and "unit_price" not in data:
+            raise ProtocolError(f"{what} has no price (neither price nor unit_price)")
+        for field in ("price", "unit_price", "discounted_price"):
+            if field in data:
+                check_amount(data[field], field, what)
+        if "model_id" not in data:
+            data = {**data, "model_id": model}
     return structure_answer(data, Quote, "price quote")
 
 
@@ -158,19 +207,6 @@ class Catalogue:
 
 #: Prediction ids per billing search (the page size the platform's integrators use).
 BILLING_PAGE = 100
-
-
-def money(value: object, what: str) -> float:
-    """An amount of USD from the API: a finite, non-negative number, else ProtocolError."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        amount = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ProtocolError(f"{what} is not a number: {value!r}"[:200]) from None
-    if not math.isfinite(amount) or amount < 0:
-        raise ProtocolError(f"{what} is not a finite, non-negative amount: {value!r}"[:200])
-    return amount
 
 
 @attrs.frozen
@@ -280,7 +316,7 @@ def _billing_record(item: Mapping[str, Any]) -> BillingRecord | None:
     model = prediction.get("model_uuid") or prediction.get("model") or ""
     return BillingRecord(
         prediction_id=task_id,
-        price=money(item.get("price"), f"billed price of {task_id}"),
+        price=check_amount(item.get("price"), "price", f"the billed price of {task_id}"),
         created_at=parse_datetime(created) if isinstance(created, str) else None,
         model=model if isinstance(model, str) else "",
     )
@@ -317,12 +353,14 @@ def _usage_day(day: Mapping[str, Any]) -> UsageDay:
     return UsageDay(
         date=when.date(),
         count=_count(day.get("count")),
-        amount=money(day.get("amount"), f"usage amount of {when.date()}"),
+        amount=check_amount(day.get("amount"), "amount", f"the usage of {when.date()}"),
         models=tuple(
             ModelUsage(
                 str(entry.get("model_uuid") or entry.get("model") or ""),
                 _count(entry.get("count")),
-                money(entry.get("amount"), f"usage amount of {entry.get('model_uuid')}"),
+                check_amount(
+                    entry.get("amount"), "amount", f"the usage of {entry.get('model_uuid')}"
+                ),
             )
             for entry in models
             if isinstance(entry, Mapping)
