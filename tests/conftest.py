@@ -11,8 +11,9 @@ import pytest
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
-from .redis_server import redis_server  # noqa: F401  (the session's real Redis)
+from .redis_server import redis_factory, redis_server  # noqa: F401  (real Redis servers)
 from .support import SECRET_KEY, EmulatorProcess
+from .tcp_proxy import redis_proxy  # noqa: F401  (a real Redis behind a faulty proxy)
 
 
 @pytest.fixture
