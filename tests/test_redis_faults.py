@@ -8,6 +8,7 @@ cluster) and counts the tasks created on its own emulator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import time
@@ -15,16 +16,21 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from wavespeed_async import (
     AsyncWaveSpeed,
+    BatchEvent,
     ConfigurationError,
     CoordinatorUnavailable,
     Limits,
 )
+from wavespeed_async._coordination.redis import connect
+from wavespeed_async.batch.items import BatchItem, ItemResult
+from wavespeed_async.batch.shared import SharedBatchWorker, batch_id
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.redis import RedisBatchQueue, RedisCoordinator
 
@@ -329,3 +335,83 @@ async def test_keys_slots_and_the_queue_work_on_a_three_master_cluster(
     assert await queue.enqueue_once("b", [{"prompt": "a"}, {"prompt": "b"}])
     items = await queue.claim("b", count=5)
     assert sorted(item.index for item in items) == [0, 1]
+
+
+# --- shared batch workers ride out a blip --------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _shared_worker(
+    emu: Emulator, url: str, namespace: str, items: int, **options: Any
+) -> AsyncIterator[tuple[SharedBatchWorker, AsyncWaveSpeed]]:
+    """A shared-batch worker on ``items`` fresh items, enqueued; its client closed after."""
+    batch = [BatchItem(MODEL, {"prompt": f"item {n}"}) for n in range(items)]
+    name = batch_id(batch)
+    redis_client = connect(url)
+    queue = RedisBatchQueue(redis_client, namespace=namespace, idle_timeout=5)
+    await queue.enqueue_once(name, [{"model": i.model, "input": i.input} for i in batch])
+    coordinator = RedisCoordinator(url, namespace=namespace, client=redis_client)
+    client = client_for(emu, coordinator=coordinator)
+    try:
+        options.setdefault("concurrency", 2)
+        options.setdefault("reclaim_after", 5)
+        yield SharedBatchWorker(client, queue, name, total=items, **options), client
+    finally:
+        await client.aclose()
+        await redis_client.aclose()
+
+
+async def test_a_shared_batch_worker_rides_out_a_redis_freeze(
+    redis_factory: RedisFactory, emulator: Emulator, namespace: str
+) -> None:
+    server = redis_factory()
+    submitted = anyio.Event()
+    frozen_for = 1.5  # > the coordinator's call budget: every Redis call fails meanwhile
+
+    def on_event(event: BatchEvent) -> None:
+        if event.kind == "submitted":
+            submitted.set()
+
+    async with _shared_worker(
+        emulator, server.url, namespace, 6, on_event=on_event, redis_grace=20
+    ) as (worker, _):
+        async with anyio.create_task_group() as group:
+            results: list[ItemResult] = []
+
+            async def run() -> None:
+                results.extend(await worker.run())
+
+            group.start_soon(run)
+            await submitted.wait()
+            server.freeze()
+            await anyio.sleep(frozen_for)
+            server.thaw()
+        assert sorted(r.index for r in results if r.ok) == list(range(6))
+        assert len(emulator.tasks) == 6  # nothing paid twice
+
+
+async def test_a_shared_batch_worker_gives_up_after_its_grace_with_a_clear_message(
+    redis_factory: RedisFactory, emulator: Emulator, namespace: str
+) -> None:
+    server = redis_factory()
+    async with _shared_worker(emulator, server.url, namespace, 2, redis_grace=1.0) as (worker, _):
+        server.freeze()
+        try:
+            elapsed, error = await timed(worker.run())
+        finally:
+            server.thaw()
+        assert isinstance(error, CoordinatorUnavailable)
+        assert "gave up after 1 s" in str(error)
+        assert elapsed < 1.0 + 1.0 + SLACK  # the grace, one call budget, slack
+        assert len(emulator.tasks) == 0
+
+
+async def test_a_shared_batch_worker_stops_when_its_queue_was_lost_instead_of_reporting_done(
+    redis_factory: RedisFactory, emulator: Emulator, namespace: str
+) -> None:
+    server = redis_factory(*VOLATILE)
+    async with _shared_worker(emulator, server.url, namespace, 3, redis_grace=5) as (worker, _):
+        server.restart()  # the queue (and every key) is gone
+        with pytest.raises(CoordinatorUnavailable, match="queue"):
+            await worker.run()
+        assert len(emulator.tasks) == 0

@@ -32,6 +32,8 @@ try:
     import redis.asyncio as aioredis
     import redis.exceptions
     from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "wavespeed_async.redis needs redis-py: pip install 'wavespeed-async[redis]'"
@@ -90,8 +92,10 @@ def connect(url: str, *, cluster: bool, call_timeout: float) -> Any:
     }
     if cluster:
         return RedisCluster.from_url(url, max_connections=MAX_CONNECTIONS, **options)
+    # No retries inside redis-py (its default retries a timeout 3 times, with backoff):
+    # callers bound each call and try a dead pooled connection once more themselves.
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=None, **options
+        url, max_connections=MAX_CONNECTIONS, timeout=None, retry=Retry(NoBackoff(), 0), **options
     )
     return aioredis.Redis.from_pool(pool)
 
