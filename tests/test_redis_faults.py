@@ -175,6 +175,19 @@ async def test_a_redis_user_without_script_rights_gets_library_errors(
     assert len(emulator.tasks) == 1
 
 
+async def test_a_read_only_replica_fails_keyed_submits_closed_and_lets_others_through(
+    redis_factory: RedisFactory, clients: Any, emulator: Emulator
+) -> None:
+    primary = redis_factory()
+    replica = redis_factory("--replicaof", "127.0.0.1", str(primary.port))
+    client = clients(emulator, replica.url, limits=Limits(max_concurrent_tasks=4))
+    with pytest.raises(CoordinatorUnavailable, match="READONLY|ReadOnly"):
+        await client.submit(MODEL, PROMPT, idempotency_key="k-replica")
+    assert len(emulator.tasks) == 0
+    await (await client.submit(MODEL, PROMPT))
+    assert len(emulator.tasks) == 1
+
+
 # --- the ledger survives, or the library knows ---------------------------------------------
 
 
