@@ -11,9 +11,9 @@ or that timed out waiting for another claimant of its key, is tried again, as a 
 would; one left uncertain (``SubmissionUncertain``) is given up and counted.
 
 Reported: tasks per key (target exactly 1.00; a key the killed worker left uncertain has
-none until the history can prove it, see ``SubmissionUncertain``), the 429s the account served (0), the peak of
-running tasks against the limit (<= 1.00x) and the worst submit latency against its deadline
-(<= 1.0x plus 100 ms).
+none until the history can prove it, see ``SubmissionUncertain``), keys paid twice (0), the
+429s the account served (0), the peak of running tasks against the limit (<= 1.00x) and the
+worst submit latency against its deadline (<= 1.0x plus 100 ms).
 """
 
 from __future__ import annotations
