@@ -181,7 +181,7 @@ async def test_a_read_only_replica_fails_keyed_submits_closed_and_lets_others_th
     primary = redis_factory()
     replica = redis_factory("--replicaof", "127.0.0.1", str(primary.port))
     client = clients(emulator, replica.url, limits=Limits(max_concurrent_tasks=4))
-    with pytest.raises(CoordinatorUnavailable, match="READONLY|ReadOnly"):
+    with pytest.raises(CoordinatorUnavailable, match=r"READONLY|ReadOnly"):
         await client.submit(MODEL, PROMPT, idempotency_key="k-replica")
     assert len(emulator.tasks) == 0
     await (await client.submit(MODEL, PROMPT))

@@ -39,15 +39,26 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "wavespeed_async.redis needs redis-py: pip install 'wavespeed-async[redis]'"
     ) from exc
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, CoordinatorUnavailable
 from . import scripts
 
-__all__ = ["BudgetSpent", "DurableKeys", "Epoch", "RedisDown", "RedisLink", "connect"]
+__all__ = [
+    "CALL_TIMEOUT",
+    "BudgetSpent",
+    "DurableKeys",
+    "Epoch",
+    "RedisDown",
+    "RedisLink",
+    "connect",
+]
 
 log = logging.getLogger(__name__)
 
 DurableKeys = Literal["checked", "unchecked"]
 
+#: Each Redis call's own budget (seconds) unless the coordinator is told otherwise.
+CALL_TIMEOUT = 1.0
+_STILL_DOWN = "Redis is unreachable (it failed a recent call; retried in the background)"
 #: While Redis is down, the probe pings it this often (seconds).
 PROBE_INTERVAL = 0.5
 #: Connections one coordinator opens at most; callers beyond wait for one (never an error:
@@ -84,8 +95,11 @@ class Epoch:
     lost_since_ms: int | None = None
 
 
-def connect(url: str, *, cluster: bool, call_timeout: float) -> Any:
-    """A client of ``url`` (a cluster's seed node if ``cluster``) that gives up quickly."""
+def connect(url: str, *, cluster: bool = False, call_timeout: float = CALL_TIMEOUT) -> Any:
+    """A client of ``url`` (a cluster's seed node if ``cluster``) that gives up quickly.
+
+    It gives up after ``call_timeout`` seconds instead of hanging on a Redis that is down.
+    """
     options: dict[str, Any] = {
         "socket_connect_timeout": call_timeout,
         "socket_timeout": call_timeout,
@@ -141,6 +155,8 @@ class RedisLink:
         self._durability: str | None = None  # "" once verified, else the refusal
         self._probe: asyncio.Task[None] | None = None
         self._on_loss: list[Callable[[float | None], Awaitable[None]]] = []
+        #: Awaited after each call that went through: puts back what a loss took, if due.
+        self.repair: Callable[[float | None], Awaitable[None]] | None = None
 
     def on_loss(self, callback: Callable[[float | None], Awaitable[None]]) -> None:
         """Await ``callback(budget)`` when a loss of data is detected, before the call runs again.
@@ -199,6 +215,56 @@ class RedisLink:
                 return result
             await self.recover(budget)
         raise RedisDown("the namespace's epoch marker keeps changing")
+
+    async def shared(
+        self, name: str, keys: list[str], args: list[Any], budget: float | None = None
+    ) -> Any | None:
+        """Run a script whose work has a local fallback: ``None`` while Redis is down."""
+        if self.down:
+            return None
+        try:
+            return await self._through(name, keys, args, budget)
+        except RedisDown as exc:
+            self.went_down(exc)
+            return None
+
+    async def required(
+        self,
+        name: str,
+        keys: list[str],
+        args: list[Any],
+        *,
+        prediction_id: str | None = None,
+        budget: float | None = None,
+    ) -> Any:
+        """Run a ledger script, which has no fallback: :class:`CoordinatorUnavailable`."""
+        if self.down:
+            raise CoordinatorUnavailable(_STILL_DOWN, prediction_id=prediction_id)
+        try:
+            return await self._through(name, keys, args, budget)
+        except RedisDown as exc:
+            self.went_down(exc)
+            raise CoordinatorUnavailable(
+                f"Redis unreachable: {exc}", prediction_id=prediction_id
+            ) from None
+
+    async def require_durable(self) -> None:
+        """:meth:`check_durable`, failing closed while Redis is down."""
+        if self.down:
+            raise CoordinatorUnavailable(_STILL_DOWN)
+        try:
+            await self.check_durable()
+        except RedisDown as exc:
+            self.went_down(exc)
+            raise CoordinatorUnavailable(f"Redis unreachable: {exc}") from None
+
+    async def _through(
+        self, name: str, keys: list[str], args: list[Any], budget: float | None
+    ) -> Any:
+        result = await self.script(name, keys, args, budget=budget)
+        if self.repair is not None:
+            await self.repair(budget)
+        return result
 
     async def recover(self, budget: float | None = None) -> None:
         """Learn the namespace's epoch; record a loss if the one this process knew is gone."""

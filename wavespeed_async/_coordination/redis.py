@@ -32,15 +32,23 @@ import attrs
 
 from .._wire.limits import DECREASE_COOLDOWN, MIN_RATE, Limits
 from .._wire.models import Prediction
-from ..errors import CoordinatorUnavailable, IdempotencyConflict, InvalidInput
-from .link import FAILURES, DurableKeys, Epoch, RedisDown, RedisLink, remaining
-from .link import connect as _connect
+from ..errors import IdempotencyConflict, InvalidInput
+from . import records
+from .link import (
+    CALL_TIMEOUT,
+    FAILURES,
+    DurableKeys,
+    Epoch,
+    RedisDown,
+    RedisLink,
+    connect,
+    remaining,
+)
 from .local import (
     LEDGER_TTL,
     Claim,
     IdempotencyRecord,
     LocalCoordinator,
-    RecordState,
     absent_record,
     call_delivery_callbacks,
     fingerprint,
@@ -48,50 +56,9 @@ from .local import (
 )
 from .queue import QueueItem, QueueStatus, RedisBatchQueue
 
-__all__ = ["QueueItem", "QueueStatus", "RedisBatchQueue", "RedisCoordinator"]
+__all__ = ["QueueItem", "QueueStatus", "RedisBatchQueue", "RedisCoordinator", "connect"]
 
 log = logging.getLogger(__name__)
-
-#: Failures that mean "Redis cannot be reached" (for callers using a client directly).
-UNREACHABLE = FAILURES
-#: Each Redis call's own budget (seconds) unless the coordinator is told otherwise.
-CALL_TIMEOUT = 1.0
-
-
-def connect(url: str, *, cluster: bool = False, call_timeout: float = CALL_TIMEOUT) -> Any:
-    """A client of ``url`` that gives up after ``call_timeout`` instead of hanging when down."""
-    return _connect(url, cluster=cluster, call_timeout=call_timeout)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _uncertain_or_submitting(state: str) -> RecordState:
-    return "uncertain" if state == "uncertain" else "submitting"
-
-
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _time(milliseconds: str) -> dt.datetime:
-    return dt.datetime.fromtimestamp(int(float(milliseconds)) / 1000, dt.timezone.utc)
-
-
-def _fields(flat: list[Any]) -> dict[str, str]:
-    """A hash from a script's flat ``HGETALL`` answer."""
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-@attrs.define
-class _OwnedClaim:
-    """What this process needs to write its claim again after Redis lost it."""
-
-    token: str
-    fingerprint: str
-    model: str
-    payload: str
 
 
 class RedisCoordinator:
@@ -142,7 +109,7 @@ class RedisCoordinator:
         self._link: RedisLink | None = None
         self._callbacks: list[Callable[[Prediction], None]] = []
         self._slots: dict[str, str] = {}  # lease -> the task it is bound to ("" if none yet)
-        self._claims: dict[str, _OwnedClaim] = {}  # key -> this caller's claim
+        self._claims: dict[str, records.OwnedClaim] = {}  # key -> this caller's claim
         self._wakeups: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._reregister_due = False
@@ -186,9 +153,7 @@ class RedisCoordinator:
         self._limits = limits
         await self._local.start(limits)
         if self._client is None:
-            self._client = _connect(
-                self._url, cluster=self._cluster, call_timeout=self.call_timeout
-            )
+            self._client = connect(self._url, cluster=self._cluster, call_timeout=self.call_timeout)
         self._link = RedisLink(
             self._client,
             epoch_key=self._key("epoch"),
@@ -198,6 +163,7 @@ class RedisCoordinator:
             loss_memory_ms=int(LEDGER_TTL * 1000),
         )
         self._link.on_loss(self._lost)
+        self._link.repair = self._reregister_if_due
         self._closing = False
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._renew()), loop.create_task(self._subscribe())]
@@ -234,46 +200,6 @@ class RedisCoordinator:
         self._reregister_due = True
         await self._reregister_if_due(budget)
 
-    async def _shared(
-        self, script: str, keys: list[str], args: list[Any], budget: float | None = None
-    ) -> Any | None:
-        """Run a script whose work has a local fallback: ``None`` while Redis is down."""
-        link = self._redis_link
-        if link.down:
-            return None
-        try:
-            result = await link.script(script, keys, args, budget=budget)
-            await self._reregister_if_due(budget)
-        except RedisDown as exc:
-            link.went_down(exc)
-            return None
-        return result
-
-    async def _required(
-        self,
-        script: str,
-        keys: list[str],
-        args: list[Any],
-        prediction_id: str | None = None,
-        budget: float | None = None,
-    ) -> Any:
-        """Run a ledger script, which has no fallback: fail closed."""
-        link = self._redis_link
-        if link.down:
-            raise CoordinatorUnavailable(
-                "Redis is unreachable (it failed a recent call; retried in the background)",
-                prediction_id=prediction_id,
-            )
-        try:
-            result = await link.script(script, keys, args, budget=budget)
-            await self._reregister_if_due(budget)
-        except RedisDown as exc:
-            link.went_down(exc)
-            raise CoordinatorUnavailable(
-                f"Redis unreachable: {exc}", prediction_id=prediction_id
-            ) from None
-        return result
-
     async def _reregister_if_due(self, budget: float | None) -> None:
         """After a loss: this process's running tasks and claims in flight are back in Redis.
 
@@ -304,7 +230,7 @@ class RedisCoordinator:
     async def _rate(self, operation: str) -> float | None:
         ceiling = self._limits.submits_per_minute
         args = [operation, "" if ceiling is None else ceiling, MIN_RATE, DECREASE_COOLDOWN]
-        result = await self._shared("rate", [self._key("rate")], args)
+        result = await self._redis_link.shared("rate", [self._key("rate")], args)
         return None if result is None else float(result)
 
     async def submit_delay(self) -> float:
@@ -337,7 +263,7 @@ class RedisCoordinator:
         while True:
             woken = self._wakeup("slots")
             lease_ms = int(self.lease_seconds * 1000)
-            taken = await self._shared(
+            taken = await self._redis_link.shared(
                 "acquire", self._slot_keys(), [lease, limit, lease_ms], remaining(deadline)
             )
             if taken is None:
@@ -353,7 +279,7 @@ class RedisCoordinator:
             await self._local.bind_slot(lease, prediction_id)
         elif lease in self._slots:
             self._slots[lease] = prediction_id
-            await self._shared("bind", self._slot_keys(), [lease, prediction_id])
+            await self._redis_link.shared("bind", self._slot_keys(), [lease, prediction_id])
 
     async def hold_slot(self, prediction_id: str) -> str:
         """A slot for a task that runs already (adopted by key, or resumed); never waits.
@@ -365,10 +291,10 @@ class RedisCoordinator:
             return f"free-{uuid.uuid4().hex}"
         lease_ms = int(self.lease_seconds * 1000)
         args = [uuid.uuid4().hex, prediction_id, lease_ms]
-        held = await self._shared("hold", self._slot_keys(), args)
+        held = await self._redis_link.shared("hold", self._slot_keys(), args)
         if held is None:
             return await self._local.hold_slot(prediction_id)
-        lease = _text(held)
+        lease = records.text(held)
         self._slots[lease] = prediction_id
         return lease
 
@@ -382,7 +308,7 @@ class RedisCoordinator:
             if task == lease_or_prediction_id:
                 del self._slots[lease]
         args = [lease_or_prediction_id, self._channel["slots"]]
-        await self._shared("release", self._slot_keys(), args)
+        await self._redis_link.shared("release", self._slot_keys(), args)
 
     def _wakeup(self, topic: str) -> asyncio.Event:
         return self._wakeups.setdefault(topic, asyncio.Event())
@@ -408,14 +334,16 @@ class RedisCoordinator:
     async def first_delivery(self, webhook_id: str, ttl: float) -> bool:
         """True the first time any process sees ``webhook_id`` within ``ttl`` seconds."""
         args = [int(ttl * 1000)]
-        first = await self._shared("first", [self._key("seen", webhook_id)], args)
+        first = await self._redis_link.shared("first", [self._key("seen", webhook_id)], args)
         if first is None:
             return await self._local.first_delivery(webhook_id, ttl)
         return bool(first)
 
     async def publish_delivery(self, prediction_json: bytes) -> None:
         """Send a verified delivery's body to every process (this one too)."""
-        sent = await self._shared("publish", [], [self._channel["deliveries"], prediction_json])
+        sent = await self._redis_link.shared(
+            "publish", [], [self._channel["deliveries"], prediction_json]
+        )
         if sent is None:  # only this process can hear it now
             prediction = parse_delivery(prediction_json)
             if prediction is not None:
@@ -430,54 +358,59 @@ class RedisCoordinator:
     async def claim(self, key: str, *, model: str, payload: Mapping[str, Any]) -> Claim:
         """Claim ``key`` atomically across processes (see :class:`Claim`)."""
         digest = fingerprint(model, payload)
-        await self._check_durable()
-        owned_claim = _OwnedClaim(
+        await self._redis_link.require_durable()
+        owned_claim = records.OwnedClaim(
             f"{self._instance}:{uuid.uuid4().hex}", digest, model, json.dumps(payload)
         )
         lease_ms = int(self.lease_seconds * 1000)
         args = [digest, model, owned_claim.payload, owned_claim.token, lease_ms, int(LEDGER_TTL)]
-        answer = await self._required("claim", [self._key("idem", key)], args)
-        if _text(answer[0]) == "conflict":
+        answer = await self._redis_link.required("claim", [self._key("idem", key)], args)
+        if records.text(answer[0]) == "conflict":
             raise IdempotencyConflict(key)
-        owned, now_ms, fields = bool(int(answer[0])), int(answer[1]), _fields(answer[2])
-        record = self._record(key, fields, now_ms)
+        owned, now_ms, hashed = bool(int(answer[0])), int(answer[1]), records.fields(answer[2])
+        record = records.record(key, hashed, now_ms)
         if owned:  # orphaned then means: this claim took the key over from a dead claimant
             self._claims[key] = owned_claim
-            record = attrs.evolve(record, orphaned=fields.get("orphaned") == "1")
+            record = attrs.evolve(record, orphaned=hashed.get("orphaned") == "1")
         return Claim(owned=owned, record=record)
 
     async def record_submitted(self, key: str, prediction_id: str) -> None:
         """Record the task the claim on ``key`` created, and wake every waiter."""
-        owned = self._claims.pop(key, None) or _OwnedClaim("", "", "", "{}")
+        owned = self._claims.pop(key, None) or records.OwnedClaim("", "", "", "{}")
         args: list[Any] = [prediction_id, self._channel["ledger"], key, owned.fingerprint]
         args += [owned.model, owned.payload, int(LEDGER_TTL)]
-        await self._required("submitted", [self._key("idem", key)], args, prediction_id)
+        await self._redis_link.required(
+            "submitted", [self._key("idem", key)], args, prediction_id=prediction_id
+        )
 
     async def record_absent(self, key: str) -> None:
         """Drop the claim on ``key`` (its submit created nothing), and wake every waiter."""
         self._claims.pop(key, None)
-        await self._required("absent", [self._key("idem", key)], [self._channel["ledger"], key])
+        await self._redis_link.required(
+            "absent", [self._key("idem", key)], [self._channel["ledger"], key]
+        )
 
     async def record_uncertain(
         self, key: str, *, sent_at: dt.datetime, proof_after: dt.datetime, reason: str
     ) -> None:
         """``key``'s submit may have created a task and nobody can tell yet; wake waiters."""
         self._claims.pop(key, None)
-        args = [_ms(sent_at), _ms(proof_after), reason[:500], self._channel["ledger"], key]
-        await self._required("uncertain", [self._key("idem", key)], args)
+        window = [records.milliseconds(sent_at), records.milliseconds(proof_after)]
+        args = [*window, reason[:500], self._channel["ledger"], key]
+        await self._redis_link.required("uncertain", [self._key("idem", key)], args)
 
     async def read_record(self, key: str) -> IdempotencyRecord | None:
         """What the ledger knows of ``key`` now, without claiming it."""
-        answer = await self._required("read", [self._key("idem", key)], [])
-        fields = _fields(answer[1])
-        return self._record(key, fields, int(answer[0])) if fields else None
+        answer = await self._redis_link.required("read", [self._key("idem", key)], [])
+        hashed = records.fields(answer[1])
+        return records.record(key, hashed, int(answer[0])) if hashed else None
 
     async def abandon(self, key: str) -> None:
         """Give up the claim on ``key`` without an outcome: it is an orphan at once."""
         owned = self._claims.pop(key, None)
         if owned is not None:
             args = [owned.token, self._channel["ledger"], key]
-            await self._required("abandon", [self._key("idem", key)], args)
+            await self._redis_link.required("abandon", [self._key("idem", key)], args)
 
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
         """Wait until the claim on ``key`` is submitted, dropped (``"absent"``) or orphaned."""
@@ -485,47 +418,19 @@ class RedisCoordinator:
         while True:
             woken = self._wakeup("ledger")
             budget = remaining(deadline)
-            answer = await self._required("read", [self._key("idem", key)], [], budget=budget)
-            now_ms, fields = int(answer[0]), _fields(answer[1])
-            if not fields:
+            answer = await self._redis_link.required(
+                "read", [self._key("idem", key)], [], budget=budget
+            )
+            now_ms, hashed = int(answer[0]), records.fields(answer[1])
+            if not hashed:
                 return absent_record(key)
-            record = self._record(key, fields, now_ms)
+            record = records.record(key, hashed, now_ms)
             if record.state != "submitting" or record.orphaned:
                 return record
             try:
                 await self._nap(woken, deadline)
             except TimeoutError:
                 raise TimeoutError(f"idempotency key {key!r} still being submitted") from None
-
-    async def _check_durable(self) -> None:
-        """Refuse keys on a Redis that could forget them (``durable_keys``), or fail closed."""
-        link = self._redis_link
-        if link.down:
-            raise CoordinatorUnavailable(
-                "Redis is unreachable (it failed a recent call; retried in the background)"
-            )
-        try:
-            await link.check_durable()
-        except RedisDown as exc:
-            link.went_down(exc)
-            raise CoordinatorUnavailable(f"Redis unreachable: {exc}") from None
-
-    @staticmethod
-    def _record(key: str, fields: dict[str, str], now_ms: int) -> IdempotencyRecord:
-        state = fields["state"]
-        proof_after = fields.get("proof_after")
-        return IdempotencyRecord(
-            key=key,
-            fingerprint=fields["fingerprint"],
-            model=fields["model"],
-            payload=json.loads(fields["payload"]),
-            state="submitted" if state == "submitted" else _uncertain_or_submitting(state),
-            sent_at=_time(fields["sent_at"]),
-            prediction_id=fields.get("prediction_id") or None,
-            orphaned=state == "submitting" and int(fields["lease_until"]) < now_ms,
-            proof_after=_time(proof_after) if proof_after else None,
-            reason=fields.get("reason", ""),
-        )
 
     # --- background tasks -----------------------------------------------------------------
 
@@ -539,14 +444,14 @@ class RedisCoordinator:
         lease_ms = int(self.lease_seconds * 1000)
         if self._slots or self._reregister_due:
             args: list[Any] = [lease_ms, *self._slots]
-            gone = await self._shared("renew", [self._key("slots")], args)
+            gone = await self._redis_link.shared("renew", [self._key("slots")], args)
             for lease in gone or []:
-                self._slots.pop(_text(lease), None)
+                self._slots.pop(records.text(lease), None)
         keys = list(self._claims)
         if keys:
             args = [lease_ms, *(self._claims[key].token for key in keys)]
-            records = [self._key("idem", key) for key in keys]
-            for position in await self._shared("renew_claims", records, args) or []:
+            hashes = [self._key("idem", key) for key in keys]
+            for position in await self._redis_link.shared("renew_claims", hashes, args) or []:
                 self._claims.pop(keys[int(position) - 1], None)
 
     async def _subscribe(self) -> None:
@@ -563,7 +468,7 @@ class RedisCoordinator:
                             ignore_subscribe_messages=True, timeout=1.0
                         )
                         if message is not None:
-                            self._dispatch(_text(message["channel"]), message["data"])
+                            self._dispatch(records.text(message["channel"]), message["data"])
             except FAILURES as exc:
                 if self._closing:
                     return
