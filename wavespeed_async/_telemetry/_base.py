@@ -6,7 +6,15 @@ import contextlib
 from collections.abc import Mapping
 from contextlib import AbstractContextManager as ContextManager
 
-__all__ = ["NOTHING", "Attributes", "PredictionTrace", "Telemetry", "route_of"]
+__all__ = [
+    "NOTHING",
+    "NO_OPERATION",
+    "Attributes",
+    "OperationTrace",
+    "PredictionTrace",
+    "Telemetry",
+    "route_of",
+]
 
 #: Span and metric attributes: OpenTelemetry's primitive values only.
 Attributes = Mapping[str, "str | bool | int | float"]
@@ -69,6 +77,30 @@ class PredictionTrace:
 NOTHING = PredictionTrace()
 
 
+class OperationTrace:
+    """A long operation's trace (a batch), made current only inside the blocks it wraps.
+
+    Not a ``with`` block of its own: a batch's results are an async generator, and a span
+    made current across its ``yield`` would be the consumer's current span between results.
+    """
+
+    __slots__ = ()
+
+    def current(self) -> ContextManager[object]:
+        """Make the operation's span the current one (around a part of its work)."""
+        return _NULL
+
+    def set(self, attributes: Attributes) -> None:
+        """Add attributes to the operation's span."""
+
+    def end(self, error: BaseException | None = None) -> None:
+        """End the operation (once), as failed by ``error`` if given."""
+
+
+#: The one operation trace that records nothing.
+NO_OPERATION = OperationTrace()
+
+
 class Telemetry:
     """The client's telemetry, recording nothing (``opentelemetry-api`` is not installed)."""
 
@@ -80,6 +112,14 @@ class Telemetry:
 
     def span(self, name: str, attributes: Attributes | None = None) -> ContextManager[object]:
         """A span around an upload, a download, an account call or a batch."""
+        return _NULL
+
+    def operation(self, name: str, attributes: Attributes | None = None) -> OperationTrace:
+        """Start an operation's span (a batch) under the caller's current span."""
+        return NO_OPERATION
+
+    def quoting(self, cost: float | None) -> ContextManager[object]:
+        """Predictions started in the block were quoted ``cost`` USD each (a batch's quote)."""
         return _NULL
 
     def request(self, method: str, route: str, status: int | None, error: str | None) -> None:

@@ -31,6 +31,7 @@ correction may be negative), ``wavespeed.rate_limited`` (429 answers) and
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
@@ -41,9 +42,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._base import Attributes, PredictionTrace, Telemetry
+from ._base import Attributes, OperationTrace, PredictionTrace, Telemetry
 
-__all__ = ["OtelPrediction", "OtelTelemetry"]
+__all__ = ["OtelOperation", "OtelPrediction", "OtelTelemetry"]
 
 _SCOPE = "wavespeed_async"
 _PROVIDER = "wavespeed"  # gen_ai.provider.name
@@ -52,6 +53,10 @@ _OPERATION = "generate_content"  # gen_ai.operation.name: media from a prompt
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 MODEL = "wavespeed.model"
 STATUS = "wavespeed.prediction.status"
+#: The quote of the predictions started in a ``quoting`` block (a batch's, per item).
+_QUOTE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "wavespeed_quote", default=None
+)
 
 
 def _version() -> str:
@@ -129,6 +134,24 @@ class OtelTelemetry(Telemetry):
                 _set_error(span, *_describe(exc))
                 raise
 
+    def operation(self, name: str, attributes: Attributes | None = None) -> OperationTrace:
+        """An INTERNAL span under the caller's current span, current only where asked."""
+        return OtelOperation(
+            self.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+        )
+
+    def quoting(self, cost: float | None) -> ContextManager[object]:
+        """Hand ``cost`` to the predictions started in the block (their span and cost)."""
+        return self._quoting(cost)
+
+    @contextlib.contextmanager
+    def _quoting(self, cost: float | None) -> Iterator[None]:
+        token = _QUOTE.set(cost)
+        try:
+            yield
+        finally:
+            _QUOTE.reset(token)
+
     def request(self, method: str, route: str, status: int | None, error: str | None) -> None:
         """Count one HTTP exchange (and a 429)."""
         attributes: dict[str, Any] = {"http.request.method": method, "http.route": route}
@@ -195,6 +218,9 @@ class OtelPrediction(PredictionTrace):
             },
         )
         owner.in_flight.add(1, {MODEL: model})
+        quote = _QUOTE.get()
+        if quote is not None:
+            self.quoted(quote)
 
     @property
     def active(self) -> bool:
@@ -269,6 +295,35 @@ class OtelPrediction(PredictionTrace):
         owner.duration.record(ended - self._started, attributes)
         owner.in_flight.add(-1, {MODEL: model})
         span.end(end_time)
+
+
+class OtelOperation(OperationTrace):
+    """A span started now and ended by :meth:`end`; current inside :meth:`current` only."""
+
+    __slots__ = ("_ended", "_span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+        self._ended = False
+
+    def current(self) -> ContextManager[object]:
+        """The operation's span as the current one (what starts inside becomes its child)."""
+        return trace.use_span(
+            self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
+
+    def set(self, attributes: Attributes) -> None:
+        """Add attributes to the span."""
+        self._span.set_attributes(attributes)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """End the span once; ERROR with the error's type if ``error``."""
+        if self._ended:
+            return
+        self._ended = True
+        if error is not None:
+            _set_error(self._span, *_describe(error))
+        self._span.end()
 
 
 def _describe(error: BaseException) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from .._engine.polling import PollSchedule
 from .._engine.ports import BatchClient
 from .._engine.reconcile import Pending, Verdict, reconcile
 from .._http import files as _files
+from .._telemetry import NO_OPERATION, OperationTrace, telemetry
 from .._wire.models import ImageEdit, Prediction
 from ..errors import (
     InvalidInput,
@@ -38,7 +39,7 @@ from ..errors import (
     WaveSpeedError,
 )
 from ..future import PredictionFuture
-from .cost import CostGuard
+from .cost import BillCheck, CostGuard, check_bill
 from .items import (
     BatchEvent,
     BatchInput,
@@ -76,7 +77,12 @@ class Batch:
     ``image`` of an ``ImageEdit`` item is uploaded when it is submitted. ``max_cost`` (USD)
     quotes the items to submit first and refuses to start (:class:`CostLimitExceeded`, no
     task created) when they pass it or the balance; a submit that would take the spend so far
-    past it is not sent (its item ends ``unfinished`` with that error). See ``_cost.py``.
+    past it is not sent (its item ends ``unfinished`` with that error). After such a run,
+    :attr:`bill` compares the quotes with what the predictions were billed (logged; a drift
+    over 1% is a warning naming the predictions that differ). See ``cost.py``.
+
+    With OpenTelemetry on, the run is a ``wavespeed.batch`` span, the parent of its
+    predictions' spans (and of its uploads, downloads and quotes).
 
     :meth:`stop` ends the run early: nothing more is submitted, submits already sent are
     waited for (so the journal gets their ids), and waits stop (the remote tasks keep
@@ -121,6 +127,10 @@ class Batch:
         )
         self._started = False
         self._guard = None if max_cost is None else CostGuard(max_cost)
+        self._trace: OperationTrace = NO_OPERATION
+        self._ended: collections.Counter[bool] = collections.Counter()  # by ``result.ok``
+        #: Quoted against billed, once a run with ``max_cost`` has ended (else ``None``).
+        self.bill: BillCheck | None = None
 
     def stop(self) -> None:
         """Stop early (see the class docstring); call it from the loop (a task, a callback)."""
@@ -144,21 +154,51 @@ class Batch:
         if self._started:
             raise RuntimeError("a Batch runs once: make a new one (same journal) to run again")
         self._started = True
-        if self._journal_path is not None:
-            self._journal = Journal.open(self._journal_path)
+        self._trace = telemetry.operation(
+            "wavespeed.batch", {"wavespeed.batch.items": len(self.items)}
+        )
+        error: BaseException | None = None
         try:
-            finished, queue = await self._plan()
-            if self._guard is not None:
-                entries = self._journal.entries
-                to_submit = [i for i in queue if _task_of(entries.get(self._keys[i])) is None]
-                await self._guard.check(self._client, [self.items[i] for i in to_submit])
+            with self._trace.current():  # never across a yield: see OperationTrace
+                if self._journal_path is not None:
+                    self._journal = Journal.open(self._journal_path)
+                finished, queue = await self._plan()
+                if self._guard is not None:
+                    entries = self._journal.entries
+                    to_submit = [i for i in queue if _task_of(entries.get(self._keys[i])) is None]
+                    await self._guard.check(self._client, [self.items[i] for i in to_submit])
             for result in finished:
                 yield result
             async with contextlib.aclosing(self._run_all(queue)) as running:
                 async for result in running:
                     yield result
+            with self._trace.current():
+                await self._check_bill()
+        except BaseException as exc:
+            error = None if isinstance(exc, GeneratorExit) else exc
+            raise
         finally:
             self._journal.close()
+            self._trace.set(
+                {
+                    "wavespeed.batch.completed": self._ended[True],
+                    "wavespeed.batch.failed": self._ended[False],
+                }
+            )
+            self._trace.end(error)
+
+    async def _check_bill(self) -> None:
+        """Compare the quotes of the predictions submitted with their bill (``max_cost`` only)."""
+        if self._guard is None or not self._guard.quoted:
+            return
+        try:
+            self.bill = await check_bill(self._client, self._guard.quoted)
+        except WaveSpeedError as exc:  # the batch is done: its bill is a report, not a result
+            log.warning("batch bill: could not read the bill of the batch: %s", exc)
+            return
+        self._trace.set(
+            {"wavespeed.cost.quoted": self.bill.quoted, "wavespeed.cost.billed": self.bill.billed}
+        )
 
     # --- planning a (resumed) run -------------------------------------------------------------
 
@@ -283,6 +323,10 @@ class Batch:
                     log.debug("batch item %d ended while stopping", running[task])
 
     async def _run(self, index: int) -> ItemResult | None:
+        with self._trace.current():  # this task's own context: its predictions' parent
+            return await self._run_item(index)
+
+    async def _run_item(self, index: int) -> ItemResult | None:
         item, key = self.items[index], self._keys[index]
         task_id = _task_of(self._journal.entries.get(key))
         if task_id is not None:
@@ -343,9 +387,10 @@ class Batch:
             sent_at = utc_now()
             self._journal.submitting(key, index, item.model, item.input, sent_at)
             try:
-                future = await self._client.submit(
-                    item.model, item.input, poll_schedule=self._schedule(item)
-                )
+                with telemetry.quoting(self._quote(index)):  # the quote on the span
+                    future = await self._client.submit(
+                        item.model, item.input, poll_schedule=self._schedule(item)
+                    )
             except SubmissionUncertain as exc:
                 error = exc
                 await self._let_settle(sent_at)
@@ -354,6 +399,7 @@ class Batch:
                 verdict = verdicts[key]
                 if verdict.prediction_id is not None:
                     self._adopt(index, verdict.prediction_id)
+                    self._submitted(index, verdict.prediction_id)
                     self._emit("submitted", index, prediction_id=verdict.prediction_id)
                     return self._client.prediction(
                         verdict.prediction_id, model=item.model, poll_schedule=self._schedule(item)
@@ -370,6 +416,7 @@ class Batch:
                 return self._finish(index, outcome_of(exc), None, error=exc)
             self._journal.submitted(key, future.id)
             self._claimed.add(future.id)
+            self._submitted(index, future.id)
             self._emit("submitted", index, prediction_id=future.id, status=future.status)
             return future
         assert error is not None
@@ -387,6 +434,13 @@ class Batch:
             if not future.done():
                 future.cancel()  # frees the client's running slot; the remote task goes on
             raise
+
+    def _quote(self, index: int) -> float | None:
+        return None if self._guard is None else self._guard.cost_of(self.items[index])
+
+    def _submitted(self, index: int, prediction_id: str) -> None:
+        if self._guard is not None:  # the item as given: its quote's key
+            self._guard.submitted(self.items[index], prediction_id)
 
     def _schedule(self, item: BatchItem) -> PollSchedule | None:
         return self._poll_schedule  # None: the client's (learned) schedule for the model
@@ -408,6 +462,7 @@ class Batch:
             task.id if task is not None else prediction if isinstance(prediction, str) else None
         )
         result = ItemResult(index, self.items[index], outcome, task_id, task, error, files, resumed)
+        self._ended[result.ok] += 1
         self._emit(
             "completed" if result.ok else "failed",
             index,
