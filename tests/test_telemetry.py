@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 import gc
 import subprocess
 import sys
@@ -32,12 +33,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from wavespeed_async import Prediction, Status
+from wavespeed_async import Batch, BatchItem, CostLimitExceeded, Prediction, Status
 from wavespeed_async._telemetry import route_of, telemetry
 from wavespeed_async.emulator import Emulator, Fault
 from wavespeed_async.errors import PredictionFailed, PredictionTimeout, WaveSpeedError
 
-from .support import SECRET_KEY, client_for
+from .support import FLUX, SECRET_KEY, VIDEO, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -379,3 +380,66 @@ async def test_a_refused_submit_ends_its_span_with_the_error(otel: Otel, frozen:
     assert (
         total(points["wavespeed.predictions"], **{"wavespeed.prediction.status": "rejected"}) == 1
     )
+
+
+# --- batches and the bill -------------------------------------------------------------------
+
+
+async def test_a_batch_span_parents_its_predictions_which_carry_their_quotes_and_cost_the_bill(
+    otel: Otel, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = emulator.state.account.ledger
+    record = ledger.record
+
+    def dearer_video(task_id: str, model: str, price: float, at: dt.datetime) -> None:
+        record(task_id, model, price * 1.5 if model == VIDEO else price, at)
+
+    monkeypatch.setattr(ledger, "record", dearer_video)  # the bill differs from the quote
+    items = [BatchItem(VIDEO, {"prompt": "a fox"}), BatchItem(FLUX, {"prompt": "a lighthouse"})]
+    async with client_for(emulator) as client:
+        quotes = {item.model: (await client.price(item.model, item.input)).cost for item in items}
+        otel.take()
+        with APP.start_as_current_span("nightly job") as job:
+            batch = Batch(client, items, max_cost=10)
+            results = [result async for result in batch]
+    assert all(result.ok for result in results)
+
+    spans, points = otel.take()
+    (span,) = [span for span in spans if span.name == "wavespeed.batch"]
+    assert span.parent is not None
+    assert span.parent.span_id == job.get_span_context().span_id
+    billed = quotes[VIDEO] * 1.5 + quotes[FLUX]
+    attributes = dict(span.attributes or {})
+    assert attributes["wavespeed.batch.items"] == 2
+    assert attributes["wavespeed.batch.completed"] == 2
+    assert attributes["wavespeed.batch.failed"] == 0
+    assert attributes["wavespeed.cost.quoted"] == pytest.approx(sum(quotes.values()))
+    assert attributes["wavespeed.cost.billed"] == pytest.approx(billed)
+    batch_id = span.context.span_id
+    for model, quote in quotes.items():
+        (prediction,) = [span for span in spans if span.name == f"generate_content {model}"]
+        assert prediction.parent is not None
+        assert prediction.parent.span_id == batch_id
+        assert dict(prediction.attributes or {})["wavespeed.cost.quoted"] == quote
+    (billings,) = [span for span in spans if span.name == "wavespeed.account.billings"]
+    assert billings.parent is not None
+    assert billings.parent.span_id == batch_id
+    # Counted at the quotes when accepted, then corrected to the bill.
+    assert total(points["wavespeed.cost"]) == pytest.approx(billed)
+    assert total(points["wavespeed.cost"], **{"wavespeed.model": FLUX}) == pytest.approx(
+        quotes[FLUX]
+    )
+
+
+async def test_a_batch_refused_by_its_cost_limit_ends_its_span_with_the_error(
+    otel: Otel, emulator: Emulator
+) -> None:
+    async with client_for(emulator) as client:
+        batch = Batch(client, [BatchItem(VIDEO, {"prompt": "a fox"})], max_cost=0.01)
+        with pytest.raises(CostLimitExceeded):
+            _ = [result async for result in batch]
+    spans, _ = otel.take()
+    (span,) = [span for span in spans if span.name == "wavespeed.batch"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["error.type"] == "CostLimitExceeded"
+    assert not [span for span in spans if span.name.startswith("generate_content")]
