@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import datetime as dt
 import gc
+import logging
 import subprocess
 import sys
 import time
@@ -443,3 +444,30 @@ async def test_a_batch_refused_by_its_cost_limit_ends_its_span_with_the_error(
     assert span.status.status_code is StatusCode.ERROR
     assert dict(span.attributes or {})["error.type"] == "CostLimitExceeded"
     assert not [span for span in spans if span.name.startswith("generate_content")]
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+
+async def test_every_log_line_about_a_prediction_carries_its_id_as_a_field(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wavespeed_async")
+    emulator.faults.add(Fault.BAD_GATEWAY, route="result", on=[1])  # a check is retried
+
+    def broken(prediction: Prediction) -> None:
+        raise RuntimeError("the application's callback")
+
+    async with client_for(emulator) as client:
+        future = await client.submit(MODEL, {"prompt": "logged"})
+        future.on_status(broken)
+        await future.wait()
+
+    about = [record for record in caplog.records if future.id in record.getMessage()]
+    messages = [record.getMessage() for record in about]
+    assert any(message.startswith("retrying GET") for message in messages), messages
+    assert any("on_status callback" in message for message in messages), messages
+    for record in about:
+        assert record.__dict__["prediction_id"] == future.id, record.getMessage()
+    callback = next(record for record in about if "on_status" in record.getMessage())
+    assert callback.__dict__["model"] == MODEL

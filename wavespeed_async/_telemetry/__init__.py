@@ -15,7 +15,15 @@ What is recorded, and under which names, is listed in ``_otel.py`` and in
 
 from __future__ import annotations
 
-from ._base import NO_OPERATION, Attributes, OperationTrace, PredictionTrace, Telemetry, route_of
+from ._base import (
+    NO_OPERATION,
+    Attributes,
+    OperationTrace,
+    PredictionTrace,
+    Telemetry,
+    about,
+    route_of,
+)
 
 __all__ = [
     "NO_OPERATION",
@@ -23,6 +31,7 @@ __all__ = [
     "OperationTrace",
     "PredictionTrace",
     "Telemetry",
+    "about",
     "route_of",
     "telemetry",
 ]

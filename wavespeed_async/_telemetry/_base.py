@@ -13,6 +13,7 @@ __all__ = [
     "OperationTrace",
     "PredictionTrace",
     "Telemetry",
+    "about",
     "route_of",
 ]
 
@@ -130,6 +131,15 @@ class Telemetry:
 
     def billed(self, model: str, quoted: float, billed: float) -> None:
         """A prediction's billed price is known: correct the cost counted at its quote."""
+
+
+def about(prediction_id: str | None, model: str | None = None) -> dict[str, str]:
+    """A log line's structured fields about a prediction: ``extra=about(id, model)``.
+
+    Log pipelines (JSON formatters, OpenTelemetry's logging handler) read ``prediction_id``
+    and ``model`` from the record as fields of their own, not from the message's text.
+    """
+    return {"prediction_id": prediction_id or "", "model": model or ""}
 
 
 def route_of(method: str, path: str, *, creates_task: bool = False) -> str:

@@ -30,7 +30,7 @@ from .._engine.polling import PollSchedule
 from .._engine.ports import BatchClient
 from .._engine.reconcile import Pending, Verdict, reconcile
 from .._http import files as _files
-from .._telemetry import NO_OPERATION, OperationTrace, telemetry
+from .._telemetry import NO_OPERATION, OperationTrace, about, telemetry
 from .._wire.models import ImageEdit, Prediction
 from ..errors import (
     InvalidInput,
@@ -318,7 +318,13 @@ class Batch:
                 error = None if task.cancelled() else task.exception()
                 if isinstance(error, JournalError) and error.prediction_id:
                     # A task was created but its record was lost: this line is its only trace.
-                    log.error("batch item %d: %s", running[task], error)
+                    model = self.items[running[task]].model
+                    log.error(
+                        "batch item %d: %s",
+                        running[task],
+                        error,
+                        extra=about(error.prediction_id, model),
+                    )
                 elif error is not None:
                     log.debug("batch item %d ended while stopping", running[task])
 
