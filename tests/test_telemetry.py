@@ -11,14 +11,18 @@ import asyncio
 import contextvars
 import datetime as dt
 import gc
+import gzip
 import logging
+import os
 import subprocess
 import sys
 import time
 from typing import Any
 
+import anyio
 import attrs
 import pytest
+from aiohttp import web
 
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk records the spans")
 
@@ -471,3 +475,134 @@ async def test_every_log_line_about_a_prediction_carries_its_id_as_a_field(
         assert record.__dict__["prediction_id"] == future.id, record.getMessage()
     callback = next(record for record in about if "on_status" in record.getMessage())
     assert callback.__dict__["model"] == MODEL
+
+
+# --- the wire format a collector receives ---------------------------------------------------
+
+_OTLP_APP = """
+import asyncio, sys
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from wavespeed_async import AsyncWaveSpeed, PollSchedule
+
+receiver, base_url, key, model = sys.argv[1:5]
+tracer_provider = TracerProvider()
+tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(receiver + "/v1/traces")))
+trace.set_tracer_provider(tracer_provider)
+exporter = OTLPMetricExporter(receiver + "/v1/metrics")
+reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+meter_provider = MeterProvider(metric_readers=[reader])
+metrics.set_meter_provider(meter_provider)
+schedule = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
+
+async def main() -> None:
+    async with AsyncWaveSpeed(api_key=key, base_url=base_url, poll_schedule=schedule) as client:
+        with trace.get_tracer("the application").start_as_current_span("POST /generate"):
+            futures = [await client.submit(model, {"prompt": p}) for p in ("one", "two [fail]")]
+        await asyncio.gather(*(future.wait() for future in futures), return_exceptions=True)
+        print(" ".join(future.id for future in futures))
+
+asyncio.run(main())
+tracer_provider.shutdown()  # exports what the batch processor holds
+meter_provider.shutdown()  # exports a last collection
+"""
+
+
+@attrs.define
+class OtlpReceiver:
+    """A collector's OTLP/HTTP endpoint on loopback: every request's path and raw body."""
+
+    url: str
+    received: list[tuple[str, bytes]] = attrs.field(factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.received.append((request.path, body))
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    def bodies(self, path: str) -> list[bytes]:
+        return [body for got, body in self.received if got == path]
+
+
+async def test_spans_and_metrics_reach_a_collector_over_otlp_http_without_the_key(
+    emulator: Emulator,
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="the OTLP exporter")
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status as OtlpStatus
+
+    app = web.Application()
+    receiver = OtlpReceiver("")
+    app.router.add_post("/v1/traces", receiver.handle)
+    app.router.add_post("/v1/metrics", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "OTEL_"))}
+        app_argv = [sys.executable, "-c", _OTLP_APP, f"http://127.0.0.1:{port}"]
+        done = await anyio.run_process(
+            [*app_argv, emulator.base_url, SECRET_KEY, MODEL],
+            env=env,
+            check=False,
+        )
+    finally:
+        await runner.cleanup()
+    assert done.returncode == 0, done.stderr.decode()
+    completed, failed = done.stdout.decode().split()
+
+    spans = [
+        span
+        for body in receiver.bodies("/v1/traces")
+        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    (request,) = [span for span in spans if span.name == "POST /generate"]
+    mine = {
+        _otlp_attributes(span)["wavespeed.prediction.id"]: span
+        for span in spans
+        if span.name == f"generate_content {MODEL}"
+    }
+    assert set(mine) == {completed, failed}
+    assert all(span.parent_span_id == request.span_id for span in mine.values())
+    assert all(span.trace_id == request.trace_id for span in mine.values())
+    assert _otlp_attributes(mine[completed])["wavespeed.prediction.status"] == "completed"
+    assert mine[failed].status.code == OtlpStatus.STATUS_CODE_ERROR
+    assert _otlp_attributes(mine[failed])["error.type"] == "PredictionFailed"
+    assert _otlp_attributes(mine[failed])["gen_ai.provider.name"] == "wavespeed"
+
+    counted = [
+        point.as_int
+        for body in receiver.bodies("/v1/metrics")
+        for resource in ExportMetricsServiceRequest.FromString(body).resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "wavespeed.predictions"
+        for point in metric.sum.data_points
+    ]
+    assert sum(counted) == 2
+    for _, body in receiver.received:  # the collector never sees the key, even encoded
+        assert SECRET_KEY.encode() not in body
+        assert b"Bearer" not in body
+        assert b"Authorization" not in body
+
+
+def _otlp_attributes(span: Any) -> dict[str, Any]:
+    values = {}
+    for attribute in span.attributes:
+        kind = attribute.value.WhichOneof("value")
+        values[attribute.key] = getattr(attribute.value, kind)
+    return values
