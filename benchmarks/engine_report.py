@@ -13,6 +13,13 @@ from .contenders import FLOOR, OFFICIAL, OURS
 from .learned import LEARNED_NAMES
 
 Summary = dict[str, dict[str, dict[str, dict[str, float]]]]
+#: The telemetry scenario's modes (see ``benchmarks.telemetry``) and their targets over absent.
+TELEMETRY_MODES = {
+    "absent": "no otel extra",
+    "api": "the API, no SDK",
+    "sdk": "the SDK + BatchSpanProcessor",
+}
+TELEMETRY_TARGETS = {"api": 1.02, "sdk": 1.10}
 Target = tuple[str, str, bool]
 
 
@@ -110,6 +117,15 @@ def sections(summary: Summary, params: dict[str, dict[str, Any]]) -> list[str]:
         )
         lines += ["", title, ""]
         lines += _table(summary, "ultra", (OURS, FLOOR), rows, (OURS, FLOOR))
+    if "telemetry" in summary:
+        lines += ["", "### Telemetry (client CPU per instant prediction, ms)", ""]
+        lines += ["| Mode | CPU ms / prediction | / absent | target |", "|---|---:|---:|---:|"]
+        absent = _m(summary, "telemetry", "absent", "cpu_ms_per_prediction")
+        for mode, label in TELEMETRY_MODES.items():
+            value = _m(summary, "telemetry", mode, "cpu_ms_per_prediction")
+            target = TELEMETRY_TARGETS.get(mode)
+            limit = "-" if target is None else f"<= {target:.2f}x"
+            lines.append(f"| {label} | {_fmt(value, 3)} | {_over(value, absent):.3f}x | {limit} |")
     return lines
 
 
@@ -165,6 +181,14 @@ def targets(summary: Summary, params: dict[str, dict[str, Any]]) -> list[Target]
     if "ultra" in summary:
         share = m("ultra", OURS, "cpu_share_of_core")
         checks.append(("ultra: client CPU < 0.25 of a core", f"{share:.3f}", share < 0.25))
+    if "telemetry" in summary:
+        absent = m("telemetry", "absent", "cpu_ms_per_prediction")
+        for mode, target in TELEMETRY_TARGETS.items():
+            share = _over(m("telemetry", mode, "cpu_ms_per_prediction"), absent)
+            label = (
+                f"telemetry: CPU with {TELEMETRY_MODES[mode]} <= {target:.2f}x without the extra"
+            )
+            checks.append((label, f"{share:.3f}x", share <= target))
     return checks
 
 
@@ -190,4 +214,9 @@ def ratios(summary: Summary, params: dict[str, dict[str, Any]]) -> dict[str, flo
             )
     if "ultra" in summary:
         out["ultra_cpu_ours_over_floor"] = ratio("ultra", "cpu_share_of_core")
+    if "telemetry" in summary:
+        absent = _m(summary, "telemetry", "absent", "cpu_ms_per_prediction")
+        for mode in TELEMETRY_TARGETS:
+            value = _m(summary, "telemetry", mode, "cpu_ms_per_prediction")
+            out[f"telemetry_cpu_{mode}_over_absent"] = _over(value, absent)
     return out
