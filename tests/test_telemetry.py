@@ -27,7 +27,14 @@ from aiohttp import web
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk records the spans")
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -51,6 +58,8 @@ _DELTA: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
     UpDownCounter: AggregationTemporality.DELTA,
     Histogram: AggregationTemporality.DELTA,
+    ObservableCounter: AggregationTemporality.DELTA,  # the client's counters are observable
+    ObservableUpDownCounter: AggregationTemporality.DELTA,
 }
 
 

@@ -43,6 +43,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._base import Attributes, OperationTrace, PredictionTrace, Telemetry
+from ._tally import Tally
 
 __all__ = ["OtelOperation", "OtelPrediction", "OtelTelemetry"]
 
@@ -86,11 +87,20 @@ class OtelTelemetry(Telemetry):
         # the client before configuring OpenTelemetry loses nothing.
         self.tracer = trace.get_tracer(_SCOPE, version)
         meter = metrics.get_meter(_SCOPE, version)
-        self.predictions = meter.create_counter(
-            "wavespeed.predictions", "{prediction}", "Predictions ended, by model and status."
+        # Counters are tallies (see _tally.py): the SDK reads them when it collects.
+        self.predictions = Tally(
+            meter,
+            "wavespeed.predictions",
+            "{prediction}",
+            "Predictions ended, by model and status.",
+            (MODEL, STATUS),
         )
-        self.requests = meter.create_counter(
-            "wavespeed.requests", "{request}", "HTTP requests, by route and status code."
+        self.requests = Tally(
+            meter,
+            "wavespeed.requests",
+            "{request}",
+            "HTTP requests, by route and status code.",
+            ("http.request.method", "http.route", "http.response.status_code", "error.type"),
         )
         self.duration = _histogram(
             meter, "wavespeed.prediction.duration", "From submit to the last status seen."
@@ -98,17 +108,31 @@ class OtelTelemetry(Telemetry):
         self.detection_lag = _histogram(
             meter, "wavespeed.detection_lag", "From a task's end to the client seeing it."
         )
-        self.in_flight = meter.create_up_down_counter(
-            "wavespeed.in_flight", "{prediction}", "Predictions submitted and not yet ended."
+        self.in_flight = Tally(
+            meter,
+            "wavespeed.in_flight",
+            "{prediction}",
+            "Predictions submitted and not yet ended.",
+            (MODEL,),
+            up_down=True,
         )
-        self.cost = meter.create_up_down_counter(
-            "wavespeed.cost", "USD", "Spend: quoted at submit, corrected to the billed price."
+        self.cost = Tally(
+            meter,
+            "wavespeed.cost",
+            "USD",
+            "Spend: quoted at submit, corrected to the billed price.",
+            (MODEL,),
+            up_down=True,
         )
-        self.rate_limited = meter.create_counter(
-            "wavespeed.rate_limited", "{response}", "429 answers, by route."
+        self.rate_limited = Tally(
+            meter, "wavespeed.rate_limited", "{response}", "429 answers, by route.", ("http.route",)
         )
-        self.retries = meter.create_counter(
-            "wavespeed.retries", "{retry}", "Requests sent again, by route and reason."
+        self.retries = Tally(
+            meter,
+            "wavespeed.retries",
+            "{retry}",
+            "Requests sent again, by route and reason.",
+            ("http.route", "wavespeed.retry.reason"),
         )
 
     def prediction(self, model: str) -> PredictionTrace:
@@ -154,18 +178,13 @@ class OtelTelemetry(Telemetry):
 
     def request(self, method: str, route: str, status: int | None, error: str | None) -> None:
         """Count one HTTP exchange (and a 429)."""
-        attributes: dict[str, Any] = {"http.request.method": method, "http.route": route}
-        if status is not None:
-            attributes["http.response.status_code"] = status
-        if error is not None:
-            attributes["error.type"] = error
-        self.requests.add(1, attributes)
+        self.requests.add(1, method, route, status, error)
         if status == 429:
-            self.rate_limited.add(1, {"http.route": route})
+            self.rate_limited.add(1, route)
 
     def retry(self, route: str, reason: str, delay: float, retries: int) -> None:
         """Count a retry and put it on the current span as an event."""
-        self.retries.add(1, {"http.route": route, "wavespeed.retry.reason": reason})
+        self.retries.add(1, route, reason)
         trace.get_current_span().add_event(
             "wavespeed.retry",
             {
@@ -179,7 +198,7 @@ class OtelTelemetry(Telemetry):
     def billed(self, model: str, quoted: float, billed: float) -> None:
         """Move the cost counted at the quote to the billed price."""
         if billed != quoted:
-            self.cost.add(billed - quoted, {MODEL: model})
+            self.cost.add(billed - quoted, model)
 
 
 class OtelPrediction(PredictionTrace):
@@ -217,7 +236,7 @@ class OtelPrediction(PredictionTrace):
                 "gen_ai.provider.name": _PROVIDER,
             },
         )
-        owner.in_flight.add(1, {MODEL: model})
+        owner.in_flight.add(1, model)
         quote = _QUOTE.get()
         if quote is not None:
             self.quoted(quote)
@@ -232,7 +251,7 @@ class OtelPrediction(PredictionTrace):
         self._span.set_attribute("wavespeed.prediction.id", prediction_id)
         self._span.set_attribute("gen_ai.response.id", prediction_id)
         if self._quoted is not None:
-            self._owner.cost.add(self._quoted, {MODEL: self._model})
+            self._owner.cost.add(self._quoted, self._model)
 
     def quoted(self, cost: float) -> None:
         """Remember the quote (counted as spent once the submit is accepted)."""
@@ -280,20 +299,24 @@ class OtelPrediction(PredictionTrace):
             return
         self._ended = True
         span, owner, model = self._span, self._owner, self._model
-        span.set_attribute(STATUS, status)
-        span.set_attribute("wavespeed.prediction.checks", self._checks)
-        if inference is not None:
-            span.set_attribute("wavespeed.prediction.inference_time", inference)
+        if span.is_recording():  # else nobody reads them: build nothing
+            ended_with: dict[str, Any] = {
+                STATUS: status,
+                "wavespeed.prediction.checks": self._checks,
+            }
+            if inference is not None:
+                ended_with["wavespeed.prediction.inference_time"] = inference
+            if detection_lag is not None:
+                ended_with["wavespeed.prediction.detection_lag"] = detection_lag
+            span.set_attributes(ended_with)  # one call: the SDK takes its lock once
+            if error is not None:
+                _set_error(span, *_describe(error))
         if detection_lag is not None:
-            span.set_attribute("wavespeed.prediction.detection_lag", detection_lag)
             owner.detection_lag.record(detection_lag, {MODEL: model})
-        if error is not None:
-            _set_error(span, *_describe(error))
-        attributes = {MODEL: model, STATUS: status}
-        owner.predictions.add(1, attributes)
+        owner.predictions.add(1, model, status)
         ended, end_time = _end or (time.monotonic(), None)
-        owner.duration.record(ended - self._started, attributes)
-        owner.in_flight.add(-1, {MODEL: model})
+        owner.duration.record(ended - self._started, {MODEL: model, STATUS: status})
+        owner.in_flight.add(-1, model)
         span.end(end_time)
 
 
