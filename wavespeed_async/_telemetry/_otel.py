@@ -16,12 +16,14 @@ Spans (tracer ``wavespeed_async``, kind CLIENT):
   operations of their own, and a span per retry would multiply the spans of a busy batch
   while telling no more. Their attributes: route template, reason, delay, attempt; never a
   header, a key or a URL.
-- ``wavespeed.upload``, ``wavespeed.download``, ``wavespeed.account.*`` and
-  ``wavespeed.batch`` around those operations, in the caller's tree.
+- ``wavespeed.upload``, ``wavespeed.download``, ``wavespeed.account.*`` around those
+  operations, and ``wavespeed.batch`` (INTERNAL, :class:`OtelOperation`) the parent of a
+  batch's predictions, in the caller's tree.
 
-Metrics (meter ``wavespeed_async``): ``wavespeed.predictions`` (counter, by model and final
-status), ``wavespeed.requests`` (counter, by method, route template and status code or error
-type), ``wavespeed.prediction.duration`` and ``wavespeed.detection_lag`` (histograms, s),
+Metrics (meter ``wavespeed_async``; the counters are observable, summed in ``_tally.py`` and
+read when the SDK collects): ``wavespeed.predictions`` (counter, by model and final status),
+``wavespeed.requests`` (counter, by method, route template and status code or error type),
+``wavespeed.prediction.duration`` and ``wavespeed.detection_lag`` (histograms, s),
 ``wavespeed.in_flight`` (up-down counter), ``wavespeed.cost`` (USD: the quote when the submit
 is accepted, then the difference when the billed price is known; an up-down counter, since a
 correction may be negative), ``wavespeed.rate_limited`` (429 answers) and
