@@ -244,8 +244,10 @@ class ApiSession:
                 delay = await self.coordinator.submit_delay()
                 if delay > 0:
                     await self._sleep(delay)
-            response = await self._send(request, deadline, prediction_id)
-            data, failure = self._parse(response, prediction_id)
+            # No local holds the answer: a frame kept by the error must not keep its body.
+            data, failure = self._parse(
+                await self._send(request, deadline, prediction_id), prediction_id
+            )
             if failure is not None:
                 if request.creates_task and isinstance(failure, APIError) and failure.status == 429:
                     await self.coordinator.rate_limited()

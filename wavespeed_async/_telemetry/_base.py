@@ -91,11 +91,8 @@ class OperationTrace:
         """Make the operation's span the current one (around a part of its work)."""
         return _NULL
 
-    def set(self, attributes: Attributes) -> None:
-        """Add attributes to the operation's span."""
-
-    def end(self, error: BaseException | None = None) -> None:
-        """End the operation (once), as failed by ``error`` if given."""
+    def end(self, error: BaseException | None = None, attributes: Attributes | None = None) -> None:
+        """End the operation (once), with ``attributes``, as failed by ``error`` if given."""
 
 
 #: The one operation trace that records nothing.

@@ -337,15 +337,13 @@ class OtelOperation(OperationTrace):
             self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False
         )
 
-    def set(self, attributes: Attributes) -> None:
-        """Add attributes to the span."""
-        self._span.set_attributes(attributes)
-
-    def end(self, error: BaseException | None = None) -> None:
-        """End the span once; ERROR with the error's type if ``error``."""
+    def end(self, error: BaseException | None = None, attributes: Attributes | None = None) -> None:
+        """End the span once, with ``attributes``; ERROR with the error's type if ``error``."""
         if self._ended:
             return
         self._ended = True
+        if attributes:
+            self._span.set_attributes(attributes)
         if error is not None:
             _set_error(self._span, *_describe(error))
         self._span.end()

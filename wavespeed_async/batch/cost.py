@@ -26,11 +26,21 @@ from .._engine.ports import QuoteSource
 from .._telemetry import telemetry
 from .._wire.account import BillingRecord
 from .._wire.models import Quote
-from ..errors import CostLimitExceeded, InvalidInput
+from ..errors import CostLimitExceeded, InvalidInput, WaveSpeedError
 from .items import BatchItem
 from .journal import item_keys
 
-__all__ = ["DRIFT", "BillCheck", "BillSource", "CostGuard", "CostLine", "CostPlan", "plan_cost"]
+__all__ = [
+    "DRIFT",
+    "BillCheck",
+    "BillSource",
+    "CostGuard",
+    "CostLine",
+    "CostPlan",
+    "check_bill",
+    "plan_cost",
+    "read_bill",
+]
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +208,11 @@ class BillCheck:
         return (self.billed - self.quoted) / self.quoted
 
     @property
+    def attributes(self) -> dict[str, float]:
+        """The totals as span attributes."""
+        return {"wavespeed.cost.quoted": self.quoted, "wavespeed.cost.billed": self.billed}
+
+    @property
     def drifted(self) -> bool:
         """Whether the totals differ by more than :data:`DRIFT`."""
         return abs(self.drift) > DRIFT
@@ -217,6 +232,17 @@ class BillCheck:
         if self.unbilled:
             line += f"; {len(self.unbilled)} not billed yet"
         return line
+
+
+async def read_bill(client: BillSource, guard: CostGuard) -> BillCheck | None:
+    """:func:`check_bill` of what ``guard`` saw submitted; ``None`` if nothing, or unreadable."""
+    if not guard.quoted:
+        return None
+    try:
+        return await check_bill(client, guard.quoted)
+    except WaveSpeedError as exc:  # the batch is done: its bill is a report, not a result
+        log.warning("batch bill: could not read the bill of the batch: %s", exc)
+        return None
 
 
 async def check_bill(client: BillSource, quoted: Mapping[str, tuple[str, float]]) -> BillCheck:

@@ -39,7 +39,7 @@ from ..errors import (
     WaveSpeedError,
 )
 from ..future import PredictionFuture
-from .cost import BillCheck, CostGuard, check_bill
+from .cost import BillCheck, CostGuard, read_bill
 from .items import (
     BatchEvent,
     BatchInput,
@@ -172,33 +172,17 @@ class Batch:
             async with contextlib.aclosing(self._run_all(queue)) as running:
                 async for result in running:
                     yield result
-            with self._trace.current():
-                await self._check_bill()
+            if self._guard is not None:
+                with self._trace.current():
+                    self.bill = await read_bill(self._client, self._guard)
         except BaseException as exc:
             error = None if isinstance(exc, GeneratorExit) else exc
             raise
         finally:
             self._journal.close()
-            self._trace.set(
-                {
-                    "wavespeed.batch.completed": self._ended[True],
-                    "wavespeed.batch.failed": self._ended[False],
-                }
-            )
-            self._trace.end(error)
-
-    async def _check_bill(self) -> None:
-        """Compare the quotes of the predictions submitted with their bill (``max_cost`` only)."""
-        if self._guard is None or not self._guard.quoted:
-            return
-        try:
-            self.bill = await check_bill(self._client, self._guard.quoted)
-        except WaveSpeedError as exc:  # the batch is done: its bill is a report, not a result
-            log.warning("batch bill: could not read the bill of the batch: %s", exc)
-            return
-        self._trace.set(
-            {"wavespeed.cost.quoted": self.bill.quoted, "wavespeed.cost.billed": self.bill.billed}
-        )
+            ended = {"wavespeed.batch.completed": self._ended[True]}
+            ended["wavespeed.batch.failed"] = self._ended[False]
+            self._trace.end(error, {**ended, **(self.bill.attributes if self.bill else {})})
 
     # --- planning a (resumed) run -------------------------------------------------------------
 
