@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import math
 import uuid
@@ -21,8 +22,17 @@ from ..errors import InvalidInput
 from ._account import InsufficientFunds, RateLimited, retry_after_header
 from ._account_routes import AccountRoutes
 from ._faults import Fault, route_of
-from ._http import Refused, envelope, error_response, origin, peer, read_at_most, read_json
-from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, TaskRecord
+from ._http import (
+    Refused,
+    envelope,
+    error_response,
+    expired_object_response,
+    origin,
+    peer,
+    read_at_most,
+    read_json,
+)
+from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, Kept, TaskRecord
 from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
 from ._waits import SyncWaits
 
@@ -104,6 +114,10 @@ class _Handlers:
         if response.status == 429:
             self.state.account.rate_limited += 1
         response.headers["X-Request-Id"] = uuid.uuid4().hex
+        # The server's own now, from its wall clock (which a test may tie to the emulated one).
+        response.headers["Date"] = email.utils.formatdate(
+            self.state.wall_clock().timestamp(), usegmt=True
+        )
         self.waits.notify()  # wakes Emulator.wait_for() conditions about requests and tasks
         return response
 
@@ -205,15 +219,25 @@ class _Handlers:
         raise Refused(404, f"no such route: {request.method} {request.path}")
 
     async def output(self, request: web.Request) -> web.Response:
-        """A completed task's output file (no key: this stands in for the CDN)."""
-        task = self.state.tasks.get(request.match_info["id"])
-        if task is None or task.status is not Status.COMPLETED:
+        """A completed task's output file (no key: this stands in for the CDN).
+
+        Outputs are served for ``output_retention`` emulated seconds from the submit (7 days,
+        as on the platform). After that the URL answers 403 with S3's ``AccessDenied`` XML,
+        what a CDN in front of a private bucket answers once a lifecycle rule deleted the
+        object, while ``GET .../result`` still lists the URL. A file that never existed (an
+        unknown or deleted task, a wrong name, a task not completed) answers 404 text. The
+        platform's CDN is not known to tell the two apart, so a client should decide from the
+        prediction: it still exists, completed, and ``created_at`` is older than the retention
+        (the answer's ``Date`` header gives the server's now).
+        """
+        task_id, filename = request.match_info["id"], request.match_info["filename"]
+        kept = self.state.output_kept(task_id, filename)
+        if kept is Kept.EXPIRED:
+            return expired_object_response()
+        task = self.state.tasks.get(task_id)
+        if kept is Kept.MISSING or task is None:
             raise Refused(404, "no such output")
-        filenames = task.output.filenames()
-        if request.match_info["filename"] not in filenames:
-            raise Refused(404, "no such output")
-        index = filenames.index(request.match_info["filename"])
-        body, content_type = task.output.file(index)
+        body, content_type = task.output.file(task.output.filenames().index(filename))
         return web.Response(body=body, content_type=content_type)
 
     def _own_file(self, url: str, server: str) -> bool | None:
@@ -248,7 +272,7 @@ class _Handlers:
 
     async def upload_ticket(self, request: web.Request) -> web.Response:
         """``POST /api/v3/media/uploads``: a pre-signed PUT URL and the file's future URL."""
-        slot = self.state.uploads.announce(await read_json(request))
+        slot = self.state.uploads.announce(await read_json(request), self.state.clock.now())
         here = origin(request)
         signature = self.state.uploads.signature(slot.token)
         upload = {
@@ -282,14 +306,22 @@ class _Handlers:
             if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
                 data = await read_at_most(part, MAX_UPLOAD)
                 content_type = part.headers.get("Content-Type", "application/octet-stream")
-                slot = self.state.uploads.store(part.filename or "upload", content_type, data)
+                name = part.filename or "upload"
+                slot = self.state.uploads.store(name, content_type, data, self.state.clock.now())
                 return envelope({"download_url": self._download_url(origin(request), slot)})
         raise InvalidInput("file", None, "a multipart form field named 'file'")
 
     async def download(self, request: web.Request) -> web.Response:
-        """An uploaded file, once its bytes have arrived (no key: this is storage)."""
-        slot = self.state.uploads.slots.get(request.match_info["token"])
-        if slot is None or slot.data is None or slot.filename != request.match_info["filename"]:
+        """An uploaded file, once its bytes have arrived (no key: this is storage).
+
+        Past the retention it answers as an expired output does (see :meth:`output`).
+        """
+        token, filename = request.match_info["token"], request.match_info["filename"]
+        kept = self.state.upload_kept(token, filename)
+        if kept is Kept.EXPIRED:
+            return expired_object_response()
+        slot = self.state.uploads.slots.get(token)
+        if kept is Kept.MISSING or slot is None or slot.data is None:
             raise Refused(404, "no such file")
         return web.Response(body=slot.data, content_type=slot.content_type)
 

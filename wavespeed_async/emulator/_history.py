@@ -53,7 +53,10 @@ def _timestamp(body: Mapping[str, Any], name: str) -> dt.datetime | None:
     value = body.get(name)
     if value is None or value == "":
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except (ValueError, OverflowError):  # 30 February, month 13, year 0, hour 25
+        parsed = None
     if parsed is None:
         raise InvalidInput(name, value, "an ISO-8601 timestamp")
     return parsed

@@ -19,13 +19,19 @@ MAX_UPLOAD = 200 * 1024 * 1024
 
 @attrs.define(eq=False)
 class UploadSlot:
-    """A file announced by an upload ticket; ``data`` is ``None`` until its PUT arrives."""
+    """A file announced by an upload ticket; ``data`` is ``None`` until its PUT arrives.
+
+    ``created`` is the emulated time of the ticket; once past the retention the file is
+    ``expired`` and its ``data`` dropped.
+    """
 
     token: str
     filename: str
     size: int
     content_type: str
+    created: float = 0.0
     data: bytes | None = None
+    expired: bool = False
 
 
 class UploadTooLarge(InvalidInput):
@@ -39,8 +45,8 @@ class UploadStore:
         self.slots: dict[str, UploadSlot] = {}
         self._signing_key = secrets.token_bytes(16)
 
-    def announce(self, body: object) -> UploadSlot:
-        """Validate an upload-ticket request and reserve a slot for the file."""
+    def announce(self, body: object, now: float) -> UploadSlot:
+        """Validate an upload-ticket request and reserve a slot for the file at ``now``."""
         if not isinstance(body, dict):
             raise InvalidInput("body", type(body).__name__, "a JSON object")
         filename, size = body.get("filename"), body.get("size")
@@ -53,17 +59,17 @@ class UploadStore:
         content_type = body.get("content_type")
         if not isinstance(content_type, str) or not content_type:
             content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        return self._add(filename, size, content_type)
+        return self._add(filename, size, content_type, now)
 
-    def store(self, filename: str, content_type: str, data: bytes) -> UploadSlot:
-        """Keep a file that arrived in one request (the older multipart route)."""
-        slot = self._add(filename, len(data), content_type)
+    def store(self, filename: str, content_type: str, data: bytes, now: float) -> UploadSlot:
+        """Keep a file that arrived in one request (the older multipart route) at ``now``."""
+        slot = self._add(filename, len(data), content_type, now)
         slot.data = data
         return slot
 
-    def _add(self, filename: str, size: int, content_type: str) -> UploadSlot:
+    def _add(self, filename: str, size: int, content_type: str, now: float) -> UploadSlot:
         name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload"
-        slot = UploadSlot(uuid.uuid4().hex, name, size, content_type)
+        slot = UploadSlot(uuid.uuid4().hex, name, size, content_type, now)
         self.slots[slot.token] = slot
         return slot
 
@@ -74,6 +80,10 @@ class UploadStore:
     def signed_slot(self, token: str, signature: str) -> UploadSlot | None:
         """The slot a PUT URL names, if its signature is right."""
         slot = self.slots.get(token)
-        if slot is None or not hmac.compare_digest(signature, self.signature(token)):
+        if (
+            slot is None
+            or slot.expired
+            or not hmac.compare_digest(signature, self.signature(token))
+        ):
             return None
         return slot
