@@ -18,10 +18,11 @@ import pytest
 from wavespeed_async.emulator import Clock, Emulator, FaultPlan
 from wavespeed_async.errors import InvalidInput
 
+from .support import FLUX
+
 pytestmark = pytest.mark.anyio
 
 AUTH = {"Authorization": "Bearer test-key", "Content-Type": "application/json"}
-FLUX = "wavespeed-ai/flux-dev"
 EDIT = "bytedance/dreamina-v3.0/edit"
 UNLISTED = "someone/unlisted-model"
 #: Every route that reads a JSON body.
@@ -159,6 +160,7 @@ async def _pipeline(emu: Emulator, paths: list[str]) -> int:
     return answered
 
 
+@pytest.mark.slow  # a soak: 40,000 requests, about 8 s
 async def test_the_request_log_is_a_ring_and_memory_stays_flat_over_40000_requests() -> None:
     async with Emulator(speed=0, request_log_size=10_000) as emu:
         long_tail = "x" * 3000

@@ -13,10 +13,11 @@ import pytest
 
 from wavespeed_async.emulator import Clock, Emulator
 
+from .support import FLUX
+
 pytestmark = pytest.mark.anyio
 
 AUTH = {"Authorization": "Bearer test-key"}
-FLUX = "wavespeed-ai/flux-dev"
 WEEK = 7 * 24 * 3600.0
 
 

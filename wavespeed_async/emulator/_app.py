@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import json
-import math
 import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -21,7 +18,7 @@ from .._wire.protocol import check_model_id
 from ..errors import InvalidInput
 from ._account import InsufficientFunds, RateLimited, retry_after_header
 from ._account_routes import AccountRoutes
-from ._faults import Fault, route_of
+from ._faults import route_of
 from ._http import (
     Refused,
     envelope,
@@ -32,6 +29,7 @@ from ._http import (
     read_at_most,
     read_json,
 )
+from ._inject import SYNC_TIMEOUT_NOW, inject
 from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, Kept, TaskRecord
 from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
 from ._waits import SyncWaits
@@ -45,10 +43,6 @@ _RESERVED = ("predictions", "media", "webhook", "model", "models", "balance", "a
 INSUFFICIENT_BALANCE_STATUS = 402
 _MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-_SYNC_TIMEOUT_NOW = web.RequestKey("sync_timeout_now", bool)
-_HTML_502 = (
-    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
-)
 
 
 def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
@@ -96,7 +90,7 @@ class _Handlers:
             if fault is None:
                 response = await handler(request)
             else:
-                response = await self._inject(fault, request, handler)
+                response = await inject(fault, request, handler, self.state, self.waits)
         except UploadTooLarge as exc:
             response = error_response(is_api, 413, str(exc))
         except RateLimited as exc:
@@ -121,35 +115,6 @@ class _Handlers:
         self.waits.notify()  # wakes Emulator.wait_for() conditions about requests and tasks
         return response
 
-    async def _inject(
-        self, fault: Fault, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
-        """Answer ``request`` as ``fault`` says (see :class:`Fault` for before/after)."""
-        if fault.before:
-            return await _answer_before(fault, request)
-        if fault is Fault.TASK_FAILS:
-            self.state.fail_next(1, "emulated failure (fault injection)")
-        if fault is Fault.SYNC_TIMEOUT:
-            request[_SYNC_TIMEOUT_NOW] = True
-        response = await handler(request)
-        if fault is Fault.RESET_AFTER:
-            _reset(request)
-        elif fault is Fault.STALL:
-            with anyio.move_on_after(self.state.faults.stall_seconds):
-                await self.waits.wait_until(lambda: False, lambda: math.inf)
-        elif fault in (Fault.SERVER_ERROR, Fault.GATEWAY_TIMEOUT):
-            return error_response(True, int(fault.value), "emulated server error")
-        elif fault is Fault.BAD_GATEWAY:
-            return web.Response(status=502, text="Bad Gateway")
-        elif fault is Fault.MALFORMED_JSON:
-            body = _body(response) or b"{}"
-            return web.Response(body=body[: len(body) // 2], content_type="application/json")
-        elif fault in (Fault.UNKNOWN_STATUS, Fault.MISSING_FIELDS) and isinstance(
-            response, web.Response
-        ):
-            return _rewrite_data(fault, response)
-        return response
-
     # --- predictions ------------------------------------------------------------------------
 
     async def submit(self, request: web.Request) -> web.Response:
@@ -169,7 +134,7 @@ class _Handlers:
         self.waits.notify()  # before a sync wait: tests wait for the task to exist, then advance
         if not task.sync_mode:
             return envelope(self._render(task, request))
-        wait = 0.0 if request.get(_SYNC_TIMEOUT_NOW) else self.state.sync_timeout
+        wait = 0.0 if request.get(SYNC_TIMEOUT_NOW) else self.state.sync_timeout
         deadline = task.submitted_at + wait
         finished = await self.waits.wait_until(
             lambda: self._settled(task, deadline),
@@ -368,42 +333,3 @@ def render_task(
     data: dict[str, Any] = converter.unstructure(prediction)
     data["input"] = task.input
     return data
-
-
-# --- fault injection ------------------------------------------------------------------------
-
-
-async def _answer_before(fault: Fault, request: web.Request) -> web.StreamResponse:
-    if fault is Fault.RESET_BEFORE:
-        _reset(request)
-        return web.Response(status=500)  # never reaches the client
-    if fault is Fault.HTML_ERROR:
-        return web.Response(status=502, text=_HTML_502, content_type="text/html")
-    status = 429 if fault in (Fault.RATE_LIMITED, Fault.RATE_LIMITED_RETRY_AFTER) else 503
-    message = "emulated: too many requests" if status == 429 else "busy"
-    response = error_response(True, status, message)
-    if fault in (Fault.RATE_LIMITED_RETRY_AFTER, Fault.UNAVAILABLE_RETRY_AFTER):
-        response.headers["Retry-After"] = "1"
-    return response
-
-
-def _reset(request: web.Request) -> None:
-    # Abort the socket: the client sees the connection drop, not an HTTP answer.
-    if request.transport is not None:
-        request.transport.abort()
-
-
-def _rewrite_data(fault: Fault, response: web.Response) -> web.Response:
-    envelope = json.loads(_body(response) or b"{}")
-    data = envelope.get("data")
-    if isinstance(data, dict):
-        if fault is Fault.UNKNOWN_STATUS:
-            data["status"] = "queued_for_gpu"
-        else:
-            envelope["data"] = {"id": data.get("id"), "status": data.get("status")}
-    return web.json_response(envelope, status=response.status)
-
-
-def _body(response: web.StreamResponse) -> bytes:
-    body = response.body if isinstance(response, web.Response) else None
-    return bytes(body) if isinstance(body, (bytes, bytearray)) else b""

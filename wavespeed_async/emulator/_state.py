@@ -1,7 +1,8 @@
-"""The emulator's state, with no I/O: tasks, their lifecycle, failure scripting, counters.
+"""The emulator's state, with no I/O: tasks, failure scripting, retention, counters.
 
-A task's status is never stored as it progresses: it is derived from the clock whenever it
-is read, so no background work runs per prediction and a frozen clock freezes every task.
+A task's status is derived from the clock whenever it is read (see :mod:`._tasks`); what a
+task holds is dropped with it when it is deleted. Outputs and uploads are served for
+``output_retention`` emulated seconds, then expire.
 """
 
 from __future__ import annotations
@@ -18,20 +19,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-import attrs
-
 from .._wire.limits import Limits
 from .._wire.models import Status
 from ..errors import InvalidInput
-from ._account import DEFAULT_BALANCE, Account, Slot
+from ._account import DEFAULT_BALANCE, Account
 from ._arguments import check_count, check_durations, check_number, check_seconds
 from ._catalog import UNLISTED, model_spec
 from ._clock import Clock
 from ._faults import FaultPlan
 from ._history import HistoryQuery, parse_history_query
-from ._outputs import MEDIA_ACCESS_CODE, OutputSpec, media_access_error, output_for
+from ._outputs import MEDIA_ACCESS_CODE, media_access_error, output_for
 from ._requests import DEFAULT_LOG_SIZE, RequestLog, RequestRecord
 from ._schema import validate
+from ._tasks import TaskRecord, TaskStatus
 from ._uploads import UploadStore
 
 __all__ = [
@@ -83,91 +83,6 @@ class Kept(enum.Enum):
     KEPT = "kept"
     EXPIRED = "expired"
     MISSING = "missing"
-
-
-@attrs.frozen
-class TaskStatus:
-    """A task's status at one instant: the raw text the API would send, and the error."""
-
-    raw: str
-    error: str = ""
-
-    @property
-    def status(self) -> Status:
-        """The parsed status (``UNKNOWN`` for strings the library does not know)."""
-        return Status.parse(self.raw)
-
-
-@attrs.define(eq=False)
-class TaskRecord:
-    """One submitted task. ``submitted_at`` is on the emulated clock, ``created_at`` wall time.
-
-    ``slot`` is when it runs: from submit, or later when it waited for a concurrency slot.
-    ``raw_status``, ``status`` and ``error`` are read from the clock each time.
-    """
-
-    id: str
-    model: str
-    input: dict[str, Any]
-    created_at: dt.datetime
-    submitted_at: float
-    duration: float
-    output: OutputSpec
-    sequence: int
-    clock: Clock = attrs.field(repr=False)
-    webhook: str | None = None
-    scripted_error: str | None = None
-    forced: TaskStatus | None = None
-    slot: Slot | None = None
-    price: float = 0.0
-    #: ``data.code`` once failed (1402: an input file could not be fetched).
-    error_code: int | None = None
-
-    @property
-    def started_at(self) -> float:
-        """The emulated time the task starts running (``created`` until then)."""
-        return self.submitted_at if self.slot is None else self.slot.start
-
-    @property
-    def finishes_at(self) -> float:
-        """The emulated time at which the task becomes terminal (unless forced)."""
-        return self.started_at + self.duration
-
-    @property
-    def base64_output(self) -> bool:
-        """Whether outputs are returned as bare base64 strings instead of URLs."""
-        return self.input.get("enable_base64_output") is True
-
-    @property
-    def sync_mode(self) -> bool:
-        """Whether the submit asked to wait for the outcome."""
-        return self.input.get("enable_sync_mode") is True
-
-    def status_at(self, now: float) -> TaskStatus:
-        """The status at emulated time ``now``: created, processing, then completed or failed."""
-        if self.forced is not None:
-            return self.forced
-        elapsed = now - self.started_at
-        if elapsed >= self.duration:
-            if self.scripted_error is not None:
-                return TaskStatus("failed", self.scripted_error)
-            return TaskStatus("completed")
-        return TaskStatus("processing" if elapsed > 0 else "created")
-
-    @property
-    def raw_status(self) -> str:
-        """The status string right now."""
-        return self.status_at(self.clock.now()).raw
-
-    @property
-    def status(self) -> Status:
-        """The parsed status right now."""
-        return self.status_at(self.clock.now()).status
-
-    @property
-    def error(self) -> str:
-        """The error right now ("" unless failed)."""
-        return self.status_at(self.clock.now()).error
 
 
 class EmulatorState:
