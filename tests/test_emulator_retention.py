@@ -115,6 +115,30 @@ async def test_retention_is_configurable_and_applies_to_uploads(
         assert (envelope["data"]["status"], envelope["data"]["code"]) == ("failed", 1402)
 
 
+async def test_expired_uploads_drop_their_bytes_unasked_and_refuse_their_put(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with Emulator(speed=0, output_retention=60) as emu:
+        tickets = []
+        for name in ("a.png", "b.png"):
+            body = {"filename": name, "size": 1024, "content_type": "image/png"}
+            tickets.append((await api(session, emu, "POST", "media/uploads", body))[1]["data"])
+        first, late = tickets
+        headers = first["upload"]["headers"]
+        async with session.put(first["upload"]["url"], data=b"x" * 1024, headers=headers) as put:
+            assert put.status == 200
+        emu.advance(60)
+        body = {"filename": "c.png", "size": 1, "content_type": "image/png"}
+        await api(session, emu, "POST", "media/uploads", body)  # any later upload sweeps
+        assert [slot.data for slot in emu.state.uploads.slots.values()][:2] == [None, None]
+        headers = late["upload"]["headers"]
+        async with session.put(late["upload"]["url"], data=b"x" * 1024, headers=headers) as put:
+            assert put.status == 403  # as an expired pre-signed URL
+        long_name = {"filename": "x" * 1025, "size": 1, "content_type": "image/png"}
+        status, envelope = await api(session, emu, "POST", "media/uploads", long_name)
+        assert (status, envelope["message"][:9]) == (400, "filename=")
+
+
 async def test_history_lists_only_tasks_within_the_retention(
     session: aiohttp.ClientSession,
 ) -> None:

@@ -250,9 +250,11 @@ class _Handlers:
     async def upload_put(self, request: web.Request) -> web.Response:
         """The pre-signed PUT: checks signature, signed content type and announced size."""
         slot = self.state.uploads.signed_slot(
-            request.match_info["token"], request.query.get("signature", "")
+            request.match_info["token"],
+            request.query.get("signature", ""),
+            self.state.clock.now(),
         )
-        if slot is None:
+        if slot is None:  # an expired ticket, as an expired pre-signed URL
             raise Refused(403, "invalid upload signature")
         if request.headers.get("Content-Type", "") != slot.content_type:
             # The content type is part of what was signed, as with S3 pre-signed URLs.

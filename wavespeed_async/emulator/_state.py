@@ -116,7 +116,7 @@ class EmulatorState:
         self.submit_count = 0
         #: The newest requests received (a ring: see :class:`RequestLog`).
         self.requests = RequestLog(check_count("request_log_size", request_log_size))
-        self.uploads = UploadStore()
+        self.uploads = UploadStore(self.output_retention)
         self._api_key = api_key
         self._durations = check_durations(durations)
         self._scripted_failures: collections.deque[str] = collections.deque()
@@ -262,17 +262,12 @@ class EmulatorState:
         return Kept.EXPIRED if self.expired(task.submitted_at) else Kept.KEPT
 
     def upload_kept(self, token: str, filename: str) -> Kept:
-        """Whether uploaded file ``token/filename`` is served, expired or never was.
-
-        An expired upload's bytes are dropped from memory the first time it is asked for.
-        """
+        """Whether uploaded file ``token/filename`` is served, expired or never was."""
+        self.uploads.sweep(self.clock.now())
         slot = self.uploads.slots.get(token)
         if slot is None or slot.filename != filename or (slot.data is None and not slot.expired):
             return Kept.MISSING
-        if slot.expired or self.expired(slot.created):
-            slot.data, slot.expired = None, True
-            return Kept.EXPIRED
-        return Kept.KEPT
+        return Kept.EXPIRED if slot.expired else Kept.KEPT
 
     def history(self, body: object) -> tuple[HistoryQuery, int, list[TaskRecord]]:
         """Answer a history query: the query, the total matched and one page, newest first.
