@@ -4,6 +4,7 @@ that stays bounded whatever stream of requests arrives."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import io
 import json
@@ -15,8 +16,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wavespeed_async.emulator import Clock, Emulator, FaultPlan
+from wavespeed_async.emulator._account import InsufficientFunds
+from wavespeed_async.emulator._app import render_task
+from wavespeed_async.emulator._catalog import model_spec
+from wavespeed_async.emulator._http import decode_json
+from wavespeed_async.emulator._schema import validate
+from wavespeed_async.emulator._state import EmulatorState
 from wavespeed_async.errors import InvalidInput
 
 from .support import FLUX
@@ -132,6 +141,67 @@ async def test_bodies_that_are_not_json_objects_are_a_400(
 ) -> None:
     status, envelope = await post_raw(session, emu, f"/api/v3/{FLUX}", body)
     assert (status, envelope["code"]) == (400, 400)
+
+
+#: Field names the emulator reads somewhere, so generated bodies reach its checks.
+_FIELDS = [
+    "prompt", "image", "size", "seed", "num_images", "duration", "aspect_ratio", "resolution",
+    "webhook_url", "enable_base64_output", "enable_sync_mode", "page", "page_size", "model",
+    "status", "created_after", "created_before", "ids", "filename", "content_type",
+]  # fmt: skip
+_HOSTILE = st.sampled_from(
+    [
+        *("9" * 5000 + "*5", "5*" + "9" * 40, "2024-02-30T00:00:00Z", "0000-01-01T00:00:00Z"),
+        *(2**63, -(2**63) - 1, 10**400, 1e308, -1, 0, "1024*1024", "16:9", "ftp://x/hook"),
+    ]
+)
+_SCALARS = st.one_of(
+    _HOSTILE,
+    _HOSTILE,  # listed twice: drawn as often as every ordinary kind together
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=5), inner, max_size=5)
+    ),
+    max_leaves=8,
+)
+_BODIES = st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=8) | _VALUES
+_MODELS = [FLUX, EDIT, "bytedance/dreamina-v3.0-pro/text-to-video", "google/veo3", UNLISTED]
+
+
+def quote(model: str, inputs: object) -> None:
+    """What ``POST /api/v3/model/price`` does with ``inputs``: a finite price or a refusal."""
+    spec = model_spec(model)
+    if spec is not None and isinstance(inputs, dict):
+        validate(spec.schema, inputs, complete=False)
+        assert math.isfinite(spec.price_for(inputs))
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=_BODIES, model=st.sampled_from(_MODELS))
+def test_any_json_body_is_answered_or_refused_as_invalid_input_on_every_route(
+    body: object, model: str
+) -> None:
+    state = EmulatorState(clock=Clock(speed=0))
+    try:
+        decoded = decode_json(json.dumps(body).encode())  # NaN, Infinity and big ints too
+    except InvalidInput:
+        return
+    for route in (
+        lambda: state.submit(model, decoded),
+        lambda: state.history(decoded),
+        lambda: state.delete(decoded),
+        lambda: state.uploads.announce(decoded, 0.0),
+        lambda: quote(model, decoded),
+    ):
+        with contextlib.suppress(InvalidInput, InsufficientFunds):
+            route()
+    state.clock.advance(3600)
+    for task in state.tasks.values():  # what it answers is strict JSON
+        json.dumps(render_task(task, state.clock.now(), "http://e"), allow_nan=False)
 
 
 # --- bounded memory ---------------------------------------------------------------------------
