@@ -25,7 +25,8 @@ from ._engine.submit import Submitter, submit_once
 from ._http import files as _files
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
-from ._wire.account import CATALOGUE_TTL, Catalogue
+from ._telemetry import telemetry
+from ._wire.account import CATALOGUE_TTL, BillingRecord, Catalogue, Usage
 from ._wire.convert import structure_prediction, unstructure_payload
 from ._wire.limits import Limits
 from ._wire.models import ModelInfo, Prediction, Quote, TextToVideo
@@ -593,8 +594,10 @@ class AsyncWaveSpeed:
         request = upload_ticket_request(
             self.base_url, media.filename, len(media.data), media.content_type
         )
-        ticket = parse_upload_ticket(await self._api.call(request))
-        await self._api.put(ticket.url, media.data, ticket.headers)
+        attributes = {"wavespeed.file.size": len(media.data)}
+        with telemetry.span("wavespeed.upload", attributes):  # never the pre-signed URL
+            ticket = parse_upload_ticket(await self._api.call(request))
+            await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
     async def download(
@@ -614,9 +617,10 @@ class AsyncWaveSpeed:
         each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
         an unfinished one :class:`NotFinished`.
         """
-        return await _files.download_prediction(
-            self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
-        )
+        with telemetry.span("wavespeed.download", {"wavespeed.prediction.id": prediction.id}):
+            return await _files.download_prediction(
+                self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
+            )
 
     # --- the account --------------------------------------------------------------------------
 
@@ -663,6 +667,25 @@ class AsyncWaveSpeed:
         :meth:`PredictionFuture.cancel_remote`.
         """
         return await self._account.cancel(prediction_id)
+
+    async def billings(self, *prediction_ids: str) -> list[BillingRecord]:
+        """What each prediction was billed: ``POST /api/v3/billings/search``.
+
+        One :class:`BillingRecord` (``prediction_id``, ``price`` in USD, ``created_at``) per
+        billed prediction; a prediction not billed yet (or free) has none. Ids are checked
+        before sending, and searched 100 at a time.
+
+        >>> [record.price for record in await client.billings(future.id)]  # doctest: +SKIP
+        [3.2]
+        """
+        return await self._account.billings(prediction_ids)
+
+    async def usage(self, start: dt.datetime, end: dt.datetime) -> Usage:
+        """The account's usage between two timezone-aware times: ``POST /api/v3/user/usage_stats``.
+
+        A :class:`Usage`: its ``total`` in USD, ``days`` (UTC dates) and ``per_model``.
+        """
+        return await self._account.usage(start, end)
 
     # --- webhooks -----------------------------------------------------------------------------
 

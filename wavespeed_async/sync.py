@@ -246,6 +246,8 @@ class WaveSpeed:
     model = _blocking(AsyncWaveSpeed.model)
     delete = _blocking(AsyncWaveSpeed.delete)
     cancel = _blocking(AsyncWaveSpeed.cancel)
+    billings = _blocking(AsyncWaveSpeed.billings)
+    usage = _blocking(AsyncWaveSpeed.usage)
     map = _blocking(AsyncWaveSpeed.map)
 
     def prediction(

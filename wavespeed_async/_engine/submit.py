@@ -25,6 +25,7 @@ import attrs
 from .._coordination.local import IdempotencyRecord
 from .._http.retry import outcome_unknown
 from .._http.session import ApiSession
+from .._telemetry import PredictionTrace, telemetry
 from .._wire.convert import structure_prediction
 from .._wire.models import Prediction, Status
 from .._wire.protocol import Request, is_sync_timeout
@@ -238,14 +239,14 @@ class Submitter:
         """Take a running slot, send ``request`` once, and return the task's future."""
         loop = self._api.check_loop()
         deadline = None if math.isinf(limit) else loop.time() + limit
-        lease = await self._api.acquire_slot(limit)
+        trace = telemetry.prediction(model)  # a child of the caller's span, captured now
         try:
-            started = loop.time()
-            prediction = await self._create(model, request, body, deadline)
-        except BaseException:
-            if lease is not None:
-                self._api.release_slot(lease)
+            with trace.current():  # the submit's retries and 429s are events on it
+                lease, started, prediction = await self._send(model, request, body, deadline)
+        except BaseException as error:
+            _refused(trace, error)
             raise
+        trace.submitted(prediction.id)
         if lease is not None:
             await self._api.coordinator.bind_slot(lease, prediction.id)
         if is_sync_timeout(prediction) and prediction.status.is_terminal:
@@ -263,10 +264,27 @@ class Submitter:
             prediction=prediction,
             on_finish=None if lease is None else functools.partial(self._api.release_slot, lease),
             started=started,
+            trace=trace,
         )
         if receiver is not None:
             receiver.track(future)
         return future
+
+    async def _send(
+        self, model: str, request: Request, body: dict[str, Any], deadline: float | None
+    ) -> tuple[str | None, float, Prediction]:
+        """Take a running slot (released on failure) and send; the lease, send time, answer."""
+        loop = self._api.check_loop()
+        lease = await self._api.acquire_slot(
+            math.inf if deadline is None else deadline - loop.time()
+        )
+        try:
+            started = loop.time()
+            return lease, started, await self._create(model, request, body, deadline)
+        except BaseException:
+            if lease is not None:
+                self._api.release_slot(lease)
+            raise
 
     async def _create(
         self, model: str, request: Request, body: dict[str, Any], deadline: float | None
@@ -285,3 +303,12 @@ class Submitter:
                 payload=body,
                 sent_at=sent_at,
             ) from exc
+
+
+def _refused(trace: PredictionTrace, error: BaseException) -> None:
+    """End the trace of a submit that created no known task."""
+    if isinstance(error, SubmissionUncertain):
+        trace.event("wavespeed.submit.uncertain", {"error.type": type(error.__cause__).__name__})
+        trace.finish("uncertain", error=error)
+    else:
+        trace.finish("rejected" if isinstance(error, Exception) else "cancelled", error=error)

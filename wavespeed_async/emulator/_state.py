@@ -224,6 +224,7 @@ class EmulatorState:
             error_code=code,
         )
         self.tasks[task_id] = task
+        self.account.ledger.record(task_id, model, price, task.created_at)
         if webhook is not None:
             self.webhook_tasks[task_id] = task
         self._created[payload_key(model, body)] += 1
