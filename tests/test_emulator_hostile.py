@@ -44,6 +44,8 @@ JSON_ROUTES = [
     "/api/v3/model/price",
     "/api/v3/model/pricing",
     "/api/v3/media/uploads",
+    "/api/v3/billings/search",
+    "/api/v3/user/usage_stats",
 ]
 
 
@@ -123,16 +125,21 @@ async def test_numbers_beyond_what_the_api_reads_are_a_400_naming_the_field(
         "9" * 5000,
     ],
 )
-async def test_an_impossible_history_date_is_a_400_naming_it(
+async def test_an_impossible_date_is_a_400_naming_it_on_history_and_usage(
     emu: Emulator, session: aiohttp.ClientSession, created_after: str
 ) -> None:
-    body = f'{{"page": 1, "page_size": 10, "created_after": "{created_after}"}}'
-    status, envelope = await post_raw(session, emu, "/api/v3/predictions", body)
-    if created_after.startswith("0001"):  # a real, if early, instant
-        assert status == 200, envelope
-        return
-    assert (status, envelope["code"]) == (400, 400), envelope
-    assert envelope["message"].startswith("created_after=")
+    history = f'{{"page": 1, "page_size": 10, "created_after": "{created_after}"}}'
+    usage = f'{{"start_time": "{created_after}", "end_time": "2999-01-01T00:00:00Z"}}'
+    for path, body, field in (
+        ("/api/v3/predictions", history, "created_after"),
+        ("/api/v3/user/usage_stats", usage, "start_time"),
+    ):
+        status, envelope = await post_raw(session, emu, path, body)
+        if created_after.startswith("0001"):  # a real, if early, instant
+            assert status == 200, envelope
+            continue
+        assert (status, envelope["code"]) == (400, 400), envelope
+        assert envelope["message"].startswith(f"{field}=")
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe\x00garbage", b'{"prompt": "\xff"}', b""])
