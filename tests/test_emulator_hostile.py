@@ -155,6 +155,7 @@ _FIELDS = [
     "prompt", "image", "size", "seed", "num_images", "duration", "aspect_ratio", "resolution",
     "webhook_url", "enable_base64_output", "enable_sync_mode", "page", "page_size", "model",
     "status", "created_after", "created_before", "ids", "filename", "content_type",
+    "prediction_uuids", "start_time", "end_time", "billing_type", "sort",
 ]  # fmt: skip
 _HOSTILE = st.sampled_from(
     [
@@ -203,6 +204,8 @@ def test_any_json_body_is_answered_or_refused_as_invalid_input_on_every_route(
         lambda: state.delete(decoded),
         lambda: state.uploads.announce(decoded, 0.0),
         lambda: quote(model, decoded),
+        lambda: state.account.ledger.search(decoded, lambda _: "completed"),
+        lambda: state.account.ledger.usage(decoded, lambda _: "image"),
     ):
         with contextlib.suppress(InvalidInput, InsufficientFunds):
             route()
