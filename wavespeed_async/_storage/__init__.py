@@ -1,0 +1,119 @@
+"""Keeping outputs: into a local folder, or streamed into an object store, once, whole, verified.
+
+:class:`Storage` is what a client holds: the :class:`StorageOptions` and one store per
+bucket (each with its own connection pool, reused by every copy). :meth:`Storage.save` is
+``download``'s body: a local folder gets today's atomic files (``list[Path]``), an object
+store URL gets the outputs copied through :func:`copy_once` (``list[str]``, their URLs).
+``obstore`` (the ``storage`` extra) is imported only when a store is used.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from .. import _files
+from .._coordination import Coordinator
+from .._models import Prediction
+from ..errors import ConfigurationError, StorageAccessDenied, StorageError, WaveSpeedError
+from .once import copy_key, copy_once
+from .store import StorageOptions, Store, StoredObject, open_store
+from .url import LocalDestination, StoreDestination, is_store_url, parse_destination
+
+__all__ = [
+    "Storage",
+    "StorageOptions",
+    "StoredObject",
+    "is_store_url",
+    "parse_destination",
+]
+
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class Storage:
+    """The object stores of one client, opened on first use, and how to reach them."""
+
+    def __init__(self, options: StorageOptions | None = None) -> None:
+        self.options = options or StorageOptions()
+        self._stores: dict[tuple[str, str], Store] = {}
+
+    def __repr__(self) -> str:
+        return f"Storage(stores={len(self._stores)})"
+
+    def store(self, destination: StoreDestination) -> Store:
+        """The store of ``destination``'s bucket (prefixes share it)."""
+        name = (destination.scheme, destination.bucket)
+        known = self._stores.get(name)
+        if known is None:
+            _require_obstore(destination.url)
+            known = self._stores[name] = open_store(destination, self.options)
+        return known.at(destination)
+
+    async def check(self, dest: str | os.PathLike[str], *, field: str = "out") -> None:
+        """Check ``dest`` before paying for a task: its form, credentials, and the bucket.
+
+        A local folder passes (it is made when the outputs are written). A store is asked
+        for one listing of the prefix: a missing bucket or refused credentials raise here.
+        """
+        destination = parse_destination(dest, field=field)
+        if isinstance(destination, StoreDestination):
+            await self.store(destination).check()
+
+    async def save(
+        self,
+        open_output: _files.OpenOutput,
+        prediction: Prediction,
+        dest: str | os.PathLike[str],
+        *,
+        coordinator: Coordinator,
+        max_bytes: int,
+        timeout: float,
+    ) -> list[Path] | list[str]:
+        """Keep every output of ``prediction`` at ``dest``; where each now lives."""
+        destination = parse_destination(dest)
+        if isinstance(destination, LocalDestination):
+            return await _save_locally(open_output, prediction, destination, max_bytes, timeout)
+        if not prediction.outputs:
+            return []
+        store = self.store(destination)
+        from .copy import store_outputs
+
+        async def copy() -> list[str]:
+            stored = await store_outputs(
+                open_output, prediction, store, max_bytes=max_bytes, timeout=timeout
+            )
+            return [item.url for item in stored]
+
+        key = copy_key(destination.url, prediction.id)
+        return await copy_once(coordinator, key, copy, timeout=timeout)
+
+
+async def _save_locally(
+    open_output: _files.OpenOutput,
+    prediction: Prediction,
+    destination: LocalDestination,
+    max_bytes: int,
+    timeout: float,
+) -> list[Path]:
+    failure: WaveSpeedError | None = None
+    try:
+        return await _files.download_outputs(
+            open_output, prediction, destination.directory, max_bytes=max_bytes, timeout=timeout
+        )
+    except OSError as exc:  # the folder cannot be made or written
+        kind = StorageAccessDenied if exc.errno in _READ_ONLY else StorageError
+        shown = str(destination.directory)
+        reason = exc.strerror or type(exc).__name__
+        failure = kind(f"{shown}: {reason}", destination=shown, prediction_id=prediction.id)
+    raise failure
+
+
+def _require_obstore(destination: str) -> None:
+    try:
+        import obstore  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            f"writing to {destination} needs obstore: pip install 'wavespeed-async[storage]'"
+        ) from None
