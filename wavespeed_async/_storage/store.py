@@ -65,6 +65,8 @@ class StorageOptions:
     ``GCSConfig``, ``AzureConfig`` keys). ``part_size`` and ``concurrency`` bound memory:
     about ``part_size * (concurrency + 1)`` bytes per copy. ``check_etag=False`` skips the
     ETag comparison, for buckets whose ETags are not MD5s (SSE-KMS and SSE-C encryption).
+    A request that fails below HTTP or with a 5xx is retried ``max_retries`` times, for at
+    most ``retry_timeout`` seconds.
     Credentials never appear in the repr.
 
     >>> StorageOptions(endpoint="http://127.0.0.1:9000", access_key_id="minio",
@@ -82,6 +84,8 @@ class StorageOptions:
     part_size: int = attrs.field(default=PART_SIZE, repr=False)
     concurrency: int = attrs.field(default=4, repr=False)
     check_etag: bool = attrs.field(default=True, repr=False)
+    max_retries: int = attrs.field(default=3, repr=False)
+    retry_timeout: float = attrs.field(default=60.0, repr=False)
 
     def __attrs_post_init__(self) -> None:
         from ..errors import InvalidInput
@@ -296,6 +300,10 @@ def open_store(destination: StoreDestination, options: StorageOptions) -> Store:
             f"{destination.scheme}://{destination.bucket}",
             config=config or None,
             client_options=client,
+            retry_config={
+                "max_retries": options.max_retries,
+                "retry_timeout": dt.timedelta(seconds=options.retry_timeout),
+            },
             credential_provider=provider,
         )
     except Exception as exc:
