@@ -85,7 +85,7 @@ def ultra(plan: Plan, log: Callable[[str], None]) -> Result:
 def _learned_cadence(known: list[float]) -> tuple[float, float]:
     """The first delay and the gap this project's learned schedule picks (without jitter)."""
     from wavespeed_async import VIDEO_SCHEDULE
-    from wavespeed_async._polling import LearnedSchedule, PollStats
+    from wavespeed_async._engine.polling import LearnedSchedule, PollStats
 
     stats = PollStats()
     stats.load({MODEL: known})

@@ -21,16 +21,14 @@ from wavespeed_async import (
     TextToVideo,
     WaveSpeed,
 )
-from wavespeed_async._account import parse_models, parse_quote
+from wavespeed_async._wire.account import parse_models, parse_quote
 from wavespeed_async.emulator import Emulator
 
-from .conftest import FAST, SECRET_KEY, client_for
+from .support import FAST, FLUX, SECRET_KEY, VIDEO, client_for
 
 pytestmark = pytest.mark.anyio
 
-VIDEO = TextToVideo.model_id
 EDIT = ImageEdit.model_id
-FLUX = "wavespeed-ai/flux-dev"
 IMAGE_URL = "https://example.com/photo.png"
 
 

@@ -27,15 +27,12 @@ from wavespeed_async import (
     TextToVideo,
     WaveSpeedError,
 )
-from wavespeed_async._journal import Journal, item_keys
+from wavespeed_async.batch.journal import Journal, item_keys
 from wavespeed_async.emulator import Emulator, Fault
 
-from .conftest import client_for
+from .support import FLUX, client_for
 
 pytestmark = pytest.mark.anyio
-
-VIDEO = TextToVideo.model_id
-FLUX = "wavespeed-ai/flux-dev"
 
 
 def videos(count: int, prefix: str = "a fox") -> list[TextToVideo]:

@@ -12,16 +12,16 @@ import attrs
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from wavespeed_async import ImageEdit, TextToVideo
-from wavespeed_async._cli_account import since
+from wavespeed_async import ImageEdit
 from wavespeed_async.cli import main
+from wavespeed_async.cli.account import since
 from wavespeed_async.emulator import Emulator
 
-from .conftest import client_for
+from .support import FLUX, VIDEO, client_for
 
-VIDEO = TextToVideo.model_id
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses
+
 EDIT = ImageEdit.model_id
-FLUX = "wavespeed-ai/flux-dev"
 
 
 @attrs.define

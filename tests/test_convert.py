@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from wavespeed_async import ImageEdit, InvalidInput, Prediction, Status, TextToVideo, Timings
-from wavespeed_async._convert import (
+from wavespeed_async._wire.convert import (
     converter,
     parse_datetime,
     structure_payload,

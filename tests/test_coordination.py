@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from wavespeed_async._coordination import (
+from wavespeed_async._coordination.local import (
     Coordinator,
     LocalCoordinator,
     TTLCache,
     fingerprint,
 )
-from wavespeed_async._limits import Limits
-from wavespeed_async._models import Prediction
+from wavespeed_async._wire.limits import Limits
+from wavespeed_async._wire.models import Prediction
 from wavespeed_async.errors import IdempotencyConflict, InvalidInput
 
 from .redis_server import RedisServer

@@ -12,15 +12,16 @@ import aiohttp
 import anyio
 import pytest
 
-from wavespeed_async._models import ImageEdit, TextToVideo
+from wavespeed_async._wire.models import ImageEdit, TextToVideo
 from wavespeed_async.emulator import Clock, Emulator, payload_key
 from wavespeed_async.emulator._media import png
 from wavespeed_async.emulator.pytest_plugin import wavespeed_emulator  # noqa: F401
 
+from .support import FLUX
+
 pytestmark = pytest.mark.anyio
 
 AUTH = {"Authorization": "Bearer test-key"}
-FLUX = "wavespeed-ai/flux-dev"
 EDIT_IMAGE = "https://example.com/in.png"
 
 

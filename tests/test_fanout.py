@@ -17,20 +17,20 @@ import anyio
 import pytest
 from aiohttp import web
 
-from wavespeed_async import Prediction, Status, WebhookReceiver
-from wavespeed_async._coordination import Coordinator, LocalCoordinator
-from wavespeed_async._limits import Limits
+from wavespeed_async import ConfigurationError, Prediction, Status, WebhookReceiver
+from wavespeed_async._coordination.local import Coordinator, LocalCoordinator
+from wavespeed_async._wire.limits import Limits
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import CoordinatorUnavailable
 from wavespeed_async.redis import RedisCoordinator
 
-from .conftest import client_for
 from .redis_server import RedisServer
-from .test_webhooks import (
+from .support import (
     BODY,
     NO_RECONCILIATION,
     SECRET,
     SIGNED_AT,
+    client_for,
     new_future,
     serve,
     signed_headers,
@@ -186,17 +186,17 @@ async def test_each_process_still_answers_503_past_its_own_memory_of_ids() -> No
     assert status == 503  # rather than forgetting msg_1 early
 
 
-async def test_a_shared_coordinator_replaces_the_in_process_one_but_not_another_shared_one(
-    coordinators: Start, caplog: pytest.LogCaptureFixture
+async def test_a_shared_coordinator_replaces_the_in_process_one_and_a_second_owner_is_refused(
+    coordinators: Start,
 ) -> None:
     shared, other = await coordinators(), await coordinators()
     receiver = worker(LocalCoordinator())  # the client's default, say
     receiver.use_coordinator(shared)
     receiver.use_coordinator(LocalCoordinator())  # ignored
-    receiver.use_coordinator(other)  # ignored, with a warning
+    with pytest.raises(ConfigurationError, match="already shares deliveries"):
+        receiver.use_coordinator(other)  # one owner: a second shared coordinator is an error
     assert await receiver.handle_async(signed_headers(), BODY) == (200, "ok")
     assert await shared.redis.exists(f"{shared.namespace}:seen:msg_1")
-    assert "already shares deliveries" in caplog.text
 
 
 # --- through the client ---------------------------------------------------------------------

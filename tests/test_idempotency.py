@@ -22,13 +22,13 @@ from wavespeed_async import (
     PredictionTimeout,
     Status,
     SubmissionUncertain,
-    _idempotent,
 )
+from wavespeed_async._engine import submit as _idempotent
 from wavespeed_async.emulator import Emulator, Fault
 from wavespeed_async.redis import RedisCoordinator
 
-from .conftest import FAST, SECRET_KEY, client_for
 from .redis_server import RedisServer
+from .support import FAST, SECRET_KEY, client_for
 
 pytestmark = pytest.mark.anyio
 

@@ -19,12 +19,12 @@ from wavespeed_async import (
     Status,
     WaveSpeedError,
 )
-from wavespeed_async._files import MAX_UPLOAD, output_suffix
+from wavespeed_async._http.files import MAX_UPLOAD, output_suffix
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
 from wavespeed_async.emulator._uploads import UploadSlot
 
-from .conftest import client_for
+from .support import client_for
 
 pytestmark = pytest.mark.anyio
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from wavespeed_async import Batch, JournalError, TextToVideo
-from wavespeed_async._journal import Journal, item_keys
+from wavespeed_async.batch.journal import Journal, item_keys
 from wavespeed_async.emulator import Emulator
 
-from .conftest import client_for
+from .support import client_for
 
 RECORD = {"v": 1, "key": "abc/0", "status": "submitted", "id": "task-1"}
 
@@ -125,7 +125,7 @@ def test_a_write_past_the_file_size_limit_is_a_journal_error_with_the_task_id(
     script = textwrap.dedent(
         f"""
         import resource, signal
-        from wavespeed_async._journal import Journal
+        from wavespeed_async.batch.journal import Journal
         from wavespeed_async.errors import JournalError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from wavespeed_async import ACCOUNT_LEVELS, AsyncWaveSpeed, Limits, PollSchedule, Status
-from wavespeed_async._limits import SubmitRate
+from wavespeed_async._wire.limits import SubmitRate
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import InvalidInput
 

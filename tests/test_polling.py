@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from wavespeed_async import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
-from wavespeed_async._polling import RECONCILE_SCHEDULE, schedule_for
+from wavespeed_async._engine.polling import RECONCILE_SCHEDULE, schedule_for
 from wavespeed_async.errors import InvalidInput
 
 

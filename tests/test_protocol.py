@@ -26,8 +26,8 @@ from wavespeed_async import (
     Status,
     WaveSpeedError,
 )
-from wavespeed_async._convert import structure_prediction
-from wavespeed_async._protocol import (
+from wavespeed_async._wire.convert import structure_prediction
+from wavespeed_async._wire.protocol import (
     UploadTicket,
     auth_headers,
     check_base_url,

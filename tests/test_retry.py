@@ -20,8 +20,13 @@ from wavespeed_async import (
     TransportError,
     WaveSpeedError,
 )
-from wavespeed_async._protocol import parse_data
-from wavespeed_async._retry import RetryBudget, call_with_retries, is_retryable, outcome_unknown
+from wavespeed_async._http.retry import (
+    RetryBudget,
+    call_with_retries,
+    is_retryable,
+    outcome_unknown,
+)
+from wavespeed_async._wire.protocol import parse_data
 
 pytestmark = pytest.mark.anyio
 

@@ -5,12 +5,17 @@
 ...     video = await client.text_to_video("a red fox running through snow")
 """
 
-from ._account_models import ModelInfo, Quote
-from ._coordination import Coordinator, LocalCoordinator
-from ._limits import ACCOUNT_LEVELS, Limits
-from ._models import ImageEdit, Prediction, Status, TextToVideo, Timings
-from ._polling import IMAGE_SCHEDULE, RECONCILE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule, PollStats
-from ._retry import RetryPolicy
+from ._coordination.local import Coordinator, LocalCoordinator
+from ._engine.polling import (
+    IMAGE_SCHEDULE,
+    RECONCILE_SCHEDULE,
+    VIDEO_SCHEDULE,
+    PollSchedule,
+    PollStats,
+)
+from ._http.retry import RetryPolicy
+from ._wire.limits import ACCOUNT_LEVELS, Limits
+from ._wire.models import ImageEdit, ModelInfo, Prediction, Quote, Status, TextToVideo, Timings
 from .batch import Batch, BatchEvent, BatchItem, ItemResult, ProgressCallback
 from .client import AsyncWaveSpeed
 from .errors import (

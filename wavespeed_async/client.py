@@ -1,55 +1,49 @@
-"""AsyncWaveSpeed: one aiohttp session, many concurrent predictions."""
+"""AsyncWaveSpeed: one aiohttp session, many concurrent predictions.
+
+This module is the table of contents of the client: every public method is a short,
+documented door to the code that does the work (``_engine`` submits and polls, ``_http``
+talks HTTP, ``_wire`` builds requests and reads answers, ``batch`` runs many items).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
-import attrs
-
-from . import _files
-from ._account import CATALOGUE_TTL, Catalogue
-from ._account_calls import AccountCalls, AccountMethods
-from ._api import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
-from ._convert import structure_prediction, unstructure_payload
 from ._coordination import Coordinator, LocalCoordinator
-from ._engine import PollEngine
-from ._idempotent import submit_once
-from ._limits import Limits
-from ._models import Prediction, Status
-from ._polling import LearnedSchedule, PollSchedule, PollStats, Schedule, schedule_for
-from ._protocol import (
+from ._engine.account import AccountCalls
+from ._engine.engine import PollEngine
+from ._engine.future import PredictionFuture
+from ._engine.polling import PollSchedule, PollStats
+from ._engine.seeds import Deadline, edit_payload
+from ._engine.submit import Submitter, submit_once
+from ._http import files as _files
+from ._http.retry import RetryPolicy
+from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
+from ._wire.account import CATALOGUE_TTL, Catalogue
+from ._wire.convert import structure_prediction, unstructure_payload
+from ._wire.limits import Limits
+from ._wire.models import ModelInfo, Prediction, Quote, TextToVideo
+from ._wire.protocol import (
     DEFAULT_BASE_URL,
-    Request,
     check_base_url,
     check_model_id,
     history_request,
-    is_sync_timeout,
     parse_history,
     parse_upload_ticket,
     result_request,
     submit_request,
     upload_ticket_request,
 )
-from ._retry import RetryPolicy, outcome_unknown
-from ._seeds import Deadline, SeedModels
-from .batch import BatchMethods
-from .errors import (
-    ConfigurationError,
-    NotFinished,
-    PredictionFailed,
-    SubmissionUncertain,
-    WaveSpeedError,
-)
-from .future import PredictionFuture
-from .webhooks import WebhookReceiver, parse_webhook_secret, webhook_secret_request
+from ._wire.webhook import parse_webhook_secret, webhook_secret_request
+from .batch import BatchInput, ProgressCallback, as_completed, map_items
+from .errors import ConfigurationError, WaveSpeedError
+from .webhooks import WebhookReceiver
 
 __all__ = ["AsyncWaveSpeed"]
 
@@ -59,35 +53,54 @@ BASE_URL_ENV = "WAVESPEED_BASE_URL"
 DEFAULT_WAIT_TIMEOUT = 30 * 60.0
 
 
-class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
+class AsyncWaveSpeed:
     """The asyncio client: an ``async with`` block owning one ``aiohttp.ClientSession``.
 
     >>> async with AsyncWaveSpeed() as client:                     # doctest: +SKIP
     ...     video = await client.text_to_video("a fox", aspect_ratio="9:16")
     ...     print(video.outputs[0])
 
-    ``api_key`` defaults to ``$WAVESPEED_API_KEY`` and ``base_url`` to ``$WAVESPEED_BASE_URL``
-    or ``https://api.wavespeed.ai``. Every wait has a deadline, ``wait_timeout`` seconds unless
-    a call says otherwise. By default checks are timed by what the client learnt of each model's
-    durations (``poll_stats``: first check near the 5th percentile, then 8% of the task's age
-    apart), never closer than 2 s for images and 5 s for videos; ``poll_schedule`` replaces
-    that with a fixed :class:`PollSchedule`, and ``time_scale`` shrinks the default delays for
-    an emulator that runs faster than real time. ``max_checks_per_second`` caps the result
-    checks of all futures together (the likeliest finished go first). ``max_connections`` caps
-    the pool that all requests share; ``request_timeout`` bounds each request from sending to
-    the last byte, and ``max_response_bytes`` each answer's size. ``retry`` is the
-    :class:`RetryPolicy` for transient failures (reads are retried; a submit only when it
-    provably created nothing: see the docs' failure semantics). ``limits`` queues submits
-    locally to stay within the account's rate and running-task limits
-    (``Limits.for_level("silver")``), slowing down on 429s; a task holds its running slot until
-    the client sees it finish (await it) or its future is cancelled. Leaving the block stops
-    polling, wakes every waiter with :class:`ClientClosed` (the remote tasks keep running) and
-    closes the session. A client belongs to the event loop that first used it. ``coordinator``
-    shares the limits, idempotency keys and webhook deliveries with other clients (a
-    ``wavespeed_async.redis.RedisCoordinator`` across processes; in memory by default).
-    ``validate_inputs`` loads the model catalogue (:meth:`models`, cached ``catalogue_ttl``
-    seconds of ``catalogue_clock``) at the first submit and checks every payload against its
-    model's schema before sending (needs the ``schema`` extra, ``jsonschema``).
+    Leaving the block stops polling, wakes every waiter with :class:`ClientClosed` (the remote
+    tasks keep running) and closes the session. A client belongs to the event loop that first
+    used it. Every method below is a documented door; the work is done in the engine, the HTTP
+    layer and the batch runner.
+
+    :param api_key: the API key; defaults to ``$WAVESPEED_API_KEY``. Sent only to ``base_url``,
+        never shown in a repr, a log line, an exception or a URL.
+    :param base_url: the API's address; ``$WAVESPEED_BASE_URL`` or ``https://api.wavespeed.ai``
+        (an emulator: ``http://127.0.0.1:8765``). Plain ``http://`` only to loopback, unless
+        ``allow_insecure_http``.
+    :param wait_timeout: the deadline of every wait, in seconds, unless a call says otherwise
+        (30 minutes).
+    :param poll_schedule: a fixed :class:`PollSchedule` for every future, instead of the
+        learned one (first check near the 5th percentile of what the client learnt of the
+        model's durations, then 8% of the task's age apart, never closer than 2 s for images
+        and 5 s for videos).
+    :param request_timeout: the total deadline of each request, from sending to the last byte.
+    :param max_connections: the size of the connection pool that every request shares.
+    :param allow_insecure_http: accept a plain ``http://`` base URL that is not loopback.
+    :param retry: the :class:`RetryPolicy` for transient failures: reads are retried; a submit
+        only when it provably created nothing (see the docs' failure semantics).
+    :param limits: the account's :class:`Limits` (``Limits.for_level("silver")``): submits queue
+        locally instead of provoking 429s, slowing down on 429s; a task holds its running slot
+        until the client sees it finish (await it) or its future is cancelled.
+    :param webhooks: a :class:`WebhookReceiver` that finishes the futures of submits made with
+        ``webhook=``; the client shares its ``coordinator`` with it (one owner per receiver).
+    :param max_response_bytes: the cap on each answer's size, counted after decompression.
+    :param max_checks_per_second: caps the result checks of all futures together (the likeliest
+        finished go first).
+    :param poll_stats: the durations learnt per model (:class:`PollStats`; seed or export them
+        to start warm).
+    :param time_scale: multiplies the default schedules' delays, within ``(0, 1]``: for an
+        emulator running faster than real time.
+    :param coordinator: what the client shares with other clients: limits, idempotency keys and
+        webhook deliveries (``wavespeed_async.redis.RedisCoordinator`` across processes; in
+        memory by default).
+    :param validate_inputs: load the model catalogue at the first submit and check every payload
+        against its model's schema before sending (needs the ``schema`` extra).
+    :param catalogue_ttl: how long the catalogue is trusted, in seconds of ``catalogue_clock``.
+    :param catalogue_clock: the monotonic clock of ``catalogue_ttl`` (tests pass their own).
+    :raises ConfigurationError: no API key, a malformed base URL, or an out-of-range setting.
     """
 
     def __init__(
@@ -116,6 +129,8 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         if not key:
             raise ConfigurationError(
                 f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
+                " (to try the client offline, run `wavespeed-async emulator --port 8765` and set"
+                f" {API_KEY_ENV}=any {BASE_URL_ENV}=http://127.0.0.1:8765)"
             )
         self.base_url = check_base_url(
             base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
@@ -154,11 +169,18 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
             workers=max_connections,
             max_checks_per_second=max_checks_per_second,
         )
-        self._schedules: dict[str, Schedule] = {}
         #: Finishes the futures of submits made with ``webhook=`` (see :class:`WebhookReceiver`).
         self.webhooks = webhooks
         if webhooks is not None:  # deliveries and their repeats shared like the limits
             webhooks.use_coordinator(self.coordinator)
+        self._submitter = Submitter(
+            self._api,
+            self,
+            poll_schedule=poll_schedule,
+            poll_stats=self.poll_stats,
+            time_scale=time_scale,
+            webhooks=webhooks,
+        )
         self._account = AccountCalls(
             self._api,
             Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),
@@ -193,7 +215,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         await self.engine.aclose()
         await self._api.aclose()
 
-    # --- generic ------------------------------------------------------------------------------
+    # --- any model ----------------------------------------------------------------------------
 
     async def submit(
         self,
@@ -218,7 +240,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
 
         ``idempotency_key`` makes the submit happen at most once per key (7 days), across every
         process sharing the ``coordinator``: a later or concurrent call with the same key gets a
-        future on the same task (see :func:`submit_once`).
+        future on the same task.
         """
         body = unstructure_payload(payload)
         await self._account.check(model, body)  # against the catalogue's schema, when loaded
@@ -228,78 +250,17 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         )
         limit = self.wait_timeout if timeout is None else timeout
         await self._api.start()
+
+        def send() -> Awaitable[PredictionFuture]:
+            return self._submitter.submit(model, request, body, webhook, poll_schedule, limit)
+
         if idempotency_key is None:
-            return await self._submit_new(model, request, body, webhook, poll_schedule, limit)
+            return await send()
         if poll_schedule is None and webhook is not None and self.webhooks is not None:
             poll_schedule = self.webhooks.reconcile_schedule  # an adopted task is awaited so too
         return await submit_once(
-            self,
-            idempotency_key,
-            model,
-            body,
-            lambda: self._submit_new(model, request, body, webhook, poll_schedule, limit),
-            poll_schedule=poll_schedule,
-            timeout=limit,
+            self, idempotency_key, model, body, send, poll_schedule=poll_schedule, timeout=limit
         )
-
-    async def _submit_new(
-        self,
-        model: str,
-        request: Request,
-        body: dict[str, Any],
-        webhook: str | None,
-        poll_schedule: PollSchedule | None,
-        limit: float,
-    ) -> PredictionFuture:
-        loop = self._api.check_loop()
-        deadline = None if math.isinf(limit) else loop.time() + limit
-        lease = await self._api.acquire_slot(limit)
-        try:
-            started = loop.time()
-            prediction = await self._create(model, request, body, deadline)
-        except BaseException:
-            if lease is not None:
-                self._api.release_slot(lease)
-            raise
-        if lease is not None:
-            await self.coordinator.bind_slot(lease, prediction.id)
-        if is_sync_timeout(prediction) and prediction.status.is_terminal:
-            # A sync wait that ran out says nothing of the task's fate: check, don't trust.
-            prediction = attrs.evolve(prediction, status=Status.PROCESSING)
-        # Webhook mode: the receiver finishes the future; polling only reconciles, rarely.
-        receiver = self.webhooks if webhook is not None else None
-        if poll_schedule is None and receiver is not None:
-            poll_schedule = receiver.reconcile_schedule
-        future = PredictionFuture(
-            self,
-            prediction.id,
-            model=model,
-            schedule=self._schedule(model, poll_schedule),
-            prediction=prediction,
-            on_finish=None if lease is None else functools.partial(self._api.release_slot, lease),
-            started=started,
-        )
-        if receiver is not None:
-            receiver.track(future)
-        return future
-
-    async def _create(
-        self, model: str, request: Request, body: dict[str, Any], deadline: float | None
-    ) -> Prediction:
-        """Send a submit; a failure that may have created the task is SubmissionUncertain."""
-        sent_at = dt.datetime.now(dt.timezone.utc)
-        try:
-            return structure_prediction(await self._api.call(request, deadline=deadline))
-        except WaveSpeedError as exc:
-            if not outcome_unknown(exc):
-                raise
-            raise SubmissionUncertain(
-                f"submitting to {model} failed after the request may have reached the server"
-                f" ({exc}); the task may exist, so it was not resent",
-                model=model,
-                payload=body,
-                sent_at=sent_at,
-            ) from exc
 
     async def run(
         self,
@@ -331,9 +292,7 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
     ) -> PredictionFuture:
         """A future for a task created earlier (resume by id); it checks at once when awaited."""
         result_request(self.base_url, prediction_id)  # validates the id before anything else
-        return PredictionFuture(
-            self, prediction_id, model=model, schedule=self._schedule(model, poll_schedule)
-        )
+        return self._submitter.future(prediction_id, model=model, poll_schedule=poll_schedule)
 
     async def get_prediction(self, prediction_id: str) -> Prediction:
         """``GET /api/v3/predictions/{id}/result`` (retried per the policy): the current state."""
@@ -366,20 +325,252 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         )
         return parse_history(await self._api.call(request))
 
-    def _schedule(self, model: str, given: PollSchedule | None = None) -> Schedule:
-        """``given``, the client's ``poll_schedule``, or the learned schedule of ``model``."""
-        if given is not None or self.poll_schedule is not None:
-            return given or self.poll_schedule  # type: ignore[return-value]
-        schedule = self._schedules.get(model)
-        if schedule is None:
-            if len(self._schedules) >= self.poll_stats.max_models:
-                self._schedules.clear()
-            fallback = schedule_for(model)
-            if self.time_scale != 1:
-                fallback = fallback.scaled(self.time_scale)
-            schedule = LearnedSchedule(model, self.poll_stats, fallback)
-            self._schedules[model] = schedule
-        return schedule
+    # --- the seed models ----------------------------------------------------------------------
+
+    async def submit_text_to_video(
+        self,
+        prompt: str,
+        *,
+        aspect_ratio: str = "16:9",
+        seed: int = -1,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
+    ) -> PredictionFuture:
+        """Submit Dreamina V3.0 Pro text-to-video (1080p MP4); see :class:`TextToVideo`."""
+        payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
+        return await self.submit(
+            payload.model_id,
+            payload,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
+        )
+
+    async def text_to_video(
+        self,
+        prompt: str,
+        *,
+        aspect_ratio: str = "16:9",
+        seed: int = -1,
+        timeout: float | None = None,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
+    ) -> Prediction:
+        """Generate a video and wait for it; ``outputs`` holds the MP4 URL(s).
+
+        ``timeout`` bounds the whole call, the submit included (default: ``wait_timeout``).
+
+        >>> video = await client.text_to_video("a fox", aspect_ratio="9:16")  # doctest: +SKIP
+        """
+        payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
+        return await self.run(
+            payload.model_id,
+            payload,
+            timeout=timeout,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
+        )
+
+    async def submit_edit_image(
+        self,
+        prompt: str,
+        *,
+        image: str | os.PathLike[str] | bytes,
+        size: tuple[int, int] | str = (1328, 1328),
+        seed: int = -1,
+        enable_base64_output: bool = False,
+        enable_sync_mode: bool = False,
+        inline: bool = False,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
+    ) -> PredictionFuture:
+        """Submit Dreamina V3.0 image edit; see :class:`ImageEdit` for the limits.
+
+        ``image`` is an http(s) URL, a ``data:image/...;base64,`` URI or bare base64 text, a
+        local path (``str`` or ``Path``) or ``bytes`` of a PNG, JPEG, WebP or GIF image. A
+        local image is uploaded first (:meth:`upload`), or sent inline as a data URI with
+        ``inline=True``. Every argument is checked before anything is sent.
+        """
+        payload = await edit_payload(
+            self._upload,
+            prompt,
+            image=image,
+            size=size,
+            seed=seed,
+            enable_base64_output=enable_base64_output,
+            enable_sync_mode=enable_sync_mode,
+            inline=inline,
+        )
+        return await self.submit(
+            payload.model_id,
+            payload,
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
+        )
+
+    async def edit_image(
+        self,
+        prompt: str,
+        *,
+        image: str | os.PathLike[str] | bytes,
+        size: tuple[int, int] | str = (1328, 1328),
+        seed: int = -1,
+        enable_base64_output: bool = False,
+        enable_sync_mode: bool = False,
+        inline: bool = False,
+        timeout: float | None = None,
+        webhook: str | None = None,
+        poll_schedule: PollSchedule | None = None,
+        idempotency_key: str | None = None,
+    ) -> Prediction:
+        """Edit an image and wait for it; ``outputs`` holds URLs (or base64 strings).
+
+        ``image`` takes what :meth:`submit_edit_image` takes: a URL, a data URI or base64, a
+        local path or bytes (uploaded, or inlined with ``inline=True``). ``timeout`` bounds the
+        whole call, the upload and the submit included (default: ``wait_timeout``).
+        """
+        deadline = Deadline(self.wait_timeout if timeout is None else timeout)
+        payload = await edit_payload(
+            self._upload,
+            prompt,
+            image=image,
+            size=size,
+            seed=seed,
+            enable_base64_output=enable_base64_output,
+            enable_sync_mode=enable_sync_mode,
+            inline=inline,
+        )
+        return await self.run(
+            payload.model_id,
+            payload,
+            timeout=deadline.left(),
+            webhook=webhook,
+            poll_schedule=poll_schedule,
+            idempotency_key=idempotency_key,
+        )
+
+    # --- many at once -------------------------------------------------------------------------
+
+    @overload
+    async def map(
+        self,
+        payloads: Iterable[BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ...,
+        on_event: ProgressCallback | None = ...,
+        timeout: float | None = ...,
+        max_cost: float | None = ...,
+    ) -> list[Prediction]: ...
+
+    @overload
+    async def map(
+        self,
+        payloads: Iterable[BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ...,
+        on_event: ProgressCallback | None = ...,
+        timeout: float | None = ...,
+        max_cost: float | None = ...,
+    ) -> list[Prediction | WaveSpeedError]: ...
+
+    async def map(
+        self,
+        payloads: Iterable[BatchInput],
+        *,
+        concurrency: int = 10,
+        return_exceptions: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+        out: str | os.PathLike[str] | None = None,
+        on_event: ProgressCallback | None = None,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+    ) -> list[Prediction] | list[Prediction | WaveSpeedError]:
+        """Run a batch, at most ``concurrency`` tasks in flight; results in input order.
+
+        ``payloads`` are payload models (``TextToVideo(...)``), :class:`BatchItem` objects or
+        ``(model, input)`` pairs. A failure raises at once (the rest stop waiting; their
+        remote tasks run on) unless ``return_exceptions=True`` puts the error in its place.
+        ``journal`` makes the batch resumable: run it again with the same journal and nothing
+        is submitted twice. ``out`` saves the outputs there; ``on_event`` gets progress
+        events. ``max_cost`` (USD) quotes every distinct item first and refuses to start,
+        with :class:`CostLimitExceeded` and no task created, when the total passes it or the
+        balance. See :class:`Batch` for the whole story.
+
+        >>> videos = await client.map([TextToVideo(p) for p in prompts], concurrency=20,
+        ...                           journal="videos.jsonl")         # doctest: +SKIP
+        """
+        return await map_items(
+            self,
+            payloads,
+            return_exceptions=return_exceptions,
+            concurrency=concurrency,
+            journal=journal,
+            out=out,
+            on_event=on_event,
+            timeout=timeout,
+            max_cost=max_cost,
+        )
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        timeout: float | None = ...,
+        on_event: ProgressCallback | None = ...,
+    ) -> AsyncGenerator[Prediction, None]: ...
+
+    @overload
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        timeout: float | None = ...,
+        on_event: ProgressCallback | None = ...,
+    ) -> AsyncGenerator[Prediction | WaveSpeedError, None]: ...
+
+    def as_completed(
+        self,
+        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
+        *,
+        concurrency: int = 10,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+        on_event: ProgressCallback | None = None,
+    ) -> AsyncGenerator[Prediction, None] | AsyncGenerator[Prediction | WaveSpeedError, None]:
+        """Yield predictions as they finish, from futures or from payloads to submit.
+
+        Payloads are submitted with at most ``concurrency`` in flight. A failure is raised
+        from the loop (which then stops waiting for the rest) unless
+        ``return_exceptions=True`` yields it instead.
+
+        >>> futures = [await client.submit_text_to_video(p) for p in prompts]  # doctest: +SKIP
+        >>> async for video in client.as_completed(futures):                 # doctest: +SKIP
+        ...     print(video.id, video.outputs)
+        """
+        return as_completed(
+            self,
+            futures_or_payloads,
+            return_exceptions=return_exceptions,
+            timeout=timeout,
+            concurrency=concurrency,
+            on_event=on_event,
+        )
 
     # --- files --------------------------------------------------------------------------------
 
@@ -423,17 +614,55 @@ class AsyncWaveSpeed(SeedModels, BatchMethods, AccountMethods):
         each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
         an unfinished one :class:`NotFinished`.
         """
-        if prediction.status.is_failure:
-            raise PredictionFailed(prediction)
-        if prediction.status is not Status.COMPLETED:
-            raise NotFinished(
-                f"prediction {prediction.id} is {prediction.raw_status or prediction.status.value},"
-                " not completed: nothing to download yet",
-                prediction_id=prediction.id,
-            )
-        return await _files.download_outputs(
+        return await _files.download_prediction(
             self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
         )
+
+    # --- the account --------------------------------------------------------------------------
+
+    async def balance(self) -> float:
+        """The account's balance in USD: ``GET /api/v3/balance``."""
+        return await self._account.balance()
+
+    async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
+        """What one task of ``model`` with ``payload`` would cost (nothing is created).
+
+        ``POST /api/v3/model/price``, or the older ``/model/pricing`` where that one is missing
+        (404/405). The model id and the payload (a mapping or a payload model) are checked
+        before sending. ``quote.cost`` is what the account would be charged, in USD.
+        """
+        return await self._account.price(model, payload)
+
+    async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """The model catalogue with each model's input schema: ``GET /api/v3/models``.
+
+        Fetched once and kept ``catalogue_ttl`` seconds (an hour) unless ``refresh``; once it is
+        loaded, :meth:`submit` checks payloads against it.
+        """
+        return await self._account.models(refresh=refresh)
+
+    async def model(self, model_id: str) -> ModelInfo:
+        """One model of the catalogue; :class:`NotFound` naming ``model_id`` when it is absent."""
+        return await self._account.model(model_id)
+
+    async def delete(self, *prediction_ids: str) -> int:
+        """Delete tasks for good (``POST /api/v3/predictions/delete``); returns how many existed.
+
+        Results and outputs are gone; unknown ids are ignored. Deleting a running task is the
+        only cancellation the platform documents, and whether it still bills a task deleted
+        while running is the platform's call (its docs mention partial refunds).
+        """
+        return await self._account.delete(prediction_ids)
+
+    async def cancel(self, prediction_id: str) -> bool:
+        """Cancel a task by deleting it, unless it has already finished; whether it was deleted.
+
+        One check, then the delete of :meth:`delete`: a finished task keeps its outputs (use
+        :meth:`delete` to remove it). Billing for a task deleted while running is the
+        platform's call. Local futures of the task are not told: see
+        :meth:`PredictionFuture.cancel_remote`.
+        """
+        return await self._account.cancel(prediction_id)
 
     # --- webhooks -----------------------------------------------------------------------------
 

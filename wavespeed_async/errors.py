@@ -46,7 +46,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ._models import Prediction
+    from ._wire.models import Prediction
 
 __all__ = [
     "APIError",

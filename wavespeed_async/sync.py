@@ -21,15 +21,15 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._account import CATALOGUE_TTL
-from ._api import DEFAULT_MAX_RESPONSE_BYTES
-from ._batch_items import BatchInput, ProgressCallback
-from ._coordination import Coordinator
-from ._files import MAX_DOWNLOAD
-from ._limits import Limits
-from ._models import Prediction, Status
-from ._polling import PollSchedule, PollStats
-from ._retry import RetryPolicy
+from ._coordination.local import Coordinator
+from ._engine.polling import PollSchedule, PollStats
+from ._http.files import MAX_DOWNLOAD
+from ._http.retry import RetryPolicy
+from ._http.session import DEFAULT_MAX_RESPONSE_BYTES
+from ._wire.account import CATALOGUE_TTL
+from ._wire.limits import Limits
+from ._wire.models import Prediction, Status
+from .batch.items import BatchInput, ProgressCallback
 from .client import DEFAULT_WAIT_TIMEOUT, AsyncWaveSpeed
 from .errors import ClientClosed, WaveSpeedError
 from .future import PredictionFuture

@@ -21,11 +21,11 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
-from . import _webhook_asgi as asgi
-from ._coordination import Coordinator, LocalCoordinator
-from ._models import Prediction
-from ._polling import RECONCILE_SCHEDULE, PollSchedule
-from ._webhook_scheme import (
+from ._coordination.local import Coordinator, LocalCoordinator
+from ._engine.polling import RECONCILE_SCHEDULE, PollSchedule
+from ._http import asgi
+from ._wire.models import Prediction
+from ._wire.webhook import (
     DEFAULT_TOLERANCE,
     SECRET_PREFIX,
     Delivery,
@@ -36,7 +36,7 @@ from ._webhook_scheme import (
     verify_webhook,
     webhook_secret_request,
 )
-from .errors import WebhookVerificationError
+from .errors import ConfigurationError, WebhookVerificationError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -54,7 +54,7 @@ __all__ = [
     "webhook_secret_request",
 ]
 
-log = logging.getLogger("wavespeed_async")
+log = logging.getLogger(__name__)
 
 #: Deliveries carry the task's input, which may hold a base64 image: allow as much as a submit.
 MAX_BODY_SIZE = 64 * 1024 * 1024
@@ -171,15 +171,18 @@ class WebhookReceiver:
         The client calls this with its own coordinator. A delivery is then dropped as a repeat
         if *any* process saw its ``webhook-id``, and finishes the futures of every process
         (its ``on_prediction`` runs once, where the HTTP request came in). Each process still
-        remembers the ids it saw itself, up to ``remember``. A receiver serves one set of
-        processes: a shared coordinator replaces an in-process one, not another shared one.
+        remembers the ids it saw itself, up to ``remember``. A receiver has one owner: a shared
+        coordinator replaces an in-process one, and a second shared one is a
+        :class:`ConfigurationError` (give each coordinator its own receiver).
         """
         current = self._coordinator
         if current is coordinator or (current is not None and _local(coordinator)):
             return
         if current is not None and not _local(current):
-            log.warning("%r already shares deliveries through %r", self, current)
-            return
+            raise ConfigurationError(
+                f"{self!r} already shares deliveries through {current!r}: a receiver belongs to"
+                " one coordinator; give each coordinator its own WebhookReceiver"
+            )
         self._coordinator = coordinator
         coordinator.on_delivery(self._resolve)
 

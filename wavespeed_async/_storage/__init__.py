@@ -3,7 +3,7 @@
 :class:`Storage` is what a client holds: the :class:`StorageOptions` and one store per
 bucket (each with its own connection pool, reused by every copy). :meth:`Storage.save` is
 ``download``'s body: a local folder gets today's atomic files (``list[Path]``), an object
-store URL gets the outputs copied through :func:`copy_once` (``list[str]``, their URLs).
+store URL gets the outputs copied once (see :mod:`.once`) and their URLs (``list[str]``).
 ``obstore`` (the ``storage`` extra) is imported only when a store is used.
 """
 
@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Protocol
 
-from .. import _files
 from .._coordination import Coordinator
-from .._models import Prediction
+from .._http import files as _files
+from .._http.session import Output
+from .._wire.models import Prediction
 from ..errors import ConfigurationError, StorageAccessDenied, StorageError, WaveSpeedError
 from .once import copy_key, copy_once
 from .store import StorageOptions, Store, StoredObject, open_store
 from .url import LocalDestination, StoreDestination, is_store_url, parse_destination
 
 __all__ = [
+    "OutputSource",
     "Storage",
     "StorageOptions",
     "StoredObject",
@@ -30,6 +34,25 @@ __all__ = [
 ]
 
 _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class OutputSource(Protocol):
+    """Where outputs come from, and what shares the claims: the client's HTTP session."""
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """Shares the copy claims with other workers."""
+        ...
+
+    def output(
+        self, url: str, shown: str, *, timeout: float
+    ) -> AbstractAsyncContextManager[Output]:
+        """Open an output URL for streaming (without the API key)."""
+        ...
+
+    async def start(self) -> None:
+        """Start the coordinator (once)."""
+        ...
 
 
 class Storage:
@@ -63,31 +86,35 @@ class Storage:
 
     async def save(
         self,
-        open_output: _files.OpenOutput,
+        source: OutputSource,
         prediction: Prediction,
         dest: str | os.PathLike[str],
         *,
-        coordinator: Coordinator,
         max_bytes: int,
         timeout: float,
     ) -> list[Path] | list[str]:
-        """Keep every output of ``prediction`` at ``dest``; where each now lives."""
+        """Keep every output of a completed ``prediction`` at ``dest``; where each now lives.
+
+        Bad destinations raise :class:`InvalidInput` before anything is fetched.
+        """
         destination = parse_destination(dest)
+        _files.check_finished(prediction)
         if isinstance(destination, LocalDestination):
-            return await _save_locally(open_output, prediction, destination, max_bytes, timeout)
+            return await _save_locally(source.output, prediction, destination, max_bytes, timeout)
+        store = self.store(destination)
         if not prediction.outputs:
             return []
-        store = self.store(destination)
         from .copy import store_outputs
 
         async def copy() -> list[str]:
             stored = await store_outputs(
-                open_output, prediction, store, max_bytes=max_bytes, timeout=timeout
+                source.output, prediction, store, max_bytes=max_bytes, timeout=timeout
             )
             return [item.url for item in stored]
 
+        await source.start()  # the coordinator, for the claim
         key = copy_key(destination.url, prediction.id)
-        return await copy_once(coordinator, key, copy, timeout=timeout)
+        return await copy_once(source.coordinator, key, copy, timeout=timeout)
 
 
 async def _save_locally(

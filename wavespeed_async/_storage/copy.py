@@ -12,9 +12,9 @@ import mimetypes
 from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit
 
-from .. import _files
-from .._models import Prediction
-from .._protocol import check_prediction_id
+from .._http import files as _files
+from .._wire.models import Prediction
+from .._wire.protocol import check_prediction_id
 from ..errors import WaveSpeedError
 from .store import Store, StoredObject
 

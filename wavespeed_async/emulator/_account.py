@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from .._limits import Limits
+from .._wire.limits import Limits
 
 __all__ = [
     "DEFAULT_BALANCE",

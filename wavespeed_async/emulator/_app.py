@@ -14,9 +14,9 @@ import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .._convert import converter
-from .._models import Prediction, Status, Timings
-from .._protocol import check_model_id
+from .._wire.convert import converter
+from .._wire.models import Prediction, Status, Timings
+from .._wire.protocol import check_model_id
 from ..errors import InvalidInput
 from ._account import InsufficientFunds, RateLimited, retry_after_header
 from ._account_routes import AccountRoutes

@@ -8,7 +8,7 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from .._convert import parse_datetime
+from .._wire.convert import parse_datetime
 from ..errors import InvalidInput
 
 __all__ = ["HistoryQuery", "is_int", "parse_history_query"]

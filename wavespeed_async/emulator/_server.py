@@ -12,7 +12,7 @@ from types import TracebackType
 import anyio
 from aiohttp import web
 
-from .._limits import Limits
+from .._wire.limits import Limits
 from ._account import DEFAULT_BALANCE
 from ._app import build_app
 from ._clock import Clock

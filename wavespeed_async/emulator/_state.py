@@ -18,8 +18,8 @@ from urllib.parse import unquote
 
 import attrs
 
-from .._limits import Limits
-from .._models import Status
+from .._wire.limits import Limits
+from .._wire.models import Status
 from ..errors import InvalidInput
 from ._account import DEFAULT_BALANCE, Account, Slot
 from ._catalog import UNLISTED, model_spec

@@ -28,7 +28,7 @@ import uuid
 import aiohttp
 import attrs
 
-from ..webhooks import sign_webhook
+from .._wire.webhook import sign_webhook
 from ._app import render_task
 from ._state import EmulatorState, TaskRecord
 from ._waits import SyncWaits

@@ -1,0 +1,481 @@
+"""The ``wavespeed-async`` command line.
+
+With no ``WAVESPEED_API_KEY`` (and no ``--base-url``) every command runs against the embedded
+emulator, and says so in one line on stderr. Results go to stdout (``--json`` for scripts),
+progress and errors to stderr; an error is one line (followed by the bad lines of a batch
+file, or a hint) and exit status 1. Every local check (files, directories, arguments) is made
+before anything is submitted; Ctrl-C prints the id of a task that keeps running (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .._engine.polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from .._wire.convert import converter
+from .._wire.models import (
+    ASPECT_RATIOS,
+    SEED_MAX,
+    SIZE_MAX,
+    SIZE_MIN,
+    ImageEdit,
+    Prediction,
+    TextToVideo,
+)
+from ..client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_WAIT_TIMEOUT, AsyncWaveSpeed
+from ..errors import InvalidInput, NotFound, WaveSpeedError
+from ..future import PredictionFuture
+from .batch import check_image, read_batch_file, run_batch
+
+__all__ = ["main"]
+
+#: The embedded emulator runs this many times faster than the platform, and the client polls
+#: on the same scaled clock, so a demo video takes seconds, not a minute.
+EMULATOR_SPEED = 10.0
+SIZE_FORM = f"WxH, each side from {SIZE_MIN} to {SIZE_MAX}"
+SEED_FORM = f"-1 for a random seed, or 0 to {SEED_MAX} to repeat a result"
+
+
+def _lasting_emulator_hint(command: str, task_id: str) -> str:
+    return (
+        "hint: the embedded emulator is new for each command and knows no task of an earlier"
+        " one; run a lasting one in another terminal:\n"
+        "  wavespeed-async emulator --port 8765\n"
+        "then point every command at it:\n"
+        "  WAVESPEED_BASE_URL=http://127.0.0.1:8765 WAVESPEED_API_KEY=any"
+        f" wavespeed-async {command} {shlex.quote(task_id)}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 failure, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    args.task_id = None  # set once a task is known, for the Ctrl-C message
+    args.embedded = False  # set by _client
+    try:
+        return int(anyio.run(args.handler, args))
+    except WaveSpeedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a batch file, an image, an output directory
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Python 3.10's loop lets Ctrl-C surface as a cancellation: the same interruption.
+        print(_interrupted(args), file=sys.stderr)
+        return 130
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    if args.task_id is None:
+        return "interrupted"
+    if args.embedded:
+        return f"interrupted: task {args.task_id} ran on the embedded emulator, which stopped too"
+    fetch = ["wavespeed-async", "download", args.task_id, "--out", str(args.out)]
+    if args.base_url:
+        fetch += ["--base-url", args.base_url]
+    return (
+        f"interrupted: task {args.task_id} keeps running on the platform;"
+        f" fetch it later with: {shlex.join(fetch)}"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wavespeed-async", description="Generate media with WaveSpeedAI."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler, command=name)
+        if name != "emulator":
+            sub.add_argument(
+                "--base-url",
+                default=None,
+                metavar="URL",
+                help=f"the API's address, such as an emulator's (default: ${BASE_URL_ENV},"
+                " else https://api.wavespeed.ai with a key, else the embedded emulator)",
+            )
+            sub.add_argument("--json", action="store_true", help="print JSON on stdout")
+            sub.add_argument(
+                "--timeout",
+                type=float,
+                default=None,
+                metavar="SECONDS",
+                help="give up waiting after this long; the task keeps running"
+                f" (default: {DEFAULT_WAIT_TIMEOUT:g} s)",
+            )
+            sub.add_argument(
+                "--poll-interval",
+                type=float,
+                default=None,
+                metavar="SECONDS",
+                help="seconds between result checks (default: the platform's etiquette,"
+                " 2-8 s for images, 5-15 s for videos)",
+            )
+        return sub
+
+    def out(sub: argparse.ArgumentParser, default: str, what: str) -> None:
+        sub.add_argument(
+            "--out",
+            type=Path,
+            default=Path(default),
+            metavar="DIR",
+            help=f"the directory to save {what} in (default: %(default)s)",
+        )
+
+    def seed(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--seed", type=int, default=-1, metavar="N", help=f"{SEED_FORM} (default: %(default)s)"
+        )
+
+    video = command("text-to-video", _text_to_video, "Generate a 1080p video from a prompt.")
+    video.add_argument("prompt", help="what the video shows")
+    video.add_argument(
+        "--aspect-ratio",
+        default="16:9",
+        choices=ASPECT_RATIOS,
+        metavar="RATIO",
+        help="the video's shape: %(choices)s (default: %(default)s)",
+    )
+    seed(video)
+    out(video, "videos", "the MP4")
+
+    edit = command("edit-image", _edit_image, "Edit an image (URL or local file) with a prompt.")
+    edit.add_argument("prompt", help="the edit to make, at most 120 characters")
+    edit.add_argument(
+        "--image",
+        required=True,
+        metavar="URL_OR_FILE",
+        help="the image: an http(s) URL, a data: URI or a local file",
+    )
+    edit.add_argument(
+        "--size",
+        default="1328x1328",
+        metavar="WxH",
+        help=f"the output's size, {SIZE_FORM} (default: %(default)s)",
+    )
+    seed(edit)
+    edit.add_argument(
+        "--base64", action="store_true", help="ask for the outputs as base64, not URLs"
+    )
+    edit.add_argument(
+        "--sync", action="store_true", help="use the API's sync mode (one request that waits)"
+    )
+    out(edit, "images", "the edited image")
+
+    batch = command("batch", _batch, "Run a JSON Lines file of tasks, resumably.")
+    batch.add_argument("file", type=Path, help="one task per line (see the README)")
+    out(batch, "outputs", "every output")
+    batch.add_argument(
+        "--concurrency",
+        type=int,
+        default=10,
+        metavar="N",
+        help="tasks in flight at most, 1 or more (default: %(default)s)",
+    )
+    batch.add_argument(
+        "--journal",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the journal that makes a rerun resume (default: OUT/<file name>.journal.jsonl)",
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="resubmit tasks that failed in a past run"
+    )
+    batch.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="refuse to start if the quotes total more (default: no limit)",
+    )
+    batch.add_argument("--dry-run", action="store_true", help="print the quotes, submit nothing")
+    batch.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="share the batch with every worker started on this file and Redis, such as"
+        " redis://host:6379/0 (default: none, a local batch)",
+    )
+    batch.add_argument(
+        "--namespace",
+        default="wavespeed",
+        metavar="NAME",
+        help="the Redis key prefix the workers share (default: %(default)s)",
+    )
+    batch.add_argument(
+        "--reclaim-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --redis, take over the items of a worker silent this long: it died; a live"
+        " one renews its items every third of this (default: %(default)s s)",
+    )
+    batch.add_argument(
+        "--status",
+        action="store_true",
+        help="with --redis, print the shared batch's pending/running/done/failed counts",
+    )
+
+    result = command("result", _result, "Show a prediction's current state.")
+    result.add_argument("id", help="the task id that a submit printed")
+
+    download = command("download", _download, "Wait for a prediction and save its outputs.")
+    download.add_argument("id", help="the task id that a submit printed")
+    out(download, "outputs", "the outputs")
+
+    from .account import add_commands
+
+    add_commands(command, _client)
+
+    emulator = command("emulator", _emulator, "Run the local WaveSpeed emulator.")
+    emulator.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
+    emulator.add_argument("--port", type=int, default=8765, help="port (default: %(default)s)")
+    emulator.add_argument(
+        "--speed", type=float, default=1.0, help="emulated s per real s (default: %(default)s)"
+    )
+    emulator.add_argument("--api-key", default=None, help="accept only this key")
+    emulator.add_argument("--balance", type=float, default=None, help="account credit, USD")
+    emulator.add_argument(
+        "--level",
+        choices=["bronze", "silver", "gold", "ultra"],
+        help="enforce an account level's limits, one of %(choices)s (default: none)",
+    )
+    emulator.add_argument(
+        "--submits-per-minute", type=float, default=None, help="429 past this rate (default: none)"
+    )
+    emulator.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="tasks running at once; more wait as created (default: none)",
+    )
+    return parser
+
+
+# --- local checks, made before anything starts -----------------------------------------------
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    for option, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
+        if value is not None and not value > 0:
+            raise InvalidInput(option, value, "a number of seconds above 0")
+    if getattr(args, "out", None) is not None:
+        _check_directory(args.out, "--out")
+
+
+def _check_directory(path: Path, option: str) -> None:
+    """``path`` is, or can be made, a writable directory (it is made only when written to)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "a file" if existing == path else f"inside the file {existing}"
+        raise NotADirectoryError(errno.ENOTDIR, f"{option} is {what}, not a directory", str(path))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"{option} is not writable", str(existing))
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[x*]\s*(\d+)\s*", text, re.IGNORECASE)
+    size = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not all(SIZE_MIN <= side <= SIZE_MAX for side in size):
+        raise InvalidInput("--size", text, SIZE_FORM)
+    return size
+
+
+# --- the commands ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _client(
+    args: argparse.Namespace, **options: Any
+) -> AsyncIterator[tuple[AsyncWaveSpeed, float]]:
+    """The client, made with ``options``, and the factor to scale poll schedules by."""
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV)
+    args.embedded = not (os.environ.get(API_KEY_ENV, "").strip() or base_url)
+    if not args.embedded:
+        async with AsyncWaveSpeed(base_url=base_url, **options) as client:
+            yield client, 1.0
+        return
+    from ..emulator import Emulator  # only when needed: it is not part of the client's import
+
+    async with Emulator(speed=EMULATOR_SPEED) as emulator:
+        print(
+            f"no {API_KEY_ENV} set: using the embedded emulator at {emulator.base_url}"
+            f" ({EMULATOR_SPEED:g}x speed)",
+            file=sys.stderr,
+        )
+        async with AsyncWaveSpeed(
+            api_key="emulator", base_url=emulator.base_url, **options
+        ) as client:
+            try:
+                yield client, 1 / EMULATOR_SPEED
+            except NotFound as exc:
+                if getattr(args, "id", None) is None:  # not an id from an earlier command
+                    raise
+                hint = _lasting_emulator_hint(args.command, args.id)
+                raise WaveSpeedError(f"{exc}\n{hint}") from exc
+
+
+def _print_outcome(
+    prediction: Prediction, paths: list[Path], args: argparse.Namespace, took: float
+) -> int:
+    if args.json:
+        unstructured = converter.unstructure(prediction)
+        print(json.dumps({"prediction": unstructured, "files": [str(p) for p in paths]}))
+    else:
+        print(f"completed {prediction.id} in {took:.1f}s", file=sys.stderr)
+        for path in paths:
+            print(path)
+    return 0
+
+
+async def _finish(
+    client: AsyncWaveSpeed, future: PredictionFuture, args: argparse.Namespace
+) -> int:
+    # The id first, so an interrupted or failed wait never loses the task.
+    args.task_id = future.id
+    print(f"submitted {future.id} ({future.model})", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    prediction = await future.wait(args.timeout)
+    paths = await client.download(prediction, args.out)
+    return _print_outcome(prediction, paths, args, time.monotonic() - started)
+
+
+def _schedule(args: argparse.Namespace, scale: float, default: PollSchedule) -> PollSchedule:
+    every = args.poll_interval
+    if every is None:
+        return default.scaled(scale)
+    return PollSchedule(first_delay=every, min_interval=every, max_interval=every, jitter=0.1)
+
+
+async def _text_to_video(args: argparse.Namespace) -> int:
+    _check_common(args)
+    payload = TextToVideo(args.prompt, aspect_ratio=args.aspect_ratio, seed=args.seed)
+    async with _client(args) as (client, scale):
+        schedule = _schedule(args, scale, VIDEO_SCHEDULE)
+        future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
+        return await _finish(client, future, args)
+
+
+async def _edit_image(args: argparse.Namespace) -> int:
+    _check_common(args)
+    image = check_image(args.image, Path())
+    # Every other field is validated before anything starts.
+    payload = ImageEdit(
+        args.prompt,
+        image=args.image,
+        size=_size(args.size),
+        seed=args.seed,
+        enable_base64_output=args.base64,
+        enable_sync_mode=args.sync,
+    )
+    async with _client(args) as (client, scale):
+        # The client decides what --image is (URL, data URI, base64, or a file to upload).
+        future = await client.submit_edit_image(
+            payload.prompt,
+            image=image,
+            size=payload.size,
+            seed=payload.seed,
+            enable_base64_output=payload.enable_base64_output,
+            enable_sync_mode=payload.enable_sync_mode,
+            poll_schedule=_schedule(args, scale, IMAGE_SCHEDULE),
+        )
+        return await _finish(client, future, args)
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    _check_common(args)
+    if args.concurrency < 1:
+        raise InvalidInput("--concurrency", args.concurrency, "at least 1")
+    if (args.redis is not None or args.status) and not args.dry_run:
+        from .queue import run_shared_batch  # needs the redis extra
+
+        return await run_shared_batch(args, _client, lambda scale: _batch_schedule(args, scale))
+    journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
+    if journal.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "--journal is a directory, not a file", str(journal))
+    _check_directory(journal.parent, "--journal")
+    read_batch_file(args.file)  # checked before an emulator starts or anything is sent
+    async with _client(args) as (client, scale):
+        return await run_batch(args, client, _batch_schedule(args, scale))
+
+
+def _batch_schedule(args: argparse.Namespace, scale: float) -> PollSchedule | None:
+    # Without --poll-interval a real server gets the client's per-model etiquette.
+    given = args.poll_interval is not None
+    return _schedule(args, scale, VIDEO_SCHEDULE) if given or scale != 1 else None
+
+
+async def _download(args: argparse.Namespace) -> int:
+    _check_common(args)
+    async with _client(args) as (client, scale):
+        future = client.prediction(args.id, poll_schedule=_schedule(args, scale, IMAGE_SCHEDULE))
+        args.task_id = future.id
+        print(f"waiting for {future.id}", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        prediction = await future.wait(args.timeout)
+        paths = await client.download(prediction, args.out)
+        return _print_outcome(prediction, paths, args, time.monotonic() - started)
+
+
+async def _result(args: argparse.Namespace) -> int:
+    _check_common(args)
+    async with _client(args) as (client, _):
+        prediction = await client.get_prediction(args.id)
+        if args.json:
+            print(json.dumps(converter.unstructure(prediction)))
+        else:
+            print(f"{prediction.id} {prediction.raw_status} {prediction.error}".rstrip())
+            for output in prediction.outputs:
+                print(output)
+        return 0
+
+
+async def _emulator(args: argparse.Namespace) -> int:
+    from .._wire.limits import Limits
+    from ..emulator import Emulator
+
+    # A level's published limits, each overridden by an explicit option.
+    base = Limits.for_level(args.level) if args.level else Limits()
+    limits = Limits(
+        submits_per_minute=args.submits_per_minute or base.submits_per_minute,
+        max_concurrent_tasks=args.max_concurrent or base.max_concurrent_tasks,
+    )
+    extra: dict[str, Any] = {} if args.balance is None else {"balance": args.balance}
+    emulator = Emulator(
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        api_key=args.api_key,
+        limits=limits,
+        **extra,
+    )
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with emulator:
+            print(
+                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True
+            )
+            async for _ in signals:
+                break
+    return 0

@@ -1,0 +1,214 @@
+"""The account commands of ``wavespeed-async``, and the quote table of ``batch --dry-run``.
+
+The commands are balance, models, schema, price, history, delete and cancel. Each prints
+a readable table to stdout, or JSON with ``--json``; errors are one line on stderr and exit
+status 1 (``cli.main`` prints them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from .._wire.convert import converter, parse_datetime
+from .._wire.schema import describe
+from ..batch.cost import CostPlan
+from ..client import AsyncWaveSpeed
+from ..errors import InvalidInput
+
+__all__ = ["add_commands", "print_cost_plan"]
+
+Command = Callable[[str, Any, str], argparse.ArgumentParser]
+ClientOpener = Callable[
+    [argparse.Namespace], contextlib.AbstractAsyncContextManager[tuple[AsyncWaveSpeed, float]]
+]
+Body = Callable[[argparse.Namespace, AsyncWaveSpeed], Awaitable[int]]
+
+HISTORY_STATUSES = ("completed", "failed", "processing")
+_SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def add_commands(command: Command, open_client: ClientOpener) -> None:
+    """Register the account commands with ``cli``'s ``command`` helper."""
+
+    def run(body: Body) -> Callable[[argparse.Namespace], Awaitable[int]]:
+        async def handler(args: argparse.Namespace) -> int:
+            async with open_client(args) as (client, _):
+                return await body(args, client)
+
+        return handler
+
+    command("balance", run(_balance), "Show the account's balance in USD.")
+    models = command("models", run(_models), "List the models of the catalogue.")
+    models.add_argument("--search", default=None, help="only models whose id, name or type has it")
+    schema = command("schema", run(_schema), "Show the inputs a model accepts.")
+    schema.add_argument("model", help="a model id, e.g. bytedance/dreamina-v3.0/edit")
+    price = command("price", run(_price), "Quote what one task would cost (creates nothing).")
+    price.add_argument("model", help="the model id to quote")
+    price.add_argument(
+        "--input", default="{}", help="the model's input as a JSON object (default: %(default)s)"
+    )
+    history = command("history", run(_history), "List recent predictions, newest first.")
+    history.add_argument("--model", default=None, help="only this model id (default: all)")
+    history.add_argument(
+        "--status",
+        choices=HISTORY_STATUSES,
+        default=None,
+        help="only this status, one of %(choices)s (default: all)",
+    )
+    history.add_argument("--since", default=None, help="an age (30m, 2h, 1d) or an ISO time")
+    delete = command("delete", run(_delete), "Delete predictions for good (results, outputs).")
+    delete.add_argument("ids", nargs="+", metavar="ID", help="the task ids to delete")
+    cancel = command("cancel", run(_cancel), "Cancel an unfinished prediction by deleting it.")
+    cancel.add_argument("id", help="the task id to cancel (a finished task is kept)")
+
+
+def _usd(amount: float | None) -> str:
+    return "-" if amount is None else f"${amount:,.4f}"
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False))
+
+
+async def _balance(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    balance = await client.balance()
+    if args.json:
+        _print_json({"balance": balance, "currency": "USD"})
+    else:
+        print(f"{_usd(balance)} USD")
+    return 0
+
+
+async def _models(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    models = await client.models()
+    if args.search:
+        text = args.search.lower()
+        models = [
+            model
+            for model in models
+            if any(text in value.lower() for value in (model.model_id, model.name, model.type))
+        ]
+    if args.json:
+        _print_json([converter.unstructure(model) for model in models])
+        return 0
+    width = max((len(model.model_id) for model in models), default=0)
+    for model in models:
+        price = _usd(model.base_price)
+        print(f"{model.model_id:<{width}}  {model.type or '-':<16} {price:>9}  {model.name}")
+    return 0
+
+
+async def _schema(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    model = await client.model(args.model)
+    if args.json:
+        _print_json(model.input_schema)
+        return 0
+    properties: Mapping[str, Mapping[str, Any]] = model.input_schema.get("properties") or {}
+    print(f"{model.model_id}: {model.description or model.name}".rstrip(": "))
+    for name in model.fields:
+        field = properties[name]
+        need = "required" if name in model.required else "optional"
+        default = f" (default {json.dumps(field['default'])})" if "default" in field else ""
+        print(f"  {name}: {need}, {describe(field)}{default}")
+    return 0
+
+
+def _input(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    if not isinstance(value, dict):
+        raise InvalidInput("--input", text, 'a JSON object, such as \'{"prompt": "a fox"}\'')
+    return value
+
+
+async def _price(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    quote = await client.price(args.model, _input(args.input))
+    if args.json:
+        _print_json(converter.unstructure(quote))
+        return 0
+    listed = f" (list price {_usd(quote.price)})" if quote.price != quote.cost else ""
+    print(f"{_usd(quote.cost)} {quote.currency} per task of {quote.model_id}{listed}")
+    return 0
+
+
+def since(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
+    """``--since``: an age such as ``30m``, ``2h``, ``1d``, or an ISO-8601 time."""
+    match = _SINCE.match(text.strip().lower())
+    if match:
+        now = now or dt.datetime.now(dt.timezone.utc)
+        return now - dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    when = parse_datetime(text) if re.match(r"^\d{4}-\d{2}-\d{2}", text.strip()) else None
+    if when is None:
+        raise InvalidInput("--since", text, "an age (45s, 30m, 2h, 7d) or an ISO-8601 time")
+    return when
+
+
+async def _history(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    after = since(args.since) if args.since else None
+    predictions = await client.recent_predictions(
+        model=args.model, status=args.status, created_after=after
+    )
+    if args.json:
+        _print_json([converter.unstructure(prediction) for prediction in predictions])
+        return 0
+    for prediction in predictions:
+        created = converter.unstructure(prediction.created_at) if prediction.created_at else "-"
+        print(f"{prediction.id}  {prediction.raw_status:<10} {created}  {prediction.model}")
+    return 0
+
+
+async def _delete(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    deleted = await client.delete(*args.ids)
+    if args.json:
+        _print_json({"deleted_count": deleted})
+    else:
+        print(f"deleted {deleted} of {len(set(args.ids))} predictions")
+    return 0
+
+
+async def _cancel(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    cancelled = await client.cancel(args.id)
+    if args.json:
+        _print_json({"id": args.id, "cancelled": cancelled})
+    elif cancelled:
+        print(f"cancelled {args.id} (deleted; billing for it is the platform's call)")
+    else:
+        print(f"{args.id} had already finished: nothing was deleted")
+    return 0 if cancelled else 1
+
+
+def print_cost_plan(plan: CostPlan, max_cost: float | None, *, as_json: bool) -> bool:
+    """Print a batch's quotes and the balance; returns whether it may run (limit and balance)."""
+    limit = plan.balance if max_cost is None else min(max_cost, plan.balance)
+    fits = plan.total <= limit + 1e-9
+    if as_json:
+        lines = [
+            {
+                "model": line.item.model,
+                "input": line.item.input,
+                "count": line.count,
+                "cost": line.quote.cost,
+                "total": line.total,
+            }
+            for line in plan.lines
+        ]
+        summary = {"total": plan.total, "balance": plan.balance, "max_cost": max_cost}
+        _print_json({"lines": lines, **summary, "within_limits": fits, "currency": "USD"})
+        return fits
+    for line in plan.lines:
+        shown = json.dumps(line.item.input, ensure_ascii=False)
+        shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
+        print(f"{line.count:>4} x {_usd(line.quote.cost):>9} = {_usd(line.total):>10}  ", end="")
+        print(f"{line.item.model} {shown}")
+    print(f"total {_usd(plan.total)} USD; balance {_usd(plan.balance)} USD", end="")
+    print("" if max_cost is None else f"; max cost {_usd(max_cost)} USD")
+    return fits

@@ -1,0 +1,212 @@
+"""``wavespeed-async batch FILE.jsonl``: the batch file, the run, Ctrl-C, the summary.
+
+The file has one task per line (blank lines are skipped), in one of three forms::
+
+    {"model": "wavespeed-ai/flux-dev", "input": {"prompt": "a lighthouse"}}
+    {"text_to_video": {"prompt": "a red fox", "aspect_ratio": "9:16", "seed": 7}}
+    {"edit_image": {"prompt": "make it snow", "image": "photo.png", "size": "1024x1024"}}
+
+The short forms take the arguments of ``text_to_video`` and ``edit_image`` and are validated
+as they are; a local ``image`` path is relative to the batch file and uploaded when its task
+is submitted. The whole file is checked before anything is sent, and every bad line is
+reported (``FILE:LINE: reason``), not only the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .._engine.polling import PollSchedule
+from .._wire.convert import converter, structure_payload
+from .._wire.models import ImageEdit, TextToVideo
+from ..batch.cost import plan_cost
+from ..batch.items import BatchItem, ItemResult
+from ..batch.runner import Batch
+from ..client import AsyncWaveSpeed
+from ..errors import InvalidInput, WaveSpeedError
+from .account import print_cost_plan
+from .progress import make_display, print_summary
+
+__all__ = ["check_image", "read_batch_file", "run_batch"]
+
+SHORT_FORMS: dict[str, type[Any]] = {"text_to_video": TextToVideo, "edit_image": ImageEdit}
+_FORMS = '{"model": ..., "input": {...}}, {"text_to_video": {...}} or {"edit_image": {...}}'
+
+
+class BatchFileError(WaveSpeedError):
+    """Lines of the batch file are not tasks; raised before anything is sent."""
+
+
+def read_batch_file(path: Path) -> tuple[list[BatchItem], list[int]]:
+    """The items of a batch file and the line number of each; every bad line is reported."""
+    items, lines, problems = [], [], []
+    text = path.read_text(encoding="utf-8")
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(_item(json.loads(line), path.parent))
+            lines.append(number)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{number}: not JSON: {exc.msg}")
+        except ValueError as exc:  # InvalidInput
+            problems.append(f"{path}:{number}: {exc}")
+        except OSError as exc:  # an image file
+            problems.append(f"{path}:{number}: {exc.strerror}: {exc.filename}")
+    if problems:
+        count = f"{len(problems)} bad line{'s' * (len(problems) != 1)}"
+        raise BatchFileError("\n".join([f"{count} in {path}, nothing was sent:", *problems]))
+    if not items:
+        raise BatchFileError(f"{path} has no tasks (one JSON object per line: {_FORMS})")
+    return items, lines
+
+
+def _item(data: object, base: Path) -> BatchItem:
+    if not isinstance(data, dict) or len(data) not in (1, 2):
+        raise InvalidInput("line", data, _FORMS)
+    if set(data) == {"model", "input"}:
+        if not isinstance(data["input"], dict):
+            raise InvalidInput("input", data["input"], "a JSON object")
+        return BatchItem(str(data["model"]), data["input"])
+    [(form, fields)] = data.items() if len(data) == 1 else [("", None)]
+    cls = SHORT_FORMS.get(form)
+    if cls is None or not isinstance(fields, dict):
+        raise InvalidInput("line", data, _FORMS)
+    known = {field.name for field in cls.__attrs_attrs__}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InvalidInput(unknown[0], fields[unknown[0]], f"one of {', '.join(sorted(known))}")
+    if cls is ImageEdit and isinstance(fields.get("image"), str):
+        fields = {**fields, "image": check_image(fields["image"], base)}
+    return BatchItem.of(structure_payload(fields, cls))
+
+
+#: Bare base64 text (no dot, no path separator but ``/``): an image, not a file name.
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{64,}")
+
+
+def check_image(image: str, base: Path) -> str:
+    """An ``image`` argument, a local path taken relative to ``base`` and checked to exist.
+
+    URLs, data URIs and base64 text are returned as they are, for the client to judge; a
+    path that is not a file raises ``FileNotFoundError`` (``image file not found: PATH``).
+    """
+    text = image.strip()
+    if "://" in text or text[:5].lower() == "data:" or _BASE64.fullmatch(text):
+        return image
+    path = base / Path(text).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "image file not found", str(path))
+    return str(path)
+
+
+async def run_batch(
+    args: argparse.Namespace, client: AsyncWaveSpeed, schedule: PollSchedule | None
+) -> int:
+    """Run the batch with a live display; 0 if every item completed, 1 if not, 130 on Ctrl-C."""
+    items, lines = read_batch_file(args.file)
+    if args.dry_run:  # the quotes and the balance; nothing is created
+        fits = print_cost_plan(await plan_cost(client, items), args.max_cost, as_json=args.json)
+        return 0 if fits or args.max_cost is None else 1
+    journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
+    print(
+        f"batch: {len(items)} tasks from {args.file}, at most {args.concurrency} at once;"
+        f" journal {journal} (run the same command again to resume)",
+        file=sys.stderr,
+    )
+    display = make_display(lines)
+    batch = Batch(
+        client,
+        items,
+        concurrency=args.concurrency,
+        journal=journal,
+        out=args.out,
+        on_event=display.on_event,
+        timeout=args.timeout,
+        poll_schedule=schedule,
+        retry_failed=args.retry_failed,
+        max_cost=args.max_cost,
+    )
+    results: list[ItemResult] = []
+    started = time.monotonic()
+    failure: WaveSpeedError | None = None  # raised past the task group, not in a group
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, signals, batch, group.cancel_scope)
+            try:
+                with display:
+                    async for result in batch:
+                        results.append(result)
+            except WaveSpeedError as exc:  # about the whole batch: a refused cost, a bad key
+                failure = exc
+            group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    elapsed = time.monotonic() - started
+    results.sort(key=lambda result: result.index)
+    if args.json:
+        print(json.dumps(_report(results, lines, journal, batch.stopping, elapsed)))
+    if batch.stopping:
+        print(
+            f"interrupted: {len(results)} of {len(items)} tasks finished; the rest keep their"
+            f" place in {journal}: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    if not args.json:
+        print_summary(results, lines)
+    print(f"batch done in {elapsed:.1f}s", file=sys.stderr)
+    return 0 if all(result.ok for result in results) else 1
+
+
+async def _stop_on_signal(signals: Any, batch: Batch, scope: anyio.CancelScope) -> None:
+    async for _ in signals:
+        if batch.stopping:
+            scope.cancel()  # a second Ctrl-C: stop a history lookup or a download too
+            return
+        batch.stop()  # nothing more is submitted; sent submits get their ids journaled
+
+
+def _report(
+    results: list[ItemResult], lines: list[int], journal: Path, interrupted: bool, elapsed: float
+) -> dict[str, Any]:
+    return {
+        "total": len(lines),
+        **outcome_counts(results),
+        "resumed": sum(result.resumed for result in results),
+        "interrupted": interrupted,
+        "seconds": round(elapsed, 3),
+        "journal": str(journal),
+        "items": [item_json(result, lines[result.index]) for result in results],
+    }
+
+
+def outcome_counts(results: list[ItemResult]) -> dict[str, int]:
+    """How many results ended each way (every outcome named, zeros too)."""
+    counts = {outcome: 0 for outcome in ("completed", "failed", "uncertain", "unfinished")}
+    for result in results:
+        counts[result.outcome] += 1
+    return counts
+
+
+def item_json(result: ItemResult, line: int) -> dict[str, Any]:
+    """One item of a batch report, for ``--json``: its line in the file and how it ended."""
+    return {
+        "line": line,
+        "outcome": result.outcome,
+        "id": result.prediction_id,
+        "resumed": result.resumed,
+        "files": [str(path) for path in result.files],
+        "error": str(result.error) if result.error else None,
+        "prediction": converter.unstructure(result.prediction) if result.prediction else None,
+    }
