@@ -82,7 +82,7 @@ class S3Server:
 
     def client(self, endpoint: str | None = None) -> Any:
         """A boto3 S3 client of this server, to check what the library stored."""
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client(
             "s3",
@@ -177,9 +177,10 @@ class S3Gate:
         try:
             while data := await reader.read(65536):
                 if upstream:
-                    data = self._tamper(bytearray(data))
-                    if data is None:
+                    tampered = self._tamper(bytearray(data))
+                    if tampered is None:
                         return
+                    data = bytes(tampered)
                 writer.write(data)
                 await writer.drain()
         finally:

@@ -25,6 +25,7 @@ from ._engine.submit import Submitter, submit_once
 from ._http import files as _files
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
+from ._storage import Storage, StorageOptions
 from ._wire.account import CATALOGUE_TTL, Catalogue
 from ._wire.convert import structure_prediction, unstructure_payload
 from ._wire.limits import Limits
@@ -98,6 +99,9 @@ class AsyncWaveSpeed:
         memory by default).
     :param validate_inputs: load the model catalogue at the first submit and check every payload
         against its model's schema before sending (needs the ``schema`` extra).
+    :param storage: how to reach object stores that ``download`` writes to
+        (:class:`StorageOptions`: endpoint, region, credentials); by default the cloud's
+        standard environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
     :param catalogue_ttl: how long the catalogue is trusted, in seconds of ``catalogue_clock``.
     :param catalogue_clock: the monotonic clock of ``catalogue_ttl`` (tests pass their own).
     :raises ConfigurationError: no API key, a malformed base URL, or an out-of-range setting.
@@ -124,6 +128,7 @@ class AsyncWaveSpeed:
         validate_inputs: bool = False,
         catalogue_ttl: float = CATALOGUE_TTL,
         catalogue_clock: Callable[[], float] = time.monotonic,
+        storage: StorageOptions | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -186,6 +191,7 @@ class AsyncWaveSpeed:
             Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),
             validate_inputs=validate_inputs,
         )
+        self._storage = Storage(storage)
 
     def __repr__(self) -> str:
         return f"AsyncWaveSpeed(base_url={self.base_url!r}, api_key='***')"
@@ -597,6 +603,26 @@ class AsyncWaveSpeed:
         await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
+    @overload
+    async def download(
+        self,
+        prediction: Prediction,
+        directory: os.PathLike[str],
+        *,
+        max_bytes: int = ...,
+        timeout: float = ...,
+    ) -> list[Path]: ...
+
+    @overload
+    async def download(
+        self,
+        prediction: Prediction,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = ...,
+        timeout: float = ...,
+    ) -> list[Path] | list[str]: ...
+
     async def download(
         self,
         prediction: Prediction,
@@ -604,19 +630,37 @@ class AsyncWaveSpeed:
         *,
         max_bytes: int = _files.MAX_DOWNLOAD,
         timeout: float = 30 * 60.0,
-    ) -> list[Path]:
-        """Save every output of a completed prediction under ``directory``; returns the paths.
+    ) -> list[Path] | list[str]:
+        """Keep every output of a completed prediction in a folder or an object store.
 
-        Files are named ``{id}-{index}{suffix}``, the suffix from the bytes, the content type
-        or the URL, among ``.mp4 .png .jpg .jpeg .webp .gif .mov .webm`` (else ``.bin``).
-        Each is written atomically (temporary file, then rename) and capped at ``max_bytes``.
-        Base64 outputs are decoded; URLs are fetched over http(s) only, without the API key,
-        each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
-        an unfinished one :class:`NotFinished`.
+        ``directory`` is a local folder (``"videos/"``, a ``Path``, ``"file:///srv/videos"``):
+        the outputs are written there atomically (temporary file, then rename) and their paths
+        returned. Or it is an object store URL, ``"s3://bucket/prefix/"`` (any S3-compatible
+        service), ``"gs://..."`` or ``"az://..."`` (the ``storage`` extra): each output is
+        streamed into it, whole or not at all, checked, and the objects' URLs returned; across
+        workers sharing a coordinator the copy is made once (see ``StorageOptions`` and the
+        "Keeping outputs" page). Any other scheme is an :class:`InvalidInput`.
+
+        Names are ``{id}-{index}{suffix}``, the suffix from the bytes, the content type or the
+        URL, among ``.mp4 .png .jpg .jpeg .webp .gif .mov .webm`` (else ``.bin``); each output
+        is capped at ``max_bytes``. Base64 outputs are decoded; URLs are fetched over http(s)
+        only, without the API key, each within ``timeout`` seconds. A failed prediction raises
+        :class:`PredictionFailed`, an unfinished one :class:`NotFinished`, an output past the
+        platform's 7 days :class:`OutputExpired`, a store's refusal a :class:`StorageError`.
         """
-        return await _files.download_prediction(
-            self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
+        return await self._storage.save(
+            self._api, prediction, directory, max_bytes=max_bytes, timeout=timeout
         )
+
+    async def check_destination(self, directory: str | os.PathLike[str]) -> None:
+        """Check where outputs will go before paying for them: its form, credentials, bucket.
+
+        A local folder always passes. An object store URL needs its credentials and one
+        listing of its prefix to succeed: a missing bucket raises :class:`BucketNotFound`,
+        missing or refused credentials :class:`StorageCredentialsMissing` or
+        :class:`StorageAccessDenied`; an unknown scheme is an :class:`InvalidInput`.
+        """
+        await self._storage.check(directory)
 
     # --- the account --------------------------------------------------------------------------
 

@@ -393,9 +393,17 @@ class SyncPredictionFuture:
         """Delete the task, then stop polling; see :meth:`PredictionFuture.cancel_remote`."""
         return self._client._run(self._future.cancel_remote)
 
+    @overload
+    def download(self, directory: os.PathLike[str], *, max_bytes: int = ...) -> list[Path]: ...
+
+    @overload
+    def download(
+        self, directory: str | os.PathLike[str], *, max_bytes: int = ...
+    ) -> list[Path] | list[str]: ...
+
     def download(
         self, directory: str | os.PathLike[str], *, max_bytes: int = MAX_DOWNLOAD
-    ) -> list[Path]:
+    ) -> list[Path] | list[str]:
         """Save the finished task's outputs; see :meth:`PredictionFuture.download`."""
         return self._client._run(
             functools.partial(self._future.download, directory, max_bytes=max_bytes)
