@@ -99,9 +99,8 @@ class AsyncWaveSpeed:
         memory by default).
     :param validate_inputs: load the model catalogue at the first submit and check every payload
         against its model's schema before sending (needs the ``schema`` extra).
-    :param storage: how to reach object stores that ``download`` writes to
-        (:class:`StorageOptions`: endpoint, region, credentials); by default the cloud's
-        standard environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
+    :param storage: :class:`StorageOptions` for the object stores ``download`` writes to; by
+        default the cloud's standard environment (``AWS_ENDPOINT_URL``, ...).
     :param catalogue_ttl: how long the catalogue is trusted, in seconds of ``catalogue_clock``.
     :param catalogue_clock: the monotonic clock of ``catalogue_ttl`` (tests pass their own).
     :raises ConfigurationError: no API key, a malformed base URL, or an out-of-range setting.
@@ -605,23 +604,15 @@ class AsyncWaveSpeed:
 
     @overload
     async def download(
-        self,
-        prediction: Prediction,
-        directory: os.PathLike[str],
-        *,
-        max_bytes: int = ...,
+        self, prediction: Prediction, directory: os.PathLike[str], *, max_bytes: int = ...,
         timeout: float = ...,
-    ) -> list[Path]: ...
+    ) -> list[Path]: ...  # fmt: skip
 
     @overload
     async def download(
-        self,
-        prediction: Prediction,
-        directory: str | os.PathLike[str],
-        *,
-        max_bytes: int = ...,
+        self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...,
         timeout: float = ...,
-    ) -> list[Path] | list[str]: ...
+    ) -> list[Path] | list[str]: ...  # fmt: skip
 
     async def download(
         self,
@@ -633,33 +624,23 @@ class AsyncWaveSpeed:
     ) -> list[Path] | list[str]:
         """Keep every output of a completed prediction in a folder or an object store.
 
-        ``directory`` is a local folder (``"videos/"``, a ``Path``, ``"file:///srv/videos"``):
-        the outputs are written there atomically (temporary file, then rename) and their paths
-        returned. Or it is an object store URL, ``"s3://bucket/prefix/"`` (any S3-compatible
-        service), ``"gs://..."`` or ``"az://..."`` (the ``storage`` extra): each output is
-        streamed into it, whole or not at all, checked, and the objects' URLs returned; across
-        workers sharing a coordinator the copy is made once (see ``StorageOptions`` and the
-        "Keeping outputs" page). Any other scheme is an :class:`InvalidInput`.
-
-        Names are ``{id}-{index}{suffix}``, the suffix from the bytes, the content type or the
-        URL, among ``.mp4 .png .jpg .jpeg .webp .gif .mov .webm`` (else ``.bin``); each output
-        is capped at ``max_bytes``. Base64 outputs are decoded; URLs are fetched over http(s)
-        only, without the API key, each within ``timeout`` seconds. A failed prediction raises
-        :class:`PredictionFailed`, an unfinished one :class:`NotFinished`, an output past the
-        platform's 7 days :class:`OutputExpired`, a store's refusal a :class:`StorageError`.
+        A local folder (``"videos/"``, a ``Path``, ``"file:///srv/videos"``) gets each output
+        written atomically; the paths are returned. An object store URL (``"s3://bucket/p/"``,
+        any S3-compatible service; ``gs://``, ``az://``; the ``storage`` extra) gets each
+        streamed in, whole or not at all, checked, copied once across workers sharing a
+        coordinator; the objects' URLs are returned. Names are ``{id}-{index}{suffix}``, the
+        suffix from the bytes, the type or the URL (``.mp4 .png .jpg .webp .gif .mov .webm``,
+        else ``.bin``). Each output is capped at ``max_bytes``, fetched over http(s) without
+        the API key within ``timeout`` seconds (base64 ones are decoded). Raises
+        :class:`PredictionFailed`, :class:`NotFinished`, :class:`OutputExpired` (past the
+        platform's 7 days), :class:`StorageError`, or :class:`InvalidInput` for another scheme.
         """
         return await self._storage.save(
             self._api, prediction, directory, max_bytes=max_bytes, timeout=timeout
         )
 
     async def check_destination(self, directory: str | os.PathLike[str]) -> None:
-        """Check where outputs will go before paying for them: its form, credentials, bucket.
-
-        A local folder always passes. An object store URL needs its credentials and one
-        listing of its prefix to succeed: a missing bucket raises :class:`BucketNotFound`,
-        missing or refused credentials :class:`StorageCredentialsMissing` or
-        :class:`StorageAccessDenied`; an unknown scheme is an :class:`InvalidInput`.
-        """
+        """Check an output destination before paying: a store's credentials and bucket."""
         await self._storage.check(directory)
 
     # --- the account --------------------------------------------------------------------------

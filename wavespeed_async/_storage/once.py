@@ -24,7 +24,7 @@ from ..errors import CoordinatorUnavailable
 
 __all__ = ["copy_key", "copy_once"]
 
-log = logging.getLogger("wavespeed_async")
+log = logging.getLogger(__name__)
 
 _MODEL = "wavespeed-async/copy"
 
