@@ -141,6 +141,7 @@ class S3Gate:
         self.cut = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -154,14 +155,30 @@ class S3Gate:
         for writer in list(self._writers):
             writer.transport.abort()
 
+    async def wait_closed(self) -> None:
+        """Wait for every connection's handler to end (they are cut), at most 5 s."""
+        tasks = {task for task in self._tasks if not task.done()}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
+            if self.cut.is_set():  # accepted just before the gate closed: gone too
+                return
             if self.read_only:
                 await self._refuse_writes(reader, writer)
                 return
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             self._writers.add(up_writer)
+            if self.cut.is_set():
+                up_writer.transport.abort()
+                return
             await asyncio.gather(
                 self._pipe(reader, up_writer, upstream=True),
                 self._pipe(up_reader, writer, upstream=False),
@@ -229,3 +246,4 @@ async def s3_gate(s3_server: S3Server) -> AsyncIterator[S3Gate]:
         yield gate
     finally:
         await gate.stop()
+        await gate.wait_closed()

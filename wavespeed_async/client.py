@@ -219,6 +219,7 @@ class AsyncWaveSpeed:
         """Stop polling, wake every waiter with :class:`ClientClosed`, close the session."""
         await self.engine.aclose()
         await self._api.aclose()
+        self._storage.close()
 
     # --- any model ----------------------------------------------------------------------------
 

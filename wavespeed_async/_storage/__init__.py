@@ -65,6 +65,14 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage(stores={len(self._stores)})"
 
+    def close(self) -> None:
+        """Drop the stores and their connection pools (while the interpreter is whole).
+
+        Left to the interpreter's exit, the pools' background work in ``obstore``'s runtime
+        may still run as Python is torn down.
+        """
+        self._stores.clear()
+
     def store(self, destination: StoreDestination) -> Store:
         """The store of ``destination``'s bucket (prefixes share it)."""
         name = (destination.scheme, destination.bucket)

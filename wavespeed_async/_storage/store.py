@@ -385,7 +385,7 @@ def storage_error(exc: BaseException, destination: str, prediction_id: str | Non
         code in text for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
     ):
         kind = StorageAccessDenied
-        reason = f"the store refused the write ({_s3_code(text) or type(exc).__name__})"
+        reason = f"the store refused the request ({_s3_code(text) or type(exc).__name__})"
     return kind(f"{destination}: {reason}", destination=destination, prediction_id=prediction_id)
 
 
