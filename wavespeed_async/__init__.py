@@ -15,6 +15,7 @@ from ._engine.polling import (
 )
 from ._http.retry import RetryPolicy
 from ._storage import StorageOptions
+from ._wire.account import BillingRecord, ModelUsage, Usage, UsageDay
 from ._wire.limits import ACCOUNT_LEVELS, Limits
 from ._wire.models import ImageEdit, ModelInfo, Prediction, Quote, Status, TextToVideo, Timings
 from .batch import Batch, BatchEvent, BatchItem, ItemResult, ProgressCallback
@@ -67,6 +68,7 @@ __all__ = [
     "AsyncWaveSpeed",
     "AuthenticationError",
     "Batch",
+    "BillingRecord",
     "BatchEvent",
     "BatchItem",
     "BucketNotFound",
@@ -87,6 +89,7 @@ __all__ = [
     "Limits",
     "LocalCoordinator",
     "ModelInfo",
+    "ModelUsage",
     "NotFinished",
     "NotFound",
     "OutputExpired",
@@ -104,6 +107,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "sign_webhook",
+    "verify_webhook",
     "Status",
     "StorageAccessDenied",
     "StorageCredentialsMissing",
@@ -113,7 +117,8 @@ __all__ = [
     "TextToVideo",
     "Timings",
     "TransportError",
-    "verify_webhook",
+    "Usage",
+    "UsageDay",
     "WaveSpeed",
     "WaveSpeedError",
     "WebhookReceiver",

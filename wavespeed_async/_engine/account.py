@@ -8,21 +8,30 @@ Requests are built and parsed by ``_account.py``; they are sent by the client's
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._http.session import ApiSession
+from .._telemetry import telemetry
 from .._wire import schema as _schema
 from .._wire.account import (
+    BILLING_PAGE,
+    BillingRecord,
     Catalogue,
+    Usage,
     balance_request,
+    billings_request,
     delete_request,
     models_request,
     parse_balance,
+    parse_billings,
     parse_deleted,
     parse_models,
     parse_quote,
+    parse_usage,
     price_request,
+    usage_request,
 )
 from .._wire.convert import structure_prediction
 from .._wire.models import ModelInfo, Quote
@@ -30,6 +39,8 @@ from .._wire.protocol import check_model_id, result_request
 from ..errors import APIError, NotFound
 
 __all__ = ["AccountCalls"]
+
+_MAX_PAGES = 100  # pages of one billing search: 10,000 records of 100 ids is not paging
 
 
 class AccountCalls:
@@ -53,7 +64,8 @@ class AccountCalls:
 
     async def balance(self) -> float:
         """``GET /api/v3/balance``, in USD."""
-        return parse_balance(await self.api.call(balance_request(self.base_url)))
+        with telemetry.span("wavespeed.account.balance"):
+            return parse_balance(await self.api.call(balance_request(self.base_url)))
 
     async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
         """Quote ``/model/price``; on 404 or 405 try ``/model/pricing`` (and keep using it)."""
@@ -113,3 +125,25 @@ class AccountCalls:
         if current.status.is_terminal:
             return False  # its outputs are the user's: cancelling must not delete them
         return await self.delete([prediction_id]) > 0
+
+    async def billings(self, ids: Iterable[str]) -> list[BillingRecord]:
+        """The billed price of each prediction: searches of 100 ids, every page of each."""
+        wanted = list(dict.fromkeys(ids))
+        chunks = [wanted[at : at + BILLING_PAGE] for at in range(0, len(wanted), BILLING_PAGE)]
+        records: list[BillingRecord] = []
+        with telemetry.span("wavespeed.account.billings", {"wavespeed.predictions": len(wanted)}):
+            for chunk in chunks or [[]]:  # no id: the request's own check refuses it
+                for page in range(1, _MAX_PAGES + 1):
+                    found, more = parse_billings(
+                        await self.api.call(billings_request(self.base_url, chunk, page))
+                    )
+                    records.extend(found)
+                    if not more:
+                        break
+        return records
+
+    async def usage(self, start: dt.datetime, end: dt.datetime) -> Usage:
+        """The account's usage from ``start`` to ``end``."""
+        request = usage_request(self.base_url, start, end)
+        with telemetry.span("wavespeed.account.usage"):
+            return parse_usage(await self.api.call(request), start, end)
