@@ -21,6 +21,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def _cli_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI remembers model durations in a cache directory: never the user's, in tests."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("WAVESPEED_CACHE_DIR", raising=False)
+
+
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
     """A fast emulator: a 30 s video takes 30 ms."""
