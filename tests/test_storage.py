@@ -39,7 +39,7 @@ from wavespeed_async import (
 )
 from wavespeed_async._storage import parse_destination
 from wavespeed_async._storage.url import LocalDestination, StoreDestination
-from wavespeed_async.emulator import Emulator
+from wavespeed_async.emulator import Clock, Emulator
 from wavespeed_async.redis import RedisCoordinator
 
 from .redis_server import RedisServer
@@ -384,6 +384,23 @@ async def test_an_output_past_the_retention_is_output_expired_naming_the_predict
     assert dt.timedelta(days=8, seconds=-2) <= info.value.age < dt.timedelta(days=8, minutes=5)
     assert "old_1" in str(info.value)
     assert "8.0 days" in str(info.value)
+
+
+async def test_an_output_the_emulator_expired_is_output_expired_and_nothing_is_stored(
+    s3_env: S3Server,
+) -> None:
+    bucket = s3_env.bucket()
+    clock = Clock(speed=1000)  # its created_at and Date headers follow advance()
+    emulator = Emulator(clock=clock, wall_clock=clock.wall_clock())
+    async with emulator, client_for(emulator) as client:
+        video = await client.text_to_video("a fox")
+        emulator.advance(8 * 24 * 3600)  # past the platform's 7 days
+        with pytest.raises(OutputExpired) as info:
+            await client.download(video, f"s3://{bucket}/late/")
+    assert info.value.prediction_id == video.id
+    assert dt.timedelta(days=8) <= info.value.age < dt.timedelta(days=8, hours=1)
+    assert objects(s3_env, bucket) == []
+    assert pending_uploads(s3_env, bucket) == []
 
 
 async def test_a_recent_output_that_is_refused_is_not_called_expired(
