@@ -92,6 +92,12 @@ class S3Server:
             region_name=REGION,
         )
 
+    def ensure_bucket(self, name: str) -> None:
+        """Make the bucket ``name`` unless it exists."""
+        client = self.client()
+        if name not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            client.create_bucket(Bucket=name)
+
     def bucket(self) -> str:
         """A new, empty bucket."""
         name = f"test-{uuid.uuid4().hex[:12]}"
