@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_finished",
-    "download_prediction",
     "MAX_DOWNLOAD",
     "MAX_UPLOAD",
     "OUTPUT_RETENTION",
@@ -256,21 +255,6 @@ class OpenOutput(Protocol):
     def __call__(
         self, url: str, shown: str, *, timeout: float
     ) -> AbstractAsyncContextManager[Output]: ...
-
-
-async def download_prediction(
-    open_output: OpenOutput,
-    prediction: Prediction,
-    directory: Path,
-    *,
-    max_bytes: int,
-    timeout: float,
-) -> list[Path]:
-    """``client.download``: a completed prediction's outputs; a failed or unfinished one raises."""
-    check_finished(prediction)
-    return await download_outputs(
-        open_output, prediction, directory, max_bytes=max_bytes, timeout=timeout
-    )
 
 
 def check_finished(prediction: Prediction) -> None:
