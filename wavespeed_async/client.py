@@ -230,7 +230,7 @@ class AsyncWaveSpeed:
         await self.engine.aclose()
         await self._background.aclose()
         await self._api.aclose()
-        self._storage.close()
+        await self._storage.aclose()
 
     # --- any model ----------------------------------------------------------------------------
 
