@@ -105,7 +105,6 @@ async def _floor(urls: list[str], concurrency: int) -> None:
                 )
 
         await asyncio.gather(*(one(i, url) for i, url in enumerate(urls)))
-    del store
     await asyncio.sleep(0.05)  # as the client's aclose: obstore lets go before the exit
 
 
