@@ -220,7 +220,7 @@ async def test_validate_inputs_without_jsonschema_is_a_clear_configuration_error
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "jsonschema", None)  # as if it were not installed
-    with pytest.raises(ConfigurationError, match=r"jsonschema.*wavespeed-async\[schema\]"):
+    with pytest.raises(ConfigurationError, match=r"jsonschema.*the schema extra"):
         AsyncWaveSpeed(api_key=SECRET_KEY, base_url="http://127.0.0.1:1", validate_inputs=True)
 
 

@@ -10,7 +10,7 @@ Every decision is one Lua script, timed by Redis ``TIME`` (machines with skewed 
 When Redis cannot be reached the rate and slots fall back to this process's own limits (one
 warning; they return when Redis does), and the ledger fails closed: ``claim`` and
 ``record_*`` raise :class:`CoordinatorUnavailable`, so nothing is sent twice. Needs the
-``redis`` extra (``pip install 'wavespeed-async[redis]'``).
+``redis`` extra (``pip install redis``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ try:
     from redis.backoff import ExponentialBackoff
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "wavespeed_async.redis needs redis-py: pip install 'wavespeed-async[redis]'"
+        "wavespeed_async.redis needs redis-py: pip install redis (the redis extra)"
     ) from exc
 
 from .._wire.limits import DECREASE_COOLDOWN, MIN_RATE, Limits

@@ -1,6 +1,6 @@
 """Checking a payload against a model's input schema from the catalogue, with ``jsonschema``.
 
-``jsonschema`` is the optional extra ``schema`` (``pip install 'wavespeed-async[schema]'``).
+``jsonschema`` is the optional extra ``schema`` (``pip install jsonschema``).
 Besides standard JSON Schema, the catalogue marks ``"W*H"`` size strings with
 ``"x-ui-component": "size"`` and bounds each side with ``minimum``/``maximum``: that is
 checked too. Fields the schema does not name pass (official clients send extras).
@@ -16,7 +16,7 @@ from ..errors import ConfigurationError, InvalidInput
 
 __all__ = ["available", "require", "validate_payload"]
 
-_INSTALL = "pip install 'wavespeed-async[schema]'"
+_INSTALL = "pip install jsonschema (the schema extra)"
 _SIZE_COMPONENT = "size"
 
 

@@ -30,6 +30,7 @@ from .._engine.polling import PollSchedule
 from .._engine.ports import BatchClient
 from .._engine.reconcile import Pending, Verdict, reconcile
 from .._http import files as _files
+from .._storage.url import parse_destination
 from .._telemetry import NO_OPERATION, OperationTrace, about, telemetry
 from .._wire.models import ImageEdit, Prediction
 from ..errors import (
@@ -79,10 +80,8 @@ class Batch:
     task created) when they pass it or the balance; a submit that would take the spend so far
     past it is not sent (its item ends ``unfinished`` with that error). After such a run,
     :attr:`bill` compares the quotes with what the predictions were billed (logged; a drift
-    over 1% is a warning naming the predictions that differ). See ``cost.py``.
-
-    With OpenTelemetry on, the run is a ``wavespeed.batch`` span, the parent of its
-    predictions' spans (and of its uploads, downloads and quotes).
+    over 1% is a warning naming the predictions that differ). See ``cost.py``. With
+    OpenTelemetry on, the run is a ``wavespeed.batch`` span, its predictions' spans' parent.
 
     :meth:`stop` ends the run early: nothing more is submitted, submits already sent are
     waited for (so the journal gets their ids), and waits stop (the remote tasks keep
@@ -113,7 +112,11 @@ class Batch:
         self._concurrency = concurrency
         self._journal_path = None if journal is None else Path(journal)
         self._journal: Journal = MemoryJournal()
-        self._out = None if out is None else Path(out)
+        # Checked now (an unknown scheme is refused before any submit), kept as given: a
+        # store URL is not a Path.
+        self._out = out
+        if out is not None:
+            parse_destination(out, field="out")
         self._on_event = on_event
         self._timeout = timeout
         self._poll_schedule = poll_schedule
@@ -154,9 +157,8 @@ class Batch:
         if self._started:
             raise RuntimeError("a Batch runs once: make a new one (same journal) to run again")
         self._started = True
-        self._trace = telemetry.operation(
-            "wavespeed.batch", {"wavespeed.batch.items": len(self.items)}
-        )
+        items = {"wavespeed.batch.items": len(self.items)}
+        self._trace = telemetry.operation("wavespeed.batch", items)
         error: BaseException | None = None
         try:
             with self._trace.current():  # never across a yield: see OperationTrace
@@ -444,7 +446,7 @@ class Batch:
         prediction: Prediction | str | None,
         *,
         error: WaveSpeedError | None = None,
-        files: tuple[Path, ...] = (),
+        files: tuple[Path | str, ...] = (),
         resumed: bool = False,
     ) -> ItemResult:
         task = prediction if isinstance(prediction, Prediction) else None

@@ -3,8 +3,9 @@
 With no ``WAVESPEED_API_KEY`` (and no ``--base-url``) every command runs against the embedded
 emulator, and says so in one line on stderr. Results go to stdout (``--json`` for scripts),
 progress and errors to stderr; an error is one line (followed by the bad lines of a batch
-file, or a hint) and exit status 1. Every local check (files, directories, arguments) is made
-before anything is submitted; Ctrl-C prints the id of a task that keeps running (exit 130).
+file, or a hint) and exit status 1, a usage error too. Every local check (files, directories,
+arguments) is made before anything is submitted; Ctrl-C prints the id of a task that keeps
+running (exit 130).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
 from .._engine.polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from .._storage.url import LocalDestination, parse_destination
 from .._wire.convert import converter
 from .._wire.models import (
     ASPECT_RATIOS,
@@ -38,9 +40,17 @@ from .._wire.models import (
     TextToVideo,
 )
 from ..client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_WAIT_TIMEOUT, AsyncWaveSpeed
-from ..errors import InvalidInput, NotFound, WaveSpeedError
+from ..errors import InvalidInput, NotFound, PredictionTimeout, WaveSpeedError
 from ..future import PredictionFuture
-from .batch import check_image, read_batch_file, run_batch
+from .batch import (
+    BATCH_FILE_HELP,
+    check_image,
+    journal_beside,
+    out_destination,
+    read_batch_file,
+    run_batch,
+)
+from .watch import load_stats, save_stats, watching
 
 __all__ = ["main"]
 
@@ -49,6 +59,16 @@ __all__ = ["main"]
 EMULATOR_SPEED = 10.0
 SIZE_FORM = f"WxH, each side from {SIZE_MIN} to {SIZE_MAX}"
 SEED_FORM = f"-1 for a random seed, or 0 to {SEED_MAX} to repeat a result"
+#: The commands that wait for a task, and so take --timeout and --poll-interval.
+WAITING = ("text-to-video", "edit-image", "batch", "download")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and exit status 1, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: <message> (see <prog> --help)`` and exit with status 1."""
+        self.exit(1, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _lasting_emulator_hint(command: str, task_id: str) -> str:
@@ -97,14 +117,20 @@ def _interrupted(args: argparse.Namespace) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wavespeed-async", description="Generate media with WaveSpeedAI."
-    )
+    parser = _Parser(prog="wavespeed-async", description="Generate media with WaveSpeedAI.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler, command=name)
+    def command(
+        name: str, handler: Any, help_text: str, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler, command=name, timeout=None, poll_interval=None)
         if name != "emulator":
             sub.add_argument(
                 "--base-url",
@@ -114,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
                 " else https://api.wavespeed.ai with a key, else the embedded emulator)",
             )
             sub.add_argument("--json", action="store_true", help="print JSON on stdout")
+        if name in WAITING:
             sub.add_argument(
                 "--timeout",
                 type=float,
@@ -135,10 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     def out(sub: argparse.ArgumentParser, default: str, what: str) -> None:
         sub.add_argument(
             "--out",
-            type=Path,
+            type=out_destination,
             default=Path(default),
             metavar="DIR",
-            help=f"the directory to save {what} in (default: %(default)s)",
+            help=f"the directory, or s3://bucket/prefix/ (gs://, az://), to keep {what} in"
+            " (default: %(default)s)",
         )
 
     def seed(sub: argparse.ArgumentParser) -> None:
@@ -181,8 +209,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     out(edit, "images", "the edited image")
 
-    batch = command("batch", _batch, "Run a JSON Lines file of tasks, resumably.")
-    batch.add_argument("file", type=Path, help="one task per line (see the README)")
+    batch = command(
+        "batch", _batch, "Run a JSON Lines file of tasks, resumably.", epilog=BATCH_FILE_HELP
+    )
+    batch.add_argument("file", type=Path, help="one task per line, in a form shown below")
     out(batch, "outputs", "every output")
     batch.add_argument(
         "--concurrency",
@@ -275,12 +305,16 @@ def _parser() -> argparse.ArgumentParser:
 # --- local checks, made before anything starts -----------------------------------------------
 
 
-def _check_common(args: argparse.Namespace) -> None:
+def _check_common(args: argparse.Namespace) -> None:  # the commands that wait
     for option, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
         if value is not None and not value > 0:
             raise InvalidInput(option, value, "a number of seconds above 0")
-    if getattr(args, "out", None) is not None:
-        _check_directory(args.out, "--out")
+    out = getattr(args, "out", None)
+    if isinstance(out, str):  # a URL: a local one is a folder like any other
+        destination = parse_destination(out, field="--out")
+        out = destination.directory if isinstance(destination, LocalDestination) else None
+    if out is not None:
+        _check_directory(out, "--out")
 
 
 def _check_directory(path: Path, option: str) -> None:
@@ -315,7 +349,8 @@ async def _client(
     args.embedded = not (os.environ.get(API_KEY_ENV, "").strip() or base_url)
     if not args.embedded:
         async with AsyncWaveSpeed(base_url=base_url, **options) as client:
-            yield client, 1.0
+            with _remembered(client, client.base_url):
+                yield client, 1.0
         return
     from ..emulator import Emulator  # only when needed: it is not part of the client's import
 
@@ -329,7 +364,8 @@ async def _client(
             api_key="emulator", base_url=emulator.base_url, **options
         ) as client:
             try:
-                yield client, 1 / EMULATOR_SPEED
+                with _remembered(client, "embedded emulator"):
+                    yield client, 1 / EMULATOR_SPEED
             except NotFound as exc:
                 if getattr(args, "id", None) is None:  # not an id from an earlier command
                     raise
@@ -337,8 +373,18 @@ async def _client(
                 raise WaveSpeedError(f"{exc}\n{hint}") from exc
 
 
+@contextlib.contextmanager
+def _remembered(client: AsyncWaveSpeed, server: str) -> Iterator[None]:
+    """Start with the durations learnt in earlier runs against ``server``; keep the new ones."""
+    load_stats(client.poll_stats, server)
+    try:
+        yield
+    finally:
+        save_stats(client.poll_stats, server)
+
+
 def _print_outcome(
-    prediction: Prediction, paths: list[Path], args: argparse.Namespace, took: float
+    prediction: Prediction, paths: Sequence[Path | str], args: argparse.Namespace, took: float
 ) -> int:
     if args.json:
         unstructured = converter.unstructure(prediction)
@@ -357,9 +403,23 @@ async def _finish(
     args.task_id = future.id
     print(f"submitted {future.id} ({future.model})", file=sys.stderr, flush=True)
     started = time.monotonic()
-    prediction = await future.wait(args.timeout)
+    prediction = await _wait(client, future, args)
     paths = await client.download(prediction, args.out)
     return _print_outcome(prediction, paths, args, time.monotonic() - started)
+
+
+async def _wait(
+    client: AsyncWaveSpeed, future: PredictionFuture, args: argparse.Namespace
+) -> Prediction:
+    """Wait with a status line; a deadline that passes still prints the task for a script."""
+    try:
+        with watching(future, client.poll_stats, sys.stderr):
+            return await future.wait(args.timeout)
+    except PredictionTimeout:
+        if args.json:  # what a script needs to resume: `download ID`
+            status = future.status.value if future.status else None
+            print(json.dumps({"id": future.id, "model": future.model, "status": status}))
+        raise
 
 
 def _schedule(args: argparse.Namespace, scale: float, default: PollSchedule) -> PollSchedule:
@@ -373,6 +433,7 @@ async def _text_to_video(args: argparse.Namespace) -> int:
     _check_common(args)
     payload = TextToVideo(args.prompt, aspect_ratio=args.aspect_ratio, seed=args.seed)
     async with _client(args) as (client, scale):
+        await client.check_destination(args.out)  # before paying for the task
         schedule = _schedule(args, scale, VIDEO_SCHEDULE)
         future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
         return await _finish(client, future, args)
@@ -391,6 +452,7 @@ async def _edit_image(args: argparse.Namespace) -> int:
         enable_sync_mode=args.sync,
     )
     async with _client(args) as (client, scale):
+        await client.check_destination(args.out)  # before paying for the task
         # The client decides what --image is (URL, data URI, base64, or a file to upload).
         future = await client.submit_edit_image(
             payload.prompt,
@@ -412,7 +474,7 @@ async def _batch(args: argparse.Namespace) -> int:
         from .queue import run_shared_batch  # needs the redis extra
 
         return await run_shared_batch(args, _client, lambda scale: _batch_schedule(args, scale))
-    journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
+    journal = args.journal or journal_beside(args.out, args.file)
     if journal.is_dir():
         raise IsADirectoryError(errno.EISDIR, "--journal is a directory, not a file", str(journal))
     _check_directory(journal.parent, "--journal")
@@ -434,7 +496,7 @@ async def _download(args: argparse.Namespace) -> int:
         args.task_id = future.id
         print(f"waiting for {future.id}", file=sys.stderr, flush=True)
         started = time.monotonic()
-        prediction = await future.wait(args.timeout)
+        prediction = await _wait(client, future, args)
         paths = await client.download(prediction, args.out)
         return _print_outcome(prediction, paths, args, time.monotonic() - started)
 
@@ -473,8 +535,13 @@ async def _emulator(args: argparse.Namespace) -> int:
     )
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with emulator:
+            key = "any" if args.api_key is None else "'<the --api-key you gave>'"
             print(
-                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True
+                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop);"
+                " in another terminal:",
+                f"export WAVESPEED_BASE_URL={emulator.base_url} WAVESPEED_API_KEY={key}",
+                sep="\n",
+                flush=True,
             )
             async for _ in signals:
                 break
