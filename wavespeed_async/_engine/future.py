@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
-from .._telemetry import PredictionTrace
+from .._telemetry import PredictionTrace, about
 from .._telemetry._base import NOTHING
 from .._wire.models import Prediction, Status
 from ..errors import NotFinished, PredictionFailed, PredictionTimeout, WaveSpeedError
@@ -319,6 +319,7 @@ class PredictionFuture:
                 "prediction %s has unknown status %r; polling until the deadline",
                 self._id,
                 prediction.raw_status,
+                extra=about(self._id, self._model),
             )
 
     def _fail_waiters(self, error: BaseException) -> None:
@@ -353,7 +354,11 @@ class PredictionFuture:
                 try:
                     callback(prediction)
                 except Exception:
-                    log.exception("an on_status callback of prediction %s raised", self._id)
+                    log.exception(
+                        "an on_status callback of prediction %s raised",
+                        self._id,
+                        extra=about(self._id, self._model),
+                    )
         if self.done():
             self._finish_trace(self._learn(prediction, previous_check))
             self._settle()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._coordination.local import Coordinator
+from .._wire.account import BillingRecord
 from .._wire.models import Prediction, Quote
 from .future import PredictionFuture
 from .polling import PollSchedule
@@ -83,6 +84,10 @@ class QuoteSource(Protocol):
 
     async def balance(self) -> float:
         """The account's balance in USD."""
+        ...
+
+    async def billings(self, *prediction_ids: str) -> list[BillingRecord]:
+        """What each prediction was billed (the batch's quotes are compared with it)."""
         ...
 
 

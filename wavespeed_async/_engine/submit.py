@@ -18,7 +18,7 @@ import attrs
 
 from .._http.retry import outcome_unknown
 from .._http.session import ApiSession
-from .._telemetry import PredictionTrace, telemetry
+from .._telemetry import PredictionTrace, about, telemetry
 from .._wire.convert import structure_prediction
 from .._wire.models import Prediction, Status
 from .._wire.protocol import Request, is_sync_timeout
@@ -103,7 +103,11 @@ class Submitter:
         trace.submitted(prediction.id)
         if lease is not None:
             bind = functools.partial(self._api.coordinator.bind_slot, lease, prediction.id)
-            await self._background.write(f"binding the slot of task {prediction.id}", bind)
+            await self._background.write(
+                f"binding the slot of task {prediction.id}",
+                bind,
+                fields=about(prediction.id, model),
+            )
         if is_sync_timeout(prediction) and prediction.status.is_terminal:
             # A sync wait that ran out says nothing of the task's fate: check, don't trust.
             prediction = attrs.evolve(prediction, status=Status.PROCESSING)

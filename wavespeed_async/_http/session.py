@@ -24,7 +24,7 @@ import aiohttp
 import attrs
 
 from .._coordination.local import Coordinator
-from .._telemetry import route_of, telemetry
+from .._telemetry import about, route_of, telemetry
 from .._wire.limits import Limits
 from .._wire.protocol import Request, auth_headers, parse_data
 from ..errors import (
@@ -252,7 +252,10 @@ class ApiSession:
                 delay = await self.coordinator.submit_delay()
                 if delay > 0:
                     await self._sleep(delay)
-            data, failure = self._parse(await self._send(request, deadline), prediction_id)
+            # No local holds the answer: a frame kept by the error must not keep its body.
+            data, failure = self._parse(
+                await self._send(request, deadline, prediction_id), prediction_id
+            )
             if failure is not None:
                 if request.creates_task and isinstance(failure, APIError) and failure.status == 429:
                     await self.coordinator.rate_limited()
@@ -291,7 +294,9 @@ class ApiSession:
         except WaveSpeedError as error:
             return None, error.with_traceback(None)
 
-    async def _send(self, request: Request, deadline: float | None) -> Response:
+    async def _send(
+        self, request: Request, deadline: float | None, prediction_id: str | None = None
+    ) -> Response:
         """One attempt; errors below HTTP become :class:`TransportError` with no context.
 
         :class:`ConnectError` means no connection was made, so nothing was sent. The raised
@@ -339,6 +344,7 @@ class ApiSession:
                 response.status,
                 (time.monotonic() - started) * 1000,
                 response.headers.get("X-Request-Id", "-"),
+                extra=about(prediction_id) if prediction_id else None,
             )
         return response
 

@@ -1,8 +1,8 @@
 """The account commands of ``wavespeed-async``, and the quote table of ``batch --dry-run``.
 
-The commands are balance, models, schema, price, history, delete and cancel. Each prints
-a readable table to stdout, or JSON with ``--json``; errors are one line on stderr and exit
-status 1 (``cli.main`` prints them).
+The commands are balance, models, schema, price, history, delete, cancel, billings and
+usage. Each prints a readable table to stdout, or JSON with ``--json``; errors are one line
+on stderr and exit status 1 (``cli.main`` prints them).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import re
 import shlex
 import sys
@@ -83,6 +84,12 @@ def add_commands(command: Command, open_client: ClientOpener) -> None:
     delete.add_argument("ids", nargs="+", metavar="ID", help="the task ids to delete")
     cancel = command("cancel", run(_cancel), "Cancel an unfinished prediction by deleting it.")
     cancel.add_argument("id", help="the task id to cancel (a finished task is kept)")
+    billings = command("billings", run(_billings), "Show what predictions were billed, in USD.")
+    billings.add_argument("ids", nargs="+", metavar="ID", help="the task ids to look up")
+    usage = command("usage", run(_usage), "Show the account's spend per day and per model.")
+    usage.add_argument(
+        "--since", default="7d", help="an age (30m, 2h, 7d) or an ISO time (default: %(default)s)"
+    )
 
 
 def _usd(amount: float | None) -> str:
@@ -234,6 +241,52 @@ async def _cancel(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
     else:
         print(f"{args.id} had already finished: nothing was deleted")
     return 0 if cancelled else 1
+
+
+async def _billings(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    records = await client.billings(*args.ids)
+    if args.json:
+        _print_json([converter.unstructure(record) for record in records])
+        return 0
+    billed = {record.prediction_id for record in records}
+    for record in records:
+        created = converter.unstructure(record.created_at) if record.created_at else "-"
+        print(f"{record.prediction_id}  {_usd(record.price):>10}  {created}  {record.model}")
+    for missing in dict.fromkeys(task_id for task_id in args.ids if task_id not in billed):
+        print(f"{missing}  {'-':>10}  not billed (yet)")
+    total = math.fsum(record.price for record in records)
+    print(f"total {_usd(total)} USD for {len(records)} of {len(set(args.ids))} predictions")
+    return 0
+
+
+async def _usage(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    end = dt.datetime.now(dt.timezone.utc)
+    usage = await client.usage(since(args.since, now=end), end)
+    per_model = sorted(usage.per_model.values(), key=lambda entry: (-entry.amount, entry.model))
+    if args.json:
+        _print_json(
+            {
+                "start": converter.unstructure(usage.start),
+                "end": converter.unstructure(usage.end),
+                "total": usage.total,
+                "count": usage.count,
+                "currency": "USD",
+                "days": [
+                    {"date": day.date.isoformat(), "count": day.count, "amount": day.amount}
+                    for day in usage.days
+                ],
+                "models": [converter.unstructure(entry) for entry in per_model],
+            }
+        )
+        return 0
+    for day in usage.days:
+        print(f"{day.date.isoformat()}  {day.count:>6}  {_usd(day.amount):>10}")
+    width = max((len(entry.model) for entry in per_model), default=0)
+    for entry in per_model:
+        print(f"{entry.model:<{width}}  {entry.count:>6}  {_usd(entry.amount):>10}")
+    print(f"total {_usd(usage.total)} USD for {usage.count} predictions since", end=" ")
+    print(converter.unstructure(usage.start))
+    return 0
 
 
 def print_cost_plan(plan: CostPlan, max_cost: float | None, *, as_json: bool) -> bool:
