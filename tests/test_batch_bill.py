@@ -160,3 +160,29 @@ def test_the_batch_command_with_max_cost_prints_the_drift_warning(
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("batch bill:")]
     assert "(+50.0%)" in line
     assert task_id in line
+
+
+@pytest.mark.slow
+def test_the_batch_command_with_max_cost_prints_the_bill_when_it_matches_the_quotes(
+    tmp_path: Path,
+) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"text_to_video": {"prompt": "a fox"}}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVESPEED_")}
+    with start_blocking_portal() as portal:
+        emu = Emulator(speed=1000)
+        with portal.wrap_async_context_manager(emu):
+            command = [sys.executable, "-m", "wavespeed_async", "batch", str(tasks)]
+            command += ["--max-cost", "5", "--out", str(tmp_path / "out")]
+            done = subprocess.run(
+                [*command, "--base-url", emu.base_url, "--poll-interval", "0.02"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**env, "WAVESPEED_API_KEY": "k"},
+                check=False,
+            )
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("batch bill:")]
+    assert "(+0.0%)" in line, line
+    assert "billed differently" not in line

@@ -232,6 +232,8 @@ async def _run(
     if not args.json:
         print_summary(results, lines)
     print(f"batch done in {elapsed:.1f}s", file=sys.stderr)
+    if batch.bill is not None and not batch.bill.drifted:  # a drift is already a warning line
+        print(f"batch bill: {batch.bill.summary()}", file=sys.stderr)  # quoted against billed
     return 0 if all(result.ok for result in results) else 1
 
 
