@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,112 +135,137 @@ async def wait_until_up(
             await anyio.sleep(0.05)
 
 
+@attrs.frozen
+class Worker:
+    """One worker process of the example service."""
+
+    base: str
+    pid: str
+
+
+@asynccontextmanager
+async def two_workers(
+    emu: Emulator, redis_url: str, collector: str, tmp_path: Path
+) -> AsyncIterator[dict[str, Worker]]:
+    """Workers ``a`` and ``b`` of the example on one Redis namespace, exporting to ``collector``.
+
+    The service's public URL is b's, so every delivery goes to b. Both stop on the way out,
+    which flushes the spans they hold.
+    """
+    ports = {"a": unused_port(), "b": unused_port()}
+    bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    namespace = f"trace-{uuid.uuid4().hex}"
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "OTEL_"))}
+    processes: dict[str, anyio.abc.Process] = {}
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        for name, port in ports.items():
+            env = {
+                **inherited,
+                "WAVESPEED_API_KEY": KEY,
+                "WAVESPEED_BASE_URL": emu.base_url,
+                "PORT": str(port),
+                "PUBLIC_URL": bases["b"],
+                "REDIS_URL": redis_url,
+                "REDIS_NAMESPACE": namespace,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+                "OTEL_SERVICE_NAME": f"generations-{name}",
+                "OTEL_BSP_SCHEDULE_DELAY": "50",  # ms: export soon after a span ends
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+                ),
+            }
+            with (tmp_path / f"{name}.log").open("wb") as output:
+                processes[name] = await anyio.open_process(
+                    [sys.executable, str(ROOT / "examples" / "fastapi_service.py")],
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+        workers = {}
+        async with aiohttp.ClientSession() as session:
+            for name, process in processes.items():
+                log = tmp_path / f"{name}.log"
+                pid = await wait_until_up(session, bases[name], process, log)
+                workers[name] = Worker(bases[name], pid)
+        with anyio.fail_after(10):  # both workers' coordinators hear deliveries
+            while (await redis.pubsub_numsub(f"{namespace}:deliveries"))[0][1] < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        yield workers
+    finally:
+        await redis.aclose()
+        for process in processes.values():
+            process.terminate()
+        with anyio.fail_after(15):
+            for process in processes.values():
+                await process.wait()
+
+
 async def test_the_prediction_span_is_under_the_request_span_when_another_process_gets_its_webhook(
     redis_server: RedisServer, collector: tuple[Collector, str], tmp_path: Path
 ) -> None:
     received, endpoint = collector
-    ports = {"a": unused_port(), "b": unused_port()}
-    bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    namespace = f"trace-{uuid.uuid4().hex}"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "OTEL_"))}
-    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    redis = aioredis.Redis.from_url(redis_server.url)
-    async with Emulator(api_key=KEY, speed=0) as emu, aiohttp.ClientSession() as session:
-        processes: dict[str, anyio.abc.Process] = {}
-        try:
-            pids = {}
-            for name, port in ports.items():
-                env = {
-                    **environment,
-                    "WAVESPEED_API_KEY": KEY,
-                    "WAVESPEED_BASE_URL": emu.base_url,
-                    "PORT": str(port),
-                    "PUBLIC_URL": bases["b"],  # every delivery goes to worker b
-                    "REDIS_URL": redis_server.url,
-                    "REDIS_NAMESPACE": namespace,
-                    "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-                    "OTEL_SERVICE_NAME": f"generations-{name}",
-                    "OTEL_BSP_SCHEDULE_DELAY": "50",  # ms: export soon after a span ends
-                    "PYTHONPATH": pythonpath,
-                }
-                with (tmp_path / f"{name}.log").open("wb") as output:
-                    processes[name] = await anyio.open_process(
-                        [sys.executable, str(ROOT / "examples" / "fastapi_service.py")],
-                        env=env,
-                        stdout=output,
-                        stderr=subprocess.STDOUT,
-                    )
-            for name, process in processes.items():
-                log = tmp_path / f"{name}.log"
-                pids[name] = await wait_until_up(session, bases[name], process, log)
-            with anyio.fail_after(10):  # both workers' coordinators hear deliveries
-                while (await redis.pubsub_numsub(f"{namespace}:deliveries"))[0][1] < 2:  # noqa: ASYNC110
-                    await anyio.sleep(0.02)
+    state: dict[str, Any] = {}
+    async with (
+        Emulator(api_key=KEY, speed=0) as emu,
+        two_workers(emu, redis_server.url, endpoint, tmp_path) as workers,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.post(
+            f"{workers['a'].base}/generations",
+            json={"prompt": "a fox"},
+            headers={"traceparent": f"00-{TRACE_ID.hex()}-{CALLER_SPAN_ID.hex()}-01"},
+        ) as answer:
+            assert answer.status == 202, await answer.text()
+            generation = (await answer.json())["id"]
 
-            traceparent = f"00-{TRACE_ID.hex()}-{CALLER_SPAN_ID.hex()}-01"
-            async with session.post(
-                f"{bases['a']}/generations",
-                json={"prompt": "a fox"},
-                headers={"traceparent": traceparent},
-            ) as answer:
-                assert answer.status == 202, await answer.text()
-                generation = (await answer.json())["id"]
+        emu.advance(30)  # the video is done: the emulator POSTs it to worker b
+        with anyio.move_on_after(10):
+            while "resolved_at" not in state or "delivered_to" not in state:
+                async with session.get(f"{workers['a'].base}/generations/{generation}") as answer:
+                    state = await answer.json()
+                await anyio.sleep(0.02)
+        with anyio.move_on_after(10):  # the batch processor's next export
+            await received.wait_for_prediction(generation)
+    model = emu.tasks[generation].model
+    polls = [r for r in emu.requests if r.path.endswith("/result")]
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("a", "b")}
 
-            emu.advance(30)  # the video is done: the emulator POSTs it to worker b
-            state: dict[str, Any] = {}
-            with anyio.move_on_after(10):
-                while "resolved_at" not in state or "delivered_to" not in state:
-                    async with session.get(f"{bases['a']}/generations/{generation}") as answer:
-                        state = await answer.json()
-                    await anyio.sleep(0.02)
-            with anyio.move_on_after(10):  # the batch processor's next export
-                await received.wait_for_prediction(generation)
-        finally:
-            await redis.aclose()
-            for process in processes.values():
-                process.terminate()
-            with anyio.fail_after(15):
-                for process in processes.values():
-                    await process.wait()
-        polls = [r for r in emu.requests if r.path.endswith("/result")]
-
-    logs = {name: (tmp_path / f"{name}.log").read_text() for name in processes}
-    # The delivery reached worker b; worker a submitted, and its future ended by that delivery.
+    # Worker a submitted; the delivery reached worker b and finished a's future from there.
     assert state.get("status") == "completed", (state, emu.webhooks.deliveries, logs)
     assert (state["submitted_by"], state["delivered_to"], state["resolved_by"]) == (
-        pids["a"],
-        pids["b"],
-        pids["a"],
+        workers["a"].pid,
+        workers["b"].pid,
+        workers["a"].pid,
     )
     assert polls == []  # finished by the fanned-out delivery, not by polling
 
     spans = received.spans()
-    (request,) = [
-        span
-        for service, span in spans
-        if service == "generations-a"
-        and span.kind == Span.SPAN_KIND_SERVER
-        and span.name == "POST /generations"
-    ]
+    (request,) = server_spans(spans, "generations-a", "POST /generations")
     assert request.trace_id == TRACE_ID
     assert request.parent_span_id == CALLER_SPAN_ID  # the caller's traceparent, continued
-    ((exported_by, prediction),) = received.prediction_spans(generation)
-    assert exported_by == "generations-a"  # the submitter's process ends and exports it
-    assert prediction.name.startswith("generate_content ")
+    exported = received.prediction_spans(generation)
+    assert [(service, span.name) for service, span in exported] == [
+        ("generations-a", f"generate_content {model}")  # the submitter ends and exports it
+    ], logs
+    ((_, prediction),) = exported
     assert prediction.trace_id == TRACE_ID
     assert prediction.parent_span_id == request.span_id
     assert attributes(prediction)["wavespeed.prediction.status"] == "completed"
     assert prediction.status.code != Status.STATUS_CODE_ERROR
     # Worker b served the delivery, in a trace of its own (the platform sends no traceparent).
-    (webhook,) = [
-        span
-        for service, span in spans
-        if service == "generations-b"
-        and span.kind == Span.SPAN_KIND_SERVER
-        and span.name == "POST /webhooks/wavespeed"
-    ]
+    (webhook,) = server_spans(spans, "generations-b", "POST /webhooks/wavespeed")
     assert webhook.trace_id != TRACE_ID
     for body in received.bodies:  # the collector never sees the key, even encoded
         assert KEY.encode() not in body
         assert b"Bearer" not in body
         assert b"Authorization" not in body
+
+
+def server_spans(spans: list[tuple[str, Span]], service: str, name: str) -> list[Span]:
+    """The server spans called ``name`` that ``service`` exported."""
+    return [
+        span
+        for exporter, span in spans
+        if exporter == service and span.kind == Span.SPAN_KIND_SERVER and span.name == name
+    ]
