@@ -218,11 +218,11 @@ async def test_a_catalogue_loaded_by_models_checks_submits_too(emulator: Emulato
     assert emulator.submit_count == 0
 
 
-async def test_validate_inputs_without_jsonschema_is_a_clear_configuration_error(
+async def test_validate_inputs_without_jsonschema_rs_is_a_clear_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "jsonschema", None)  # as if it were not installed
-    with pytest.raises(ConfigurationError, match=r"jsonschema.*wavespeed-async\[schema\]"):
+    monkeypatch.setitem(sys.modules, "jsonschema_rs", None)  # as if it were not installed
+    with pytest.raises(ConfigurationError, match=r"jsonschema-rs.*wavespeed-async\[schema\]"):
         AsyncWaveSpeed(api_key=SECRET_KEY, base_url="http://127.0.0.1:1", validate_inputs=True)
 
 

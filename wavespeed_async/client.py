@@ -243,12 +243,15 @@ class AsyncWaveSpeed:
         future on the same task.
         """
         body = unstructure_payload(payload)
-        await self._account.check(model, body)  # against the catalogue's schema, when loaded
+        limit = self.wait_timeout if timeout is None else timeout
+        deadline = Deadline(limit)
+        # against the catalogue's schema, when loaded; its loading obeys the deadline too
+        await self._account.check(check_model_id(model), body, timeout=limit)
         sync_wait = self.wait_timeout if body.get("enable_sync_mode") is True else None
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
         )
-        limit = self.wait_timeout if timeout is None else timeout
+        limit = deadline.left()
         await self._api.start()
 
         def send() -> Awaitable[PredictionFuture]:

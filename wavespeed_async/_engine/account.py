@@ -8,8 +8,12 @@ Requests are built and parsed by ``_account.py``; they are sent by the client's
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import anyio
 
 from .._http.session import ApiSession
 from .._wire import schema as _schema
@@ -27,9 +31,16 @@ from .._wire.account import (
 from .._wire.convert import structure_prediction
 from .._wire.models import ModelInfo, Quote
 from .._wire.protocol import check_model_id, result_request
-from ..errors import APIError, NotFound
+from ..errors import APIError, NotFound, PredictionTimeout
 
-__all__ = ["AccountCalls"]
+__all__ = ["SCHEMA_CHECK_BUDGET", "AccountCalls"]
+
+log = logging.getLogger(__name__)
+
+#: The longest a payload's schema check may take (in a worker thread) before the payload is
+#: left to the server to judge. Schemas too costly to check are left to it at once, so this is
+#: a backstop, not a wait: a checkable catalogue schema takes well under a millisecond.
+SCHEMA_CHECK_BUDGET = 2.0
 
 
 class AccountCalls:
@@ -87,20 +98,35 @@ class AccountCalls:
             )
         return info
 
-    async def check(self, model: str, body: Mapping[str, Any]) -> None:
+    async def check(self, model: str, body: Mapping[str, Any], *, timeout: float) -> None:
         """Check a submit's body against the model's schema, when a catalogue is at hand.
 
-        With ``validate_inputs`` the catalogue is loaded (or refreshed) first; without it, a
-        catalogue loaded by ``models()`` is used if ``jsonschema`` is installed. A model the
-        catalogue does not list is left to the server to judge.
+        With ``validate_inputs`` the catalogue is loaded (or refreshed) first, within
+        ``timeout`` seconds (the submit's deadline: then :class:`PredictionTimeout`, nothing
+        sent); without it, a catalogue loaded by ``models()`` is used if ``jsonschema-rs`` is
+        installed. A model the catalogue does not list is left to the server to judge, and so
+        is a payload whose check does not end within :data:`SCHEMA_CHECK_BUDGET`.
         """
+        started = anyio.current_time()
         if self.validate_inputs and not self.catalogue.fresh:
-            await self.models()
+            with anyio.move_on_after(None if math.isinf(timeout) else timeout) as scope:
+                await self.models()
+            if scope.cancelled_caught:
+                raise PredictionTimeout(
+                    None, timeout, reason="the model catalogue did not load; nothing was sent"
+                )
         elif not (self.catalogue.loaded and _schema.available()):
             return
         info = self.catalogue.get(model)
-        if info is not None and info.input_schema:
-            _schema.validate_payload(model, info.input_schema, body)
+        if info is None or not info.input_schema:
+            return
+        budget = min(SCHEMA_CHECK_BUDGET, timeout - (anyio.current_time() - started))
+        with anyio.move_on_after(budget):
+            await anyio.to_thread.run_sync(
+                _schema.validate_payload, model, info.input_schema, body, abandon_on_cancel=True
+            )
+            return
+        log.debug("the payload of %s is left to the server: its check ran out of time", model)
 
     async def delete(self, ids: Iterable[str]) -> int:
         """``POST /api/v3/predictions/delete``; returns ``deleted_count``."""
