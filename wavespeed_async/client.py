@@ -300,7 +300,9 @@ class AsyncWaveSpeed:
     async def get_prediction(self, prediction_id: str) -> Prediction:
         """``GET /api/v3/predictions/{id}/result`` (retried per the policy): the current state."""
         request = result_request(self.base_url, prediction_id)
-        return structure_prediction(await self._api.call(request, prediction_id=prediction_id))
+        return await self._api.call(
+            request, parse=structure_prediction, prediction_id=prediction_id
+        )
 
     async def recent_predictions(
         self,
@@ -326,7 +328,7 @@ class AsyncWaveSpeed:
             page=page,
             page_size=page_size,
         )
-        return parse_history(await self._api.call(request))
+        return await self._api.call(request, parse=parse_history)
 
     # --- the seed models ----------------------------------------------------------------------
 
@@ -596,7 +598,7 @@ class AsyncWaveSpeed:
         request = upload_ticket_request(
             self.base_url, media.filename, len(media.data), media.content_type
         )
-        ticket = parse_upload_ticket(await self._api.call(request))
+        ticket = await self._api.call(request, parse=parse_upload_ticket)
         await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
@@ -674,4 +676,5 @@ class AsyncWaveSpeed:
 
         >>> receiver.set_secret(await client.webhook_secret())        # doctest: +SKIP
         """
-        return parse_webhook_secret(await self._api.call(webhook_secret_request(self.base_url)))
+        request = webhook_secret_request(self.base_url)
+        return await self._api.call(request, parse=parse_webhook_secret)

@@ -8,6 +8,7 @@ Requests are built and parsed by ``_account.py``; they are sent by the client's
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -64,26 +65,28 @@ class AccountCalls:
 
     async def balance(self) -> float:
         """``GET /api/v3/balance``, in USD."""
-        return parse_balance(await self.api.call(balance_request(self.base_url)))
+        return await self.api.call(balance_request(self.base_url), parse=parse_balance)
 
     async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
         """Quote ``/model/price``; on 404 or 405 try ``/model/pricing`` (and keep using it)."""
         request = price_request(self.base_url, model, payload, legacy=self._legacy_price)
+        parse = functools.partial(parse_quote, model=model)
         try:
-            data = await self.api.call(request)
+            return await self.api.call(request, parse=parse)
         except APIError as exc:
             if self._legacy_price or exc.status not in (404, 405):
                 raise
-            data = await self.api.call(price_request(self.base_url, model, payload, legacy=True))
-            self._legacy_price = True
-        return parse_quote(data, model)
+        legacy = price_request(self.base_url, model, payload, legacy=True)
+        quote = await self.api.call(legacy, parse=parse)
+        self._legacy_price = True
+        return quote
 
     async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
         """The catalogue, fetched at most once per ``ttl`` unless ``refresh``."""
         async with self._loading:  # concurrent first submits fetch it once
             if refresh or not self.catalogue.fresh:
-                answer = await self.api.call(models_request(self.base_url))
-                self.catalogue.store(parse_models(answer))
+                models = await self.api.call(models_request(self.base_url), parse=parse_models)
+                self.catalogue.store(models)
             return self.catalogue.all()
 
     async def model(self, model_id: str) -> ModelInfo:
@@ -130,12 +133,14 @@ class AccountCalls:
 
     async def delete(self, ids: Iterable[str]) -> int:
         """``POST /api/v3/predictions/delete``; returns ``deleted_count``."""
-        return parse_deleted(await self.api.call(delete_request(self.base_url, ids)))
+        return await self.api.call(delete_request(self.base_url, ids), parse=parse_deleted)
 
     async def cancel(self, prediction_id: str) -> bool:
         """Delete the task unless it has finished; whether it was deleted."""
         request = result_request(self.base_url, prediction_id)
-        current = structure_prediction(await self.api.call(request, prediction_id=prediction_id))
+        current = await self.api.call(
+            request, parse=structure_prediction, prediction_id=prediction_id
+        )
         if current.status.is_terminal:
             return False  # its outputs are the user's: cancelling must not delete them
         return await self.delete([prediction_id]) > 0
