@@ -5,27 +5,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 
-from wavespeed_async import AsyncWaveSpeed, PollSchedule
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
 from .redis_server import redis_server  # noqa: F401  (the session's real Redis)
-
-#: The key tests use where a leak would matter; no log record of any test may contain it.
-SECRET_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
-
-
-#: Polling for tests: the emulator's clock is sped up or frozen, so check every few ms.
-FAST = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
+from .support import SECRET_KEY, EmulatorProcess
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _cli_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI remembers model durations in a cache directory: never the user's, in tests."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("WAVESPEED_CACHE_DIR", raising=False)
 
 
 @pytest.fixture
@@ -40,12 +39,6 @@ async def frozen() -> AsyncIterator[Emulator]:
     """An emulator whose clock only moves when the test advances it."""
     async with Emulator(speed=0) as emu:
         yield emu
-
-
-def client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
-    """A client of ``emu`` with the test key and ``FAST`` polling unless told otherwise."""
-    kwargs.setdefault("poll_schedule", FAST)
-    return AsyncWaveSpeed(api_key=SECRET_KEY, base_url=emu.base_url, **kwargs)
 
 
 class _Collector(logging.Handler):
@@ -88,3 +81,12 @@ def no_key_in_logs_or_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     texts = [f"{error} {error!r} {getattr(error, 'body', '')}" for error in errors]
     leaked = [text for text in texts if SECRET_KEY in text]
     assert not leaked, f"the API key appeared in an exception: {leaked[0][:200]}"
+
+
+@pytest.fixture
+def slow_emulator() -> Iterator[EmulatorProcess]:
+    """An emulator in a subprocess where a video takes 0.5 s: long enough to stop a batch
+    part-way, to share it between two workers, or to kill one."""
+    emulator = EmulatorProcess(speed=60)
+    yield emulator
+    emulator.close()

@@ -24,13 +24,11 @@ from wavespeed_async import (
 from wavespeed_async._wire.account import parse_models, parse_quote
 from wavespeed_async.emulator import Emulator
 
-from .conftest import FAST, SECRET_KEY, client_for
+from .support import FAST, FLUX, SECRET_KEY, VIDEO, client_for
 
 pytestmark = pytest.mark.anyio
 
-VIDEO = TextToVideo.model_id
 EDIT = ImageEdit.model_id
-FLUX = "wavespeed-ai/flux-dev"
 IMAGE_URL = "https://example.com/photo.png"
 
 
@@ -222,7 +220,7 @@ async def test_validate_inputs_without_jsonschema_rs_is_a_clear_configuration_er
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "jsonschema_rs", None)  # as if it were not installed
-    with pytest.raises(ConfigurationError, match=r"jsonschema-rs.*wavespeed-async\[schema\]"):
+    with pytest.raises(ConfigurationError, match=r"jsonschema-rs: pip install jsonschema-rs"):
         AsyncWaveSpeed(api_key=SECRET_KEY, base_url="http://127.0.0.1:1", validate_inputs=True)
 
 

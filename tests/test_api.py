@@ -31,7 +31,7 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator, Fault
 
-from .conftest import FAST, SECRET_KEY, client_for
+from .support import FAST, SECRET_KEY, client_for
 
 MODEL = "wavespeed-ai/flux-dev"
 pytestmark = pytest.mark.anyio

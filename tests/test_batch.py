@@ -30,12 +30,9 @@ from wavespeed_async import (
 from wavespeed_async.batch.journal import Journal, item_keys
 from wavespeed_async.emulator import Emulator, Fault
 
-from .conftest import client_for
+from .support import FLUX, client_for
 
 pytestmark = pytest.mark.anyio
-
-VIDEO = TextToVideo.model_id
-FLUX = "wavespeed-ai/flux-dev"
 
 
 def videos(count: int, prefix: str = "a fox") -> list[TextToVideo]:
@@ -218,11 +215,24 @@ async def test_a_submit_the_history_proves_absent_is_sent_once(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     journal, payload = tmp_path / "run.jsonl", TextToVideo("killed before sending")
-    write_submitting(journal, payload, dt.datetime.now(dt.timezone.utc))
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=3)  # past clock skew
+    write_submitting(journal, payload, long_ago)
     async with client_for(emulator) as client:
+        await client.submit("test/other-job", {"prompt": "x"})  # the history lists a later task
         [result] = await collect(Batch(client, [payload], journal=journal, settle=0))
     assert result.ok
-    assert emulator.submit_count == 1
+    assert emulator.submit_count == 2  # the other job's task and the item's, sent once
+
+
+async def test_an_empty_history_is_no_proof_of_absence(emulator: Emulator, tmp_path: Path) -> None:
+    journal, payload = tmp_path / "run.jsonl", TextToVideo("killed, maybe after sending")
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=3)
+    write_submitting(journal, payload, long_ago)
+    async with client_for(emulator) as client:  # the history may lag: it lists nothing later
+        [result] = await collect(Batch(client, [payload], journal=journal, settle=0))
+    assert result.outcome == "uncertain"
+    assert "later task" in str(result.error)
+    assert emulator.submit_count == 0
 
 
 async def test_an_unreadable_history_leaves_the_item_uncertain_and_unsubmitted(
@@ -246,7 +256,7 @@ async def test_identical_items_each_adopt_their_own_task(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     journal, payload = tmp_path / "run.jsonl", TextToVideo("the same prompt twice")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=3)  # past clock skew
     write_submitting(journal, payload, now, n=0)
     write_submitting(journal, payload, now, n=1)
     async with client_for(emulator) as client:

@@ -3,14 +3,12 @@ Ctrl-C and ``kill -9`` part-way, then the same command again."""
 
 from __future__ import annotations
 
-import collections
 import io
 import json
 import os
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,49 +24,10 @@ from wavespeed_async import (
 )
 from wavespeed_async.cli import progress as _cli_progress
 from wavespeed_async.cli.progress import LiveDisplay, PlainDisplay, print_summary
-from wavespeed_async.emulator import payload_key
 
-from .test_cli import CLI, free_port, run_cli
+from .support import CLI, CLI_ENV, EmulatorProcess, run_cli, write_batch
 
-KEY = {"WAVESPEED_API_KEY": "k"}
-
-
-class EmulatorProcess:
-    """``wavespeed-async emulator`` in a process of its own: it outlives the CLI runs."""
-
-    def __init__(self, speed: float) -> None:
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [*CLI, "emulator", "--port", str(port), "--speed", str(speed)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        assert f"127.0.0.1:{port}" in self.process.stdout.readline()
-
-    def created(self) -> collections.Counter[str]:
-        """Tasks created so far, per (model, input), read from the emulator's history."""
-        created: collections.Counter[str] = collections.Counter()
-        for page in range(1, 100):
-            body = json.dumps({"page": page, "page_size": 100}).encode()
-            request = urllib.request.Request(
-                f"{self.base_url}/api/v3/predictions",
-                data=body,
-                headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                items = json.load(answer)["data"]["items"]
-            created.update(payload_key(item["model"], item["input"]) for item in items)
-            if len(items) < 100:
-                return created
-        raise AssertionError("too many tasks")
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses
 
 
 @pytest.fixture
@@ -76,19 +35,6 @@ def fast_emulator() -> Iterator[EmulatorProcess]:
     emulator = EmulatorProcess(speed=1000)
     yield emulator
     emulator.close()
-
-
-@pytest.fixture
-def slow_emulator() -> Iterator[EmulatorProcess]:
-    """A video takes 0.5 s: long enough to stop a batch part-way, reliably."""
-    emulator = EmulatorProcess(speed=60)
-    yield emulator
-    emulator.close()
-
-
-def write_batch(path: Path, prompts: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"text_to_video": {"prompt": p}}) + "\n" for p in prompts))
-    return path
 
 
 def batch_args(emulator: EmulatorProcess, tasks: Path, out: Path, *extra: str) -> list[str]:
@@ -116,7 +62,7 @@ def test_batch_with_a_journal_reports_json_and_a_rerun_creates_nothing(
     )  # fmt: skip
     out, journal = tmp_path / "out", tmp_path / "run.jsonl"
     args = batch_args(fast_emulator, tasks, out, "--journal", str(journal), "--json")
-    done = run_cli(*args, env=KEY)
+    done = run_cli(*args, env=CLI_ENV)
     assert done.returncode == 1, done.stderr  # one task failed
     report = json.loads(done.stdout)
     assert (report["total"], report["completed"], report["failed"]) == (3, 2, 1)
@@ -126,7 +72,7 @@ def test_batch_with_a_journal_reports_json_and_a_rerun_creates_nothing(
     assert "[fail] marker" in lines[4]["error"]
     assert "line 3: submitted" in done.stderr  # the plain progress lines
 
-    again = run_cli(*args, env=KEY)
+    again = run_cli(*args, env=CLI_ENV)
     assert again.returncode == 1
     assert json.loads(again.stdout)["resumed"] == 3
     assert "3 items finished in an earlier run" in again.stderr
@@ -137,17 +83,17 @@ def test_result_and_download_find_a_batch_task_by_id(
     fast_emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
     tasks = write_batch(tmp_path / "tasks.jsonl", ["a hare"])
-    done = run_cli(*batch_args(fast_emulator, tasks, tmp_path / "out", "--json"), env=KEY)
+    done = run_cli(*batch_args(fast_emulator, tasks, tmp_path / "out", "--json"), env=CLI_ENV)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "tasks.journal.jsonl").exists()  # the default journal
     [item] = json.loads(done.stdout)["items"]
     base = ["--base-url", fast_emulator.base_url]
-    shown = run_cli("result", item["id"], "--json", *base, env=KEY)
+    shown = run_cli("result", item["id"], "--json", *base, env=CLI_ENV)
     assert json.loads(shown.stdout)["status"] == "completed"
-    saved = run_cli("download", item["id"], "--out", str(tmp_path / "again"), *base, env=KEY)
+    saved = run_cli("download", item["id"], "--out", str(tmp_path / "again"), *base, env=CLI_ENV)
     assert saved.returncode == 0, saved.stderr
     assert Path(saved.stdout.strip()).read_bytes()[4:8] == b"ftyp"
-    missing = run_cli("download", "0" * 32, *base, env=KEY)
+    missing = run_cli("download", "0" * 32, *base, env=CLI_ENV)
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [
         f"waiting for {'0' * 32}",
@@ -165,7 +111,11 @@ def test_a_batch_killed_part_way_resumes_without_duplicate_tasks(
     args = batch_args(slow_emulator, tasks, out, "--concurrency", "4")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAVESPEED_")}
     first = subprocess.Popen(
-        [*CLI, *args], env={**env, **KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*CLI, *args],
+        env={**env, **CLI_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while "completed" not in journal_statuses(journal):  # some done, some running, some not sent
@@ -183,14 +133,21 @@ def test_a_batch_killed_part_way_resumes_without_duplicate_tasks(
     else:
         assert first.returncode == -signal.SIGKILL
 
-    second = run_cli(*args, "--json", env=KEY)
-    assert second.returncode == 0, second.stderr
+    # The run again resumes what was sent and sends what never was. An item cut off while its
+    # submit was in flight is sent again only once the history proves its absence (it lists a
+    # later task of the account past the clock skew), which takes minutes: until then it is
+    # reported uncertain, never paid twice.
+    second = run_cli(*args, "--json", env=CLI_ENV)
     report = json.loads(second.stdout)
-    assert report["completed"] == len(prompts)
+    uncertain = [line for line in second.stderr.splitlines() if ": uncertain" in line]
+    assert report["uncertain"] == len(uncertain) <= 4  # at most --concurrency in flight
+    assert second.returncode == (1 if uncertain else 0), second.stderr
+    assert all("absence is not proven" in line for line in uncertain)
+    assert report["completed"] + report["uncertain"] == len(prompts)
     created = slow_emulator.created()
-    assert sum(created.values()) == len(prompts)
-    assert set(created.values()) == {1}  # every prompt once: no duplicate task
-    assert len(list(out.glob("*.mp4"))) == len(prompts)
+    assert set(created.values()) <= {1}  # no prompt twice: no duplicate task
+    assert report["completed"] <= sum(created.values()) <= len(prompts)
+    assert len(list(out.glob("*.mp4"))) == report["completed"]
 
 
 def test_every_bad_line_of_a_batch_file_is_reported_and_nothing_starts(tmp_path: Path) -> None:

@@ -21,22 +21,15 @@ import pytest
 from wavespeed_async._coordination.redis import QueueItem, RedisBatchQueue, connect
 
 from .redis_server import RedisServer
-from .test_cli import CLI, free_port, run_cli
-from .test_cli_batch import KEY, EmulatorProcess, write_batch
+from .support import CLI, CLI_ENV, EmulatorProcess, free_port, run_cli, write_batch
+
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses
 
 
 @pytest.fixture
 def long_emulator() -> Iterator[EmulatorProcess]:
     """A video takes 1.5 s: longer than the workers' --reclaim-after of 1 s."""
     emulator = EmulatorProcess(speed=20)
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
-def slow_emulator() -> Iterator[EmulatorProcess]:
-    """A video takes 0.5 s: long enough for two workers to share a batch, or to kill one."""
-    emulator = EmulatorProcess(speed=60)
     yield emulator
     emulator.close()
 
@@ -54,7 +47,11 @@ def shared_args(
 def start_worker(args: list[str]) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAVESPEED_")}
     return subprocess.Popen(
-        [*CLI, *args], env={**env, **KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*CLI, *args],
+        env={**env, **CLI_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -91,7 +88,7 @@ def test_two_workers_share_one_batch_and_each_item_is_done_once(
     saved = list((tmp_path / "a").glob("*.mp4")) + list((tmp_path / "b").glob("*.mp4"))
     assert len(saved) == len(prompts) - 1
 
-    status = run_cli(*args, "--status", "--json", env=KEY)
+    status = run_cli(*args, "--status", "--json", env=CLI_ENV)
     assert status.returncode == 0, status.stderr
     counts = json.loads(status.stdout)
     assert counts == {
@@ -135,7 +132,7 @@ def test_a_stopped_workers_items_are_reclaimed_without_duplicate_tasks(
     held = {int(m[1]) for line in seen if (m := re.search(r"line (\d+): submitted", line))}
     finished = {int(m[1]) for line in seen if (m := re.search(r"line (\d+): completed", line))}
 
-    second = run_cli(*args, "--json", env=KEY)
+    second = run_cli(*args, "--json", env=CLI_ENV)
     assert second.returncode == 0, second.stderr
     report = json.loads(second.stdout)
     assert report["queue"] == {"pending": 0, "running": 0, "done": 12, "failed": 0}
@@ -153,7 +150,7 @@ def test_an_item_whose_wait_ran_out_is_resumed_through_its_key_not_resubmitted(
         slow_emulator, redis_server.url, tasks, uuid.uuid4().hex, "--timeout", "0.1",
         "--reclaim-after", "0.5", "--out", str(tmp_path / "out"), "--json",
     )  # fmt: skip
-    done = run_cli(*args, env=KEY)  # each video takes 0.5 s: the first waits run out
+    done = run_cli(*args, env=CLI_ENV)  # each video takes 0.5 s: the first waits run out
     assert done.returncode == 0, done.stderr
     assert re.search(
         r"line 1: prediction \w+ not finished after 0.1s .*; the item is claimed again after"
@@ -185,8 +182,12 @@ def test_status_of_a_batch_no_worker_started_counts_every_item_pending(
 @pytest.mark.parametrize(
     ("extra", "env", "message"),
     [
-        (["--journal", "j.jsonl"], KEY, "--journal='j.jsonl' is invalid: must be left out with"),
-        (["--reclaim-after", "0"], KEY, "--reclaim-after=0.0 is invalid: must be a number"),
+        (
+            ["--journal", "j.jsonl"],
+            CLI_ENV,
+            "--journal='j.jsonl' is invalid: must be left out with",
+        ),
+        (["--reclaim-after", "0"], CLI_ENV, "--reclaim-after=0.0 is invalid: must be a number"),
         ([], {}, "--redis='the embedded emulator' is invalid: must be used with a shared API"),
     ],
     ids=["journal", "reclaim-after", "embedded-emulator"],
@@ -216,7 +217,7 @@ def test_unreachable_redis_is_an_error_and_nothing_is_submitted(
 ) -> None:
     tasks = write_batch(tmp_path / "tasks.jsonl", ["a", "b"])
     redis = f"redis://127.0.0.1:{free_port()}/0"
-    done = run_cli(*shared_args(slow_emulator, redis, tasks, "ns"), env=KEY)
+    done = run_cli(*shared_args(slow_emulator, redis, tasks, "ns"), env=CLI_ENV)
     assert done.returncode == 1
     assert done.stderr.startswith("error: Redis cannot be reached: "), done.stderr
     assert "Traceback" not in done.stderr
@@ -261,7 +262,7 @@ def test_a_local_image_is_refused_in_a_shared_batch(tmp_path: Path) -> None:
     tasks.write_text(json.dumps({"edit_image": {"prompt": "snow", "image": "photo.png"}}) + "\n")
     redis = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: it is never reached
     base_url = f"http://127.0.0.1:{free_port()}"
-    done = run_cli("batch", str(tasks), "--redis", redis, "--base-url", base_url, env=KEY)
+    done = run_cli("batch", str(tasks), "--redis", redis, "--base-url", base_url, env=CLI_ENV)
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"error: image={str(tmp_path / 'photo.png')!r} is invalid: must be a URL or a data URI"

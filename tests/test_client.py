@@ -29,12 +29,11 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator
 
-from .conftest import SECRET_KEY, client_for
+from .support import SECRET_KEY, VIDEO, client_for
 
 pytestmark = pytest.mark.anyio
 
 KEY = SECRET_KEY
-VIDEO = "bytedance/dreamina-v3.0-pro/text-to-video"
 EDIT = "bytedance/dreamina-v3.0/edit"
 IMAGE_URL = "https://example.com/in.png"
 

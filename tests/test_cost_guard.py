@@ -17,11 +17,9 @@ from wavespeed_async import (
 from wavespeed_async.batch.cost import CostGuard
 from wavespeed_async.emulator import Emulator
 
-from .conftest import client_for
+from .support import FLUX, client_for
 
 pytestmark = pytest.mark.anyio
-
-FLUX = "wavespeed-ai/flux-dev"
 
 
 def quotes_asked(emu: Emulator) -> int:

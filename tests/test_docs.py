@@ -34,7 +34,7 @@ from sybil import Example, Sybil
 from sybil.evaluators.python import pad
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
 
-from tests.conftest import FAST
+from tests.support import FAST
 from wavespeed_async import AsyncWaveSpeed, cli
 from wavespeed_async.emulator import Emulator
 

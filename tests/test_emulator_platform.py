@@ -20,12 +20,12 @@ import pytest
 from wavespeed_async import Limits
 from wavespeed_async.emulator import Emulator, Fault
 
+from .support import FLUX, VIDEO
+
 pytestmark = pytest.mark.anyio
 
 AUTH = {"Authorization": "Bearer test-key"}
-VIDEO = "bytedance/dreamina-v3.0-pro/text-to-video"
 EDIT = "bytedance/dreamina-v3.0/edit"
-FLUX = "wavespeed-ai/flux-dev"
 I2V = "bytedance/dreamina-v3.0-pro/image-to-video"
 IMAGE = "https://example.com/in.png"
 

@@ -13,12 +13,11 @@ from wavespeed_async import NotFound, PollStats, Status
 from wavespeed_async._engine.polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, LearnedSchedule
 from wavespeed_async.emulator import Emulator
 
-from .conftest import client_for
+from .support import VIDEO, client_for
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "test/learned-model"  # off the catalogue: free, an image, its duration set per test
-VIDEO = "bytedance/dreamina-v3.0-pro/text-to-video"
 
 
 def constant(value: float) -> Any:

@@ -21,10 +21,10 @@ from examples.job_worker import AtLeastOnceQueue, Job, handle, work
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.redis import RedisCoordinator
 
-from .conftest import client_for
 from .redis_server import RedisServer
+from .support import client_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # subprocesses or a soak
 
 ROOT = Path(__file__).parent.parent
 KEY = "sk-example"

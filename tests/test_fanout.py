@@ -24,13 +24,13 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import CoordinatorUnavailable
 from wavespeed_async.redis import RedisCoordinator
 
-from .conftest import client_for
 from .redis_server import RedisServer
-from .test_webhooks import (
+from .support import (
     BODY,
     NO_RECONCILIATION,
     SECRET,
     SIGNED_AT,
+    client_for,
     new_future,
     serve,
     signed_headers,

@@ -23,7 +23,7 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator, Fault
 
-from .conftest import client_for as shared_client_for
+from .support import client_for as shared_client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -32,13 +32,14 @@ MODEL = "wavespeed-ai/flux-dev"
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
+async def stalling() -> AsyncIterator[Emulator]:
+    """A fast emulator whose stall fault holds an answer 2 s (past the 0.5 s request timeout)."""
     async with Emulator(speed=1000) as emu:
         emu.faults.stall_seconds = 2.0
         yield emu
 
 
-def client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
+def quick_client_for(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
     # Quick retries, and a stalled answer becomes a read timeout soon.
     return shared_client_for(emu, **{"retry": QUICK_RETRIES, "request_timeout": 0.5, **kwargs})
 
@@ -59,20 +60,20 @@ def routed(emu: Emulator, route: str) -> int:
     ],
 )
 async def test_submit_refused_by_the_server_is_resent_once_and_succeeds(
-    emulator: Emulator, fault: Fault
+    stalling: Emulator, fault: Fault
 ) -> None:
-    emulator.faults.add(fault, route="submit")
-    async with client_for(emulator) as client:
+    stalling.faults.add(fault, route="submit")
+    async with quick_client_for(stalling) as client:
         prediction = await client.run(MODEL, {"prompt": "a lighthouse"})
     assert prediction.status is Status.COMPLETED
-    assert emulator.submit_count == 1
-    assert routed(emulator, "wavespeed-ai") == 2  # the refused try and the good one
+    assert stalling.submit_count == 1
+    assert routed(stalling, "wavespeed-ai") == 2  # the refused try and the good one
 
 
-async def test_retry_after_is_honoured(emulator: Emulator) -> None:
-    emulator.faults.add(Fault.RATE_LIMITED_RETRY_AFTER, route="submit")
+async def test_retry_after_is_honoured(stalling: Emulator) -> None:
+    stalling.faults.add(Fault.RATE_LIMITED_RETRY_AFTER, route="submit")
     started = time.monotonic()
-    async with client_for(emulator) as client:
+    async with quick_client_for(stalling) as client:
         await client.submit(MODEL, {"prompt": "a lighthouse"})
     assert time.monotonic() - started >= 0.95  # Retry-After: 1, not the 1 ms backoff
 
@@ -92,19 +93,19 @@ async def test_retry_after_is_honoured(emulator: Emulator) -> None:
     ],
 )
 async def test_submit_with_unknown_outcome_raises_uncertain_and_is_never_resent(
-    emulator: Emulator, fault: Fault, created: int
+    stalling: Emulator, fault: Fault, created: int
 ) -> None:
-    emulator.faults.add(fault, route="submit")
+    stalling.faults.add(fault, route="submit")
     payload = {"prompt": "a lighthouse", "seed": 7}
     before = dt.datetime.now(dt.timezone.utc)
-    async with client_for(emulator) as client:
+    async with quick_client_for(stalling) as client:
         with pytest.raises(SubmissionUncertain) as info:
             await client.submit(MODEL, payload)
         error = info.value
         assert (error.model, error.payload) == (MODEL, payload)
         assert before <= error.sent_at <= dt.datetime.now(dt.timezone.utc)
-        assert routed(emulator, "wavespeed-ai") == 1  # sent once, never again
-        assert emulator.submit_count == created
+        assert routed(stalling, "wavespeed-ai") == 1  # sent once, never again
+        assert stalling.submit_count == created
         # Reconciling as the README says finds the task exactly when one was created.
         recent = await client.recent_predictions(model=MODEL, created_after=error.sent_at)
         found = [p for p in recent if p.input == error.payload]
@@ -123,7 +124,7 @@ async def test_sync_mode_time_out_falls_back_to_polling(frozen: Emulator) -> Non
     # A frozen clock: the task cannot finish before the sync wait's "still running" answer
     # (on a loaded machine a fast clock could finish it first, and nothing would time out).
     frozen.faults.add(Fault.SYNC_TIMEOUT, route="submit")
-    async with client_for(frozen) as client:
+    async with quick_client_for(frozen) as client:
         future = await client.submit(MODEL, {"prompt": "x", "enable_sync_mode": True})
         assert not future.done()
         frozen.advance(60)
@@ -134,17 +135,17 @@ async def test_sync_mode_time_out_falls_back_to_polling(frozen: Emulator) -> Non
     assert routed(frozen, "predictions") >= 1
 
 
-async def test_a_task_that_fails_raises_prediction_failed(emulator: Emulator) -> None:
-    emulator.faults.add(Fault.TASK_FAILS, route="submit")
-    async with client_for(emulator) as client:
+async def test_a_task_that_fails_raises_prediction_failed(stalling: Emulator) -> None:
+    stalling.faults.add(Fault.TASK_FAILS, route="submit")
+    async with quick_client_for(stalling) as client:
         with pytest.raises(PredictionFailed, match="emulated failure"):
             await client.run(MODEL, {"prompt": "x"})
-    assert emulator.submit_count == 1
+    assert stalling.submit_count == 1
 
 
-async def test_missing_fields_in_a_submit_answer_still_give_a_future(emulator: Emulator) -> None:
-    emulator.faults.add(Fault.MISSING_FIELDS, route="submit")
-    async with client_for(emulator) as client:
+async def test_missing_fields_in_a_submit_answer_still_give_a_future(stalling: Emulator) -> None:
+    stalling.faults.add(Fault.MISSING_FIELDS, route="submit")
+    async with quick_client_for(stalling) as client:
         prediction = await client.run(MODEL, {"prompt": "x"})
     assert prediction.status is Status.COMPLETED
 
@@ -170,7 +171,7 @@ async def test_missing_fields_in_a_submit_answer_still_give_a_future(emulator: E
     ],
 )
 async def test_faulty_result_checks_are_retried_and_the_wait_completes(fault: Fault) -> None:
-    async with Emulator(speed=0) as frozen, client_for(frozen) as client:
+    async with Emulator(speed=0) as frozen, quick_client_for(frozen) as client:
         frozen.faults.stall_seconds = 2.0
         frozen.faults.add(fault, route="result", on=[1, 2])
         future = await client.submit(MODEL, {"prompt": "x"})
@@ -184,39 +185,41 @@ async def test_faulty_result_checks_are_retried_and_the_wait_completes(fault: Fa
     assert frozen.submit_count == 1
 
 
-async def test_result_errors_surface_with_the_id_when_retries_run_out(emulator: Emulator) -> None:
-    emulator.faults.add(Fault.SERVER_ERROR, route="result", rate=1.0)
-    async with client_for(emulator, retry=RetryPolicy(attempts=3, base_delay=0.001)) as client:
+async def test_result_errors_surface_with_the_id_when_retries_run_out(stalling: Emulator) -> None:
+    stalling.faults.add(Fault.SERVER_ERROR, route="result", rate=1.0)
+    async with quick_client_for(
+        stalling, retry=RetryPolicy(attempts=3, base_delay=0.001)
+    ) as client:
         future = await client.submit(MODEL, {"prompt": "x"})
         with pytest.raises(ServerError) as info:
             await future
     assert info.value.prediction_id == future.id
-    assert routed(emulator, "predictions") == 3
+    assert routed(stalling, "predictions") == 3
 
 
-async def test_a_spent_retry_budget_surfaces_errors_at_once(emulator: Emulator) -> None:
-    emulator.faults.add(Fault.SERVER_ERROR, route="result", rate=1.0)
+async def test_a_spent_retry_budget_surfaces_errors_at_once(stalling: Emulator) -> None:
+    stalling.faults.add(Fault.SERVER_ERROR, route="result", rate=1.0)
     policy = RetryPolicy(attempts=10, base_delay=0.001, budget=10)  # two retries in all
     # No answer is stalled here: a generous read timeout, so that a slow answer on a loaded
     # machine is not a timeout (which costs 10 tokens, not 5, and would change the count).
-    async with client_for(emulator, retry=policy, request_timeout=60) as client:
+    async with quick_client_for(stalling, retry=policy, request_timeout=60) as client:
         futures = [await client.submit(MODEL, {"prompt": f"x{i}"}) for i in range(3)]
         for future in futures:
             with pytest.raises(ServerError):
                 await future
     # 3 first tries, and only the 2 retries the budget paid for.
-    assert routed(emulator, "predictions") == 5
+    assert routed(stalling, "predictions") == 5
 
 
 async def test_client_errors_are_never_retried() -> None:
-    async with Emulator(api_key="right") as emu, client_for(emu) as client:
+    async with Emulator(api_key="right") as emu, quick_client_for(emu) as client:
         with pytest.raises(AuthenticationError):
             await client.submit(MODEL, {"prompt": "x"})
         assert len(emu.requests) == 1
 
 
-async def test_retries_can_be_switched_off(emulator: Emulator) -> None:
-    emulator.faults.add(Fault.SERVER_ERROR, route="result")
-    async with client_for(emulator, retry=RetryPolicy.off()) as client:
+async def test_retries_can_be_switched_off(stalling: Emulator) -> None:
+    stalling.faults.add(Fault.SERVER_ERROR, route="result")
+    async with quick_client_for(stalling, retry=RetryPolicy.off()) as client:
         with pytest.raises(ServerError):
             await client.run(MODEL, {"prompt": "x"})

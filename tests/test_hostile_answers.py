@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from aiohttp import web
 
@@ -25,7 +26,7 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator, Fault
 
-from .conftest import FAST, SECRET_KEY, client_for
+from .support import FAST, SECRET_KEY, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -169,7 +170,8 @@ async def test_impossible_created_at_values_keep_their_predictions_without_a_tim
         page = await client.recent_predictions()
     assert [prediction.id for prediction in page] == [f"t{n}" for n in range(len(stamps))]
     assert [prediction.created_at for prediction in page[:-1]] == [None] * (len(stamps) - 1)
-    assert page[-1].created_at is not None and page[-1].created_at.microsecond == 123456
+    assert page[-1].created_at is not None
+    assert page[-1].created_at.microsecond == 123456
 
 
 # --- the catalogue's schemas ----------------------------------------------------------------
@@ -220,7 +222,7 @@ async def test_an_exponential_schema_is_left_to_the_server_and_the_loop_keeps_ru
         nonlocal ticks
         while True:
             ticks += 1
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     async with serving() as server:
         server.answers["/api/v3/models"] = catalogue(doubling(60))  # 2**60 visits if followed

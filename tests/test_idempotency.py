@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import logging
 import multiprocessing
 import uuid
@@ -20,25 +21,21 @@ from wavespeed_async import (
     InvalidRequest,
     Limits,
     PredictionTimeout,
+    RetryPolicy,
     Status,
     SubmissionUncertain,
 )
-from wavespeed_async._engine import submit as _idempotent
-from wavespeed_async.emulator import Emulator, Fault
+from wavespeed_async.emulator import Clock, Emulator, Fault
 from wavespeed_async.redis import RedisCoordinator
 
-from .conftest import FAST, SECRET_KEY, client_for
 from .redis_server import RedisServer
+from .support import FAST, SECRET_KEY, client_for
 
 pytestmark = pytest.mark.anyio
 
 MODEL = "test/idempotent-model"  # off the catalogue: free, accepts any input
-
-
-@pytest.fixture(autouse=True)
-def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The history is read 2 s after an unanswered submit; the emulator needs no such wait."""
-    monkeypatch.setattr(_idempotent, "SETTLE", 0.0)
+#: Reads retried without the real backoff (the history is down in some tests).
+QUICK_RETRIES = RetryPolicy(base_delay=0.001, max_delay=0.01)
 
 
 def created(emu: Emulator) -> int:
@@ -165,7 +162,7 @@ async def redis_client_of(redis_server: RedisServer, namespace: str) -> AsyncIte
 
     def make(emu: Emulator, **kwargs: Any) -> AsyncWaveSpeed:
         coordinator = RedisCoordinator(redis_server.url, namespace=namespace, **kwargs)
-        client = client_for(emu, coordinator=coordinator)
+        client = client_for(emu, coordinator=coordinator, retry=QUICK_RETRIES)
         clients.append(client)
         return client
 
@@ -194,20 +191,28 @@ async def test_a_claim_orphaned_by_a_dead_worker_is_reconciled_not_resent(
     assert created(emu) == 1
 
 
-async def test_a_dead_workers_claim_with_no_task_behind_it_is_submitted_once(
+async def test_a_dead_workers_claim_with_no_task_behind_it_is_submitted_once_proven_absent(
     redis_client_of: Any, redis_server: RedisServer, namespace: str
 ) -> None:
-    async with Emulator(speed=1000) as emu:
+    clock = Clock(0)  # the tasks' created_at moves with the emulator's frozen clock
+    start = dt.datetime.now(dt.timezone.utc)
+    wall = lambda: start + dt.timedelta(seconds=clock.now())  # noqa: E731
+    async with Emulator(clock=clock, wall_clock=wall) as emu:
         dead = RedisCoordinator(redis_server.url, namespace=namespace, lease_seconds=0.2)
         await dead.start(Limits())
         await dead.claim("job-8", model=MODEL, payload={"prompt": "a fox"})  # died before sending
         await dead.aclose()
         await anyio.sleep(0.3)
         async with redis_client_of(emu) as client:
+            with pytest.raises(SubmissionUncertain, match="later task"):  # no proof yet
+                await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="job-8")
+            emu.advance(150)  # past the clock-skew allowance: a later task proves absence
+            async with client_for(emu) as other:
+                await other.submit(MODEL, {"prompt": "another job"})
             future = await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="job-8")
             again = await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="job-8")
     assert future.id == again.id
-    assert created(emu) == 1
+    assert created(emu) == 2  # the other job's, and one for the key
 
 
 async def test_a_key_fails_closed_when_redis_is_down_and_plain_submits_go_on(
@@ -252,12 +257,13 @@ async def test_an_unsettled_submit_stays_uncertain_and_the_next_caller_adopts_it
     emulator: Emulator,
 ) -> None:
     emulator.faults.add(Fault.RESET_AFTER, route="submit", times=1)  # created, answer lost
-    emulator.faults.add(Fault.SERVER_ERROR, route="history", times=5)  # the history is down
-    async with client_for(emulator) as client:
+    emulator.faults.add(Fault.SERVER_ERROR, route="history", times=100)  # the history is down
+    async with client_for(emulator, retry=QUICK_RETRIES) as client:
         with pytest.raises(SubmissionUncertain, match="history cannot tell") as caught:
             await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
         assert caught.value.payload == {"prompt": "a fox"}
         [task_id] = emulator.tasks
+        emulator.faults.clear()  # the history is back
         with anyio.fail_after(5):  # not a wait for a claimant that gave up
             again = await client.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
     assert again.id == task_id  # reconciled through the history again, then adopted
@@ -269,11 +275,14 @@ async def test_across_processes_an_unsettled_key_is_reconciled_by_the_next_calle
 ) -> None:
     async with Emulator(speed=1000) as emu:
         emu.faults.add(Fault.RESET_AFTER, route="submit", times=1)
-        emu.faults.add(Fault.SERVER_ERROR, route="history", times=5)
+        emu.faults.add(Fault.SERVER_ERROR, route="history", times=100)
         async with redis_client_of(emu) as first, redis_client_of(emu) as second:
             with pytest.raises(SubmissionUncertain):
                 await first.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
             [task_id] = emu.tasks
+            with pytest.raises(SubmissionUncertain):  # at once, in another process too
+                await second.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
+            emu.faults.clear()  # the history is back
             with anyio.fail_after(5):  # not the 30 s lease of a live claimant
                 again = await second.submit(MODEL, {"prompt": "a fox"}, idempotency_key="k")
     assert again.id == task_id

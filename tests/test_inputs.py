@@ -24,7 +24,7 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
 from wavespeed_async.emulator._uploads import UploadSlot
 
-from .conftest import client_for
+from .support import client_for
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ from wavespeed_async import Batch, JournalError, TextToVideo
 from wavespeed_async.batch.journal import Journal, item_keys
 from wavespeed_async.emulator import Emulator
 
-from .conftest import client_for
+from .support import client_for
 
 RECORD = {"v": 1, "key": "abc/0", "status": "submitted", "id": "task-1"}
 

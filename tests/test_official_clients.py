@@ -28,11 +28,11 @@ import pytest
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
 
-pytestmark = pytest.mark.anyio
+from .support import FLUX, VIDEO
 
-VIDEO = "bytedance/dreamina-v3.0-pro/text-to-video"
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # subprocesses or a soak
+
 EDIT = "bytedance/dreamina-v3.0/edit"
-FLUX = "wavespeed-ai/flux-dev"
 IMAGE = "https://example.com/in.png"
 KEY = "official-client-key"
 #: Pinned so that a new release cannot change what these tests prove without a commit.

@@ -361,7 +361,9 @@ async def test_while_redis_is_down_limits_go_local_and_claims_fail_closed(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(wavespeed_async._coordination.redis, "PROBE_INTERVAL", 0.0)  # every call tries Redis
+    monkeypatch.setattr(
+        wavespeed_async._coordination.redis, "PROBE_INTERVAL", 0.0
+    )  # every call tries Redis
     coordinator = RedisCoordinator(redis_server.url, namespace=namespace)
     await coordinator.start(Limits(submits_per_minute=6, max_concurrent_tasks=1))
     try:

@@ -11,7 +11,7 @@ from aiohttp import web
 from wavespeed_async import AsyncWaveSpeed, PollSchedule, Prediction, Status, WaveSpeedError
 from wavespeed_async.emulator import Emulator
 
-from .conftest import SECRET_KEY
+from .support import SECRET_KEY
 
 pytestmark = pytest.mark.anyio
 

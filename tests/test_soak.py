@@ -20,9 +20,9 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator, Fault, payload_key
 
-from .conftest import SECRET_KEY
+from .support import SECRET_KEY
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # subprocesses or a soak
 
 MODEL = "wavespeed-ai/flux-dev"
 COUNT = 2000

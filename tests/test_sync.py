@@ -34,7 +34,7 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.emulator._media import png
 from wavespeed_async.sync import SyncPredictionFuture
 
-from .conftest import FAST, SECRET_KEY
+from .support import FAST, SECRET_KEY
 
 PNG = png(4, 4, (10, 200, 10))
 
@@ -63,7 +63,7 @@ def fast() -> Iterator[Running]:
 
 
 @pytest.fixture
-def frozen() -> Iterator[Running]:
+def frozen_facade() -> Iterator[Running]:
     yield from running(0)
 
 
@@ -113,27 +113,27 @@ def test_the_facade_works_inside_a_running_event_loop(fast: Running) -> None:
     assert image.status is Status.COMPLETED
 
 
-def test_errors_surface_as_the_async_client_raises_them(frozen: Running) -> None:
-    with frozen.client() as client:
+def test_errors_surface_as_the_async_client_raises_them(frozen_facade: Running) -> None:
+    with frozen_facade.client() as client:
         with pytest.raises(InvalidInput) as info:
             client.edit_image("make it snow", image=b"not an image")
         assert info.value.field == "image"
-        assert frozen.emu.requests == []
+        assert frozen_facade.emu.requests == []
         future = client.submit_text_to_video("a fox")
         with pytest.raises(PredictionTimeout) as timeout:
-            future.result(timeout=0.01)  # the clock is frozen: the task cannot finish
+            future.result(timeout=0.01)  # the clock is frozen_facade: the task cannot finish
         assert timeout.value.prediction_id == future.id
-        frozen.emu.advance(60)
+        frozen_facade.emu.advance(60)
         assert future.result().status is Status.COMPLETED
 
 
-def test_cancel_stops_local_polling(frozen: Running) -> None:
-    with frozen.client() as client:
+def test_cancel_stops_local_polling(frozen_facade: Running) -> None:
+    with frozen_facade.client() as client:
         future = client.submit_text_to_video("a fox")
         future.cancel()
         with pytest.raises(concurrent.futures.CancelledError):
             future.result()
-    assert frozen.emu.tasks[future.id].status_at(0).raw == "created"  # still there remotely
+    assert frozen_facade.emu.tasks[future.id].status_at(0).raw == "created"  # still there remotely
 
 
 class Interrupted(Exception):
@@ -145,21 +145,21 @@ def interrupt(signum: int, frame: object) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
-def test_an_interrupted_wait_stops_polling_in_the_loop_too(frozen: Running) -> None:
+def test_an_interrupted_wait_stops_polling_in_the_loop_too(frozen_facade: Running) -> None:
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
-        with frozen.client() as client:
+        with frozen_facade.client() as client:
             future = client.submit_text_to_video("a fox")
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             with pytest.raises(Interrupted):
-                future.result()  # blocks: the clock is frozen
+                future.result()  # blocks: the clock is frozen_facade
             engine = client._client.engine
             for _ in range(200):  # the cancellation reaches the loop thread soon after
                 if not engine.watched:
                     break
                 client._run(functools.partial(anyio.sleep, 0.001))
             assert engine.watched == 0
-            frozen.emu.advance(60)
+            frozen_facade.emu.advance(60)
             assert future.result().status is Status.COMPLETED  # and it can be awaited again
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -254,12 +254,12 @@ def test_map_returns_the_predictions_in_input_order(fast: Running) -> None:
     assert [fast.emu.tasks[video.id].input["prompt"] for video in videos] == prompts
 
 
-def test_as_completed_is_a_plain_iterator_over_blocking_futures(frozen: Running) -> None:
-    with frozen.client() as client:
+def test_as_completed_is_a_plain_iterator_over_blocking_futures(frozen_facade: Running) -> None:
+    with frozen_facade.client() as client:
         futures = [client.submit_text_to_video(f"a fox, take {n}") for n in range(3)]
         finished = client.as_completed(futures)
         assert isinstance(finished, Iterator)
-        frozen.emu.advance(60)
+        frozen_facade.emu.advance(60)
         assert sorted(video.id for video in finished) == sorted(f.id for f in futures)
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,8 +30,6 @@ from wavespeed_async import (
     sign_webhook,
     verify_webhook,
 )
-from wavespeed_async._engine.engine import PollEngine
-from wavespeed_async._engine.polling import PollStats
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import ConfigurationError, ProtocolError
 from wavespeed_async.webhooks import (
@@ -42,31 +38,13 @@ from wavespeed_async.webhooks import (
     webhook_secret_request,
 )
 
+from .support import BODY, NO_RECONCILIATION, SECRET, SIGNED_AT, new_future, serve, signed_headers
+
 pytestmark = pytest.mark.anyio
 
-SECRET = "whsec_dGVzdC1zZWNyZXQ="  # the key is this text after the prefix, not its base64 bytes
-BODY = (Path(__file__).parent / "samples" / "webhook-completed.json").read_bytes()
-SIGNED_AT = 1_700_000_000
 KEY = "sk-test"
-VIDEO = "bytedance/dreamina-v3.0-pro/text-to-video"
-#: Reconciliation that never comes within a test: only a delivery can finish the future.
-NO_RECONCILIATION = PollSchedule(first_delay=3600, min_interval=3600, max_interval=3600, jitter=0)
 #: Reconciliation at once and often, for tests where the delivery is lost.
 FAST_RECONCILIATION = PollSchedule(first_delay=0.01, min_interval=0.02, max_interval=0.05)
-
-
-def signed_headers(
-    body: bytes = BODY,
-    *,
-    secret: str = SECRET,
-    webhook_id: str = "msg_1",
-    timestamp: int | str = SIGNED_AT,
-) -> dict[str, str]:
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign_webhook(secret, webhook_id, timestamp, body),
-    }
 
 
 def failed_check(headers: dict[str, str], body: bytes = BODY, **kwargs: Any) -> str:
@@ -372,35 +350,6 @@ async def test_aclose_cancels_callbacks_still_running_after_the_grace_period() -
         await receiver.aclose(grace=0.01)
 
 
-class _NoPolling:
-    """A future's owner that fails the test if the future ever checks the API."""
-
-    wait_timeout = 5.0
-    time_scale = 1.0
-
-    def __init__(self) -> None:
-        self.engine = PollEngine(self.get_prediction, workers=1)
-        self.poll_stats = PollStats()
-
-    async def get_prediction(self, prediction_id: str) -> Prediction:
-        raise AssertionError(f"{prediction_id} was polled")
-
-    async def cancel(self, prediction_id: str) -> bool:
-        raise AssertionError("not used")
-
-    async def download(
-        self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = 0
-    ) -> list[Path]:
-        raise AssertionError("not used")
-
-
-def new_future(prediction_id: str = "pred_abc123") -> PredictionFuture:
-    created = Prediction(id=prediction_id, status=Status.CREATED, raw_status="created")
-    return PredictionFuture(
-        _NoPolling(), prediction_id, schedule=NO_RECONCILIATION, prediction=created
-    )
-
-
 async def test_a_delivery_finishes_the_tracked_future_at_once() -> None:
     receiver = receiver_at()
     future = new_future()
@@ -527,15 +476,6 @@ class Stack:
 
     async def submit(self, prompt: str = "a fox") -> PredictionFuture:
         return await self.client.submit_text_to_video(prompt, webhook=self.hook_url)
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from ._engine.polling import (
     PollStats,
 )
 from ._http.retry import RetryPolicy
+from ._wire.account import BillingRecord, ModelUsage, Usage, UsageDay
 from ._wire.limits import ACCOUNT_LEVELS, Limits
 from ._wire.models import ImageEdit, ModelInfo, Prediction, Quote, Status, TextToVideo, Timings
 from .batch import Batch, BatchEvent, BatchItem, ItemResult, ProgressCallback
@@ -59,6 +60,7 @@ __all__ = [
     "AsyncWaveSpeed",
     "AuthenticationError",
     "Batch",
+    "BillingRecord",
     "BatchEvent",
     "BatchItem",
     "ClientClosed",
@@ -77,6 +79,7 @@ __all__ = [
     "Limits",
     "LocalCoordinator",
     "ModelInfo",
+    "ModelUsage",
     "NotFinished",
     "NotFound",
     "PollSchedule",
@@ -97,6 +100,8 @@ __all__ = [
     "TextToVideo",
     "Timings",
     "TransportError",
+    "Usage",
+    "UsageDay",
     "WaveSpeed",
     "WaveSpeedError",
     "WebhookReceiver",

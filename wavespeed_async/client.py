@@ -17,15 +17,18 @@ from typing import Any, Literal, overload
 
 from ._coordination import Coordinator, LocalCoordinator
 from ._engine.account import AccountCalls
+from ._engine.background import Background
 from ._engine.engine import PollEngine
 from ._engine.future import PredictionFuture
+from ._engine.keyed import KeyedSubmits, check_idempotency_key
 from ._engine.polling import PollSchedule, PollStats
 from ._engine.seeds import Deadline, edit_payload
-from ._engine.submit import Submitter, submit_once
+from ._engine.submit import Submitter
 from ._http import files as _files
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
-from ._wire.account import CATALOGUE_TTL, Catalogue
+from ._telemetry import telemetry
+from ._wire.account import CATALOGUE_TTL, BillingRecord, Catalogue, Usage
 from ._wire.convert import structure_prediction, unstructure_payload
 from ._wire.limits import Limits
 from ._wire.models import ModelInfo, Prediction, Quote, TextToVideo
@@ -173,6 +176,7 @@ class AsyncWaveSpeed:
         self.webhooks = webhooks
         if webhooks is not None:  # deliveries and their repeats shared like the limits
             webhooks.use_coordinator(self.coordinator)
+        self._background = Background()
         self._submitter = Submitter(
             self._api,
             self,
@@ -180,7 +184,9 @@ class AsyncWaveSpeed:
             poll_stats=self.poll_stats,
             time_scale=time_scale,
             webhooks=webhooks,
+            background=self._background,
         )
+        self._keyed = KeyedSubmits(self, self._background)
         self._account = AccountCalls(
             self._api,
             Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),
@@ -211,8 +217,13 @@ class AsyncWaveSpeed:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop polling, wake every waiter with :class:`ClientClosed`, close the session."""
+        """Stop polling, wake every waiter with :class:`ClientClosed`, close the session.
+
+        Ledger writes still being retried in the background (the coordinator was down) are
+        dropped, each logged as an error naming its key and task.
+        """
         await self.engine.aclose()
+        await self._background.aclose()
         await self._api.aclose()
 
     # --- any model ----------------------------------------------------------------------------
@@ -240,8 +251,14 @@ class AsyncWaveSpeed:
 
         ``idempotency_key`` makes the submit happen at most once per key (7 days), across every
         process sharing the ``coordinator``: a later or concurrent call with the same key gets a
-        future on the same task.
+        future on the same task. A key is a non-empty ``str`` of at most 256 characters without
+        control characters. A keyed submit whose outcome nobody can prove leaves the key
+        uncertain: this call and every later one raise :class:`SubmissionUncertain` at once,
+        until the history settles it or :meth:`resolve_key` does. ``timeout`` then bounds the
+        whole call: the claim, the wait for another caller's submit and any history check.
         """
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
         body = unstructure_payload(payload)
         limit = self.wait_timeout if timeout is None else timeout
         deadline = Deadline(limit)
@@ -254,15 +271,36 @@ class AsyncWaveSpeed:
         limit = deadline.left()
         await self._api.start()
 
-        def send() -> Awaitable[PredictionFuture]:
-            return self._submitter.submit(model, request, body, webhook, poll_schedule, limit)
+        def send(seconds: float) -> Awaitable[PredictionFuture]:
+            return self._submitter.submit(model, request, body, webhook, poll_schedule, seconds)
 
         if idempotency_key is None:
-            return await send()
+            return await send(limit)
         if poll_schedule is None and webhook is not None and self.webhooks is not None:
             poll_schedule = self.webhooks.reconcile_schedule  # an adopted task is awaited so too
-        return await submit_once(
-            self, idempotency_key, model, body, send, poll_schedule=poll_schedule, timeout=limit
+        return await self._keyed.submit(
+            idempotency_key, model, body, send, poll_schedule=poll_schedule, timeout=limit
+        )
+
+    async def resolve_key(
+        self, idempotency_key: str, *, prediction_id: str | None = None, absent: bool = False
+    ) -> PredictionFuture | None:
+        """Settle an uncertain idempotency key by hand; a future on its task, or ``None``.
+
+        After :class:`SubmissionUncertain` with ``err.key``, find out what the platform did
+        (the dashboard, a webhook delivery, :meth:`recent_predictions`), then either adopt the
+        task, ``prediction_id=...`` (it must exist, be of the key's model and have its input:
+        else :class:`NotFound` or :class:`InvalidInput`), or declare that nothing was created,
+        ``absent=True``, so that the next call with the key submits. Every process sharing the
+        coordinator sees the answer. Only an uncertain key (or one whose claimant died) can be
+        settled: another raises :class:`InvalidInput`.
+
+        >>> future = await client.resolve_key("order-42", prediction_id=task_id)  # doctest: +SKIP
+        """
+        check_idempotency_key(idempotency_key)
+        await self._api.start()
+        return await self._keyed.resolve(
+            idempotency_key, prediction_id=prediction_id, absent=absent
         )
 
     async def run(
@@ -598,8 +636,10 @@ class AsyncWaveSpeed:
         request = upload_ticket_request(
             self.base_url, media.filename, len(media.data), media.content_type
         )
-        ticket = await self._api.call(request, parse=parse_upload_ticket)
-        await self._api.put(ticket.url, media.data, ticket.headers)
+        attributes = {"wavespeed.file.size": len(media.data)}
+        with telemetry.span("wavespeed.upload", attributes):  # never the pre-signed URL
+            ticket = await self._api.call(request, parse=parse_upload_ticket)
+            await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
     async def download(
@@ -619,9 +659,10 @@ class AsyncWaveSpeed:
         each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
         an unfinished one :class:`NotFinished`.
         """
-        return await _files.download_prediction(
-            self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
-        )
+        with telemetry.span("wavespeed.download", {"wavespeed.prediction.id": prediction.id}):
+            return await _files.download_prediction(
+                self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
+            )
 
     # --- the account --------------------------------------------------------------------------
 
@@ -668,6 +709,25 @@ class AsyncWaveSpeed:
         :meth:`PredictionFuture.cancel_remote`.
         """
         return await self._account.cancel(prediction_id)
+
+    async def billings(self, *prediction_ids: str) -> list[BillingRecord]:
+        """What each prediction was billed: ``POST /api/v3/billings/search``.
+
+        One :class:`BillingRecord` (``prediction_id``, ``price`` in USD, ``created_at``) per
+        billed prediction; a prediction not billed yet (or free) has none. Ids are checked
+        before sending, and searched 100 at a time.
+
+        >>> [record.price for record in await client.billings(future.id)]  # doctest: +SKIP
+        [3.2]
+        """
+        return await self._account.billings(prediction_ids)
+
+    async def usage(self, start: dt.datetime, end: dt.datetime) -> Usage:
+        """The account's usage between two timezone-aware times: ``POST /api/v3/user/usage_stats``.
+
+        A :class:`Usage`: its ``total`` in USD, ``days`` (UTC dates) and ``per_model``.
+        """
+        return await self._account.usage(start, end)
 
     # --- webhooks -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ Every error the library raises on purpose derives from :class:`WaveSpeedError`::
     ├── TransportError         the request failed below HTTP; it may have reached the server
     │   └── ConnectError         no connection was made: nothing was sent
     ├── ProtocolError          the server answered something that is not the API's envelope
+    │                          (or an amount of money that is not a finite number >= 0)
     │   └── ResponseTooLarge     the answer passed the size cap (counted inflated)
     ├── APIError               the server answered with an error (HTTP status or envelope code)
     │   ├── AuthenticationError  401, 403
@@ -166,6 +167,11 @@ class SubmissionUncertain(WaveSpeedError):
     The task may exist (and be billed), so the client never resends it. Reconcile by listing
     recent predictions for ``model`` created after ``sent_at`` (the API's history,
     ``POST /api/v3/predictions``) before submitting again. ``__cause__`` is the failure seen.
+
+    With an idempotency key, ``key`` names it and the key stays *uncertain*: every later call
+    with it raises this error at once (nothing is sent) until a history read proves the
+    outcome, or ``client.resolve_key(key, prediction_id=...)`` / ``absent=True`` settles it.
+    ``sent_at`` is when the submit was sent (UTC); ``reason`` says what is known.
     """
 
     def __init__(
@@ -175,11 +181,15 @@ class SubmissionUncertain(WaveSpeedError):
         model: str,
         payload: Mapping[str, Any],
         sent_at: dt.datetime,
+        key: str | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.model = model
         self.payload = payload
         self.sent_at = sent_at
+        self.key = key
+        self.reason = reason
 
 
 class ProtocolError(WaveSpeedError):

@@ -246,7 +246,26 @@ class WaveSpeed:
     model = _blocking(AsyncWaveSpeed.model)
     delete = _blocking(AsyncWaveSpeed.delete)
     cancel = _blocking(AsyncWaveSpeed.cancel)
+    billings = _blocking(AsyncWaveSpeed.billings)
+    usage = _blocking(AsyncWaveSpeed.usage)
     map = _blocking(AsyncWaveSpeed.map)
+
+    def resolve_key(
+        self, idempotency_key: str, *, prediction_id: str | None = None, absent: bool = False
+    ) -> SyncPredictionFuture | None:
+        """Blocking :meth:`AsyncWaveSpeed.resolve_key`: settle an uncertain idempotency key.
+
+        Adopt the key's task with ``prediction_id=...`` (a :class:`SyncPredictionFuture` on
+        it is returned), or declare with ``absent=True`` that nothing was created (``None``).
+        """
+
+        async def call() -> PredictionFuture | None:
+            return await self._client.resolve_key(
+                idempotency_key, prediction_id=prediction_id, absent=absent
+            )
+
+        future = self._run(call)
+        return None if future is None else SyncPredictionFuture(self, future)
 
     def prediction(
         self, prediction_id: str, *, model: str = "", poll_schedule: PollSchedule | None = None

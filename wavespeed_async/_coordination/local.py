@@ -6,7 +6,9 @@ run?", "was this idempotency key submitted already?" and "did any process see th
 ``wavespeed_async.redis.RedisCoordinator`` answers for every process sharing a Redis.
 
 The idempotency ledger protects money: ``claim`` records "submitting" atomically, so exactly one
-caller submits for a key; the others wait for its prediction id with ``wait_submitted``.
+caller submits for a key; the others wait for its prediction id with ``wait_submitted``. A
+submit whose outcome nobody could prove leaves its key "uncertain": every caller is told so at
+once, one at a time re-reads the history, and the user may settle it by hand.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 #: How long the ledger remembers an idempotency key, in seconds (7 days).
 LEDGER_TTL = 7 * 24 * 3600.0
 
-RecordState = Literal["submitting", "submitted", "absent"]
+RecordState = Literal["submitting", "submitted", "absent", "uncertain"]
 
 
 def fingerprint(model: str, payload: Mapping[str, Any]) -> str:
@@ -74,11 +76,14 @@ class IdempotencyRecord:
     """What the ledger knows of one idempotency key.
 
     ``state`` is ``"submitting"`` (a caller claimed the key and is sending the submit),
-    ``"submitted"`` (``prediction_id`` is the task it created) or, only as the answer of
-    ``wait_submitted``, ``"absent"`` (the claimant dropped its claim: nothing was created, so
-    claim again). ``sent_at`` is when the key was claimed (UTC). ``orphaned`` marks a
-    "submitting" record whose claimant died before recording the outcome: the task may exist,
-    so the new owner reconciles through the API's history before it submits again.
+    ``"submitted"`` (``prediction_id`` is the task it created), ``"uncertain"`` (a submit was
+    sent and nobody could prove whether it created a task: ``reason`` says why) or, only as
+    the answer of ``wait_submitted``, ``"absent"`` (the claimant dropped its claim: nothing was
+    created, so claim again). ``sent_at`` is when the key was claimed, or for an uncertain key
+    when its submit was sent (UTC); ``proof_after`` (uncertain keys) is the latest its task
+    could have been created. ``orphaned`` marks a "submitting" record whose claimant died
+    before recording the outcome: the task may exist, so the new owner reconciles through the
+    API's history before it submits again.
     """
 
     key: str
@@ -89,6 +94,8 @@ class IdempotencyRecord:
     sent_at: dt.datetime
     prediction_id: str | None = None
     orphaned: bool = False
+    proof_after: dt.datetime | None = None
+    reason: str = ""
 
 
 @attrs.define(frozen=True)
@@ -96,8 +103,11 @@ class Claim:
     """The answer to ``claim``: ``owned`` means this caller recorded "submitting" and submits.
 
     With ``owned`` and ``record.orphaned``, this caller took over a dead claimant's key: it
-    reconciles through the API's history first. Without ``owned``, ``record`` is someone
-    else's: its ``prediction_id`` once "submitted", else wait with ``wait_submitted``.
+    reconciles through the API's history first. With ``owned`` and an "uncertain" record, this
+    caller is the one that re-reads the history now (it then records the outcome, or
+    ``record_uncertain`` again). Without ``owned``, ``record`` is someone else's: its
+    ``prediction_id`` once "submitted"; "uncertain" (another caller is re-reading the
+    history); else wait with ``wait_submitted``.
     """
 
     owned: bool
@@ -149,19 +159,35 @@ class Coordinator(Protocol):
     async def record_absent(self, key: str) -> None:
         """The owned submit on ``key`` provably created nothing: drop the claim."""
 
+    async def record_uncertain(
+        self, key: str, *, sent_at: dt.datetime, proof_after: dt.datetime, reason: str
+    ) -> None:
+        """The owned claim on ``key`` sent a submit whose outcome nobody could prove.
+
+        The key becomes "uncertain" and unowned: each later ``claim`` gets it (one caller at a
+        time, owned, to re-read the history), and waiters wake. ``sent_at`` and
+        ``proof_after`` bound when its task could have been created; ``reason`` says why the
+        history could not tell.
+        """
+
+    async def read_record(self, key: str) -> IdempotencyRecord | None:
+        """What the ledger knows of ``key`` now (``None``: nothing), without claiming it."""
+
     async def abandon(self, key: str) -> None:
         """Give up the owned claim on ``key`` without an outcome (the task may exist).
 
-        The claim becomes an orphan at once: the next caller takes it over and reconciles
-        through the API's history, instead of waiting for this claimant.
+        A "submitting" claim becomes an orphan at once: the next caller takes it over and
+        reconciles through the API's history, instead of waiting for this claimant. An
+        "uncertain" key stays uncertain, free for the next caller to check.
         """
 
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
         """Wait until another caller's claim on ``key`` settles. Raises ``TimeoutError``.
 
-        The answer is "submitted" (use its ``prediction_id``), "absent" (the claim was
-        dropped) or an ``orphaned`` "submitting" record (its claimant died); after the last
-        two, ``claim`` again: one caller then owns the key.
+        The answer is "submitted" (use its ``prediction_id``), "uncertain" (the submit's
+        outcome is unknown), "absent" (the claim was dropped) or an ``orphaned`` "submitting"
+        record (its claimant died); after the last two, ``claim`` again: one caller then owns
+        the key.
         """
 
 
@@ -239,6 +265,7 @@ class LocalCoordinator:
         self._ledger: TTLCache[IdempotencyRecord] = TTLCache(max_entries, clock)
         self._seen: TTLCache[bool] = TTLCache(max_entries, clock)
         self._settled: dict[str, asyncio.Event] = {}
+        self._checking: set[str] = set()  # uncertain keys a caller is re-checking now
         self._callbacks: list[Callable[[Prediction], None]] = []
 
     def __repr__(self) -> str:
@@ -317,6 +344,9 @@ class LocalCoordinator:
             if known.orphaned:  # abandoned: this caller takes it over (and reconciles)
                 self._ledger.set(key, attrs.evolve(known, orphaned=False), LEDGER_TTL)
                 return Claim(owned=True, record=known)
+            if known.state == "uncertain" and key not in self._checking:
+                self._checking.add(key)  # this caller re-reads the history; others are told
+                return Claim(owned=True, record=known)
             return Claim(owned=False, record=known)
         record = IdempotencyRecord(
             key=key,
@@ -331,6 +361,7 @@ class LocalCoordinator:
 
     async def record_submitted(self, key: str, prediction_id: str) -> None:
         """Record that the claim on ``key`` created ``prediction_id``."""
+        self._checking.discard(key)
         known = self._ledger.get(key)
         if known is not None:
             submitted = attrs.evolve(
@@ -341,18 +372,42 @@ class LocalCoordinator:
 
     async def record_absent(self, key: str) -> None:
         """Drop the claim on ``key``: its submit created nothing."""
+        self._checking.discard(key)
         self._ledger.pop(key)
         self._settle(key)
 
+    async def record_uncertain(
+        self, key: str, *, sent_at: dt.datetime, proof_after: dt.datetime, reason: str
+    ) -> None:
+        """``key``'s submit may have created a task and nobody can tell yet."""
+        self._checking.discard(key)
+        known = self._ledger.get(key)
+        if known is not None:
+            uncertain = attrs.evolve(
+                known,
+                state="uncertain",
+                sent_at=sent_at,
+                proof_after=proof_after,
+                reason=reason,
+                orphaned=False,
+            )
+            self._ledger.set(key, uncertain, LEDGER_TTL)
+        self._settle(key)
+
+    async def read_record(self, key: str) -> IdempotencyRecord | None:
+        """What the ledger knows of ``key``."""
+        return self._ledger.get(key)
+
     async def abandon(self, key: str) -> None:
         """Give up the claim on ``key`` without an outcome: the next caller reconciles it."""
+        self._checking.discard(key)
         known = self._ledger.get(key)
         if known is not None and known.state == "submitting":
             self._ledger.set(key, attrs.evolve(known, orphaned=True), LEDGER_TTL)
         self._settle(key)
 
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
-        """Wait until the claim on ``key`` is submitted, dropped (``"absent"``) or abandoned."""
+        """Wait until the claim on ``key`` is submitted, uncertain, dropped or abandoned."""
         with anyio.fail_after(timeout):
             while True:
                 known = self._ledger.get(key)

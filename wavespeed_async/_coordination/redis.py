@@ -10,7 +10,7 @@ Every decision is one Lua script, timed by Redis ``TIME`` (machines with skewed 
 When Redis cannot be reached the rate and slots fall back to this process's own limits (one
 warning; they return when Redis does), and the ledger fails closed: ``claim`` and
 ``record_*`` raise :class:`CoordinatorUnavailable`, so nothing is sent twice. Needs the
-``redis`` extra (``pip install 'wavespeed-async[redis]'``).
+``redis`` extra (``pip install redis``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ try:
     from redis.backoff import ExponentialBackoff
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "wavespeed_async.redis needs redis-py: pip install 'wavespeed-async[redis]'"
+        "wavespeed_async.redis needs redis-py: pip install redis (the redis extra)"
     ) from exc
 
 from .._wire.limits import DECREASE_COOLDOWN, MIN_RATE, Limits
@@ -46,6 +46,7 @@ from .local import (
     Claim,
     IdempotencyRecord,
     LocalCoordinator,
+    RecordState,
     absent_record,
     call_delivery_callbacks,
     fingerprint,
@@ -91,6 +92,18 @@ def _reraise_cancel(exc: BaseException) -> None:
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
     if cancelling is not None and cancelling():
         raise asyncio.CancelledError from exc
+
+
+def _uncertain_or_submitting(state: str) -> RecordState:
+    return "uncertain" if state == "uncertain" else "submitting"
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _time(milliseconds: str) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(float(milliseconds)) / 1000, dt.timezone.utc)
 
 
 def _fields(flat: list[Any]) -> dict[str, str]:
@@ -354,6 +367,20 @@ class RedisCoordinator:
         self._claims.pop(key, None)
         await self._required("absent", [self._key("idem", key)], [self._channel["ledger"], key])
 
+    async def record_uncertain(
+        self, key: str, *, sent_at: dt.datetime, proof_after: dt.datetime, reason: str
+    ) -> None:
+        """``key``'s submit may have created a task and nobody can tell yet; wake waiters."""
+        self._claims.pop(key, None)
+        args = [_ms(sent_at), _ms(proof_after), reason[:500], self._channel["ledger"], key]
+        await self._required("uncertain", [self._key("idem", key)], args)
+
+    async def read_record(self, key: str) -> IdempotencyRecord | None:
+        """What the ledger knows of ``key`` now, without claiming it."""
+        answer = await self._required("read", [self._key("idem", key)], [])
+        fields = _fields(answer[1])
+        return self._record(key, fields, int(answer[0])) if fields else None
+
     async def abandon(self, key: str) -> None:
         """Give up the claim on ``key`` without an outcome: it is an orphan at once."""
         token = self._claims.pop(key, None)
@@ -381,15 +408,18 @@ class RedisCoordinator:
     @staticmethod
     def _record(key: str, fields: dict[str, str], now_ms: int) -> IdempotencyRecord:
         state = fields["state"]
+        proof_after = fields.get("proof_after")
         return IdempotencyRecord(
             key=key,
             fingerprint=fields["fingerprint"],
             model=fields["model"],
             payload=json.loads(fields["payload"]),
-            state="submitted" if state == "submitted" else "submitting",
-            sent_at=dt.datetime.fromtimestamp(int(fields["sent_at"]) / 1000, dt.timezone.utc),
+            state="submitted" if state == "submitted" else _uncertain_or_submitting(state),
+            sent_at=_time(fields["sent_at"]),
             prediction_id=fields.get("prediction_id") or None,
             orphaned=state == "submitting" and int(fields["lease_until"]) < now_ms,
+            proof_after=_time(proof_after) if proof_after else None,
+            reason=fields.get("reason", ""),
         )
 
     # --- background tasks -----------------------------------------------------------------

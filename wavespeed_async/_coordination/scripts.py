@@ -127,7 +127,9 @@ return 0
 PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 
 # The ledger: KEYS[1] is the record's HASH (fingerprint, model, payload, state, claimant,
-# lease_until ms, sent_at ms, prediction_id, orphaned).
+# lease_until ms, sent_at ms, prediction_id, orphaned; for an uncertain key proof_after ms
+# and reason). An "uncertain" key is claimed (owned, for one history check) by one caller at
+# a time: whoever finds no live claimant on it.
 
 #: ARGV: fingerprint, model, payload JSON, claimant token, lease ms, ttl s.
 #: Returns {1 owned or 0, now ms, HGETALL} or {'conflict'}. Taking over a "submitting"
@@ -145,11 +147,14 @@ if not r[1] then
   owned = 1
 elseif r[1] ~= ARGV[1] then
   return {'conflict'}
-elseif r[2] == 'submitting' and r[3] == ARGV[4] then
+elseif (r[2] == 'submitting' or r[2] == 'uncertain') and r[3] == ARGV[4] then
   owned = 1  -- this very claim, retried after a lost answer
 elseif r[2] == 'submitting' and tonumber(r[4]) < now_ms then
   redis.call('HSET', KEYS[1], 'claimant', ARGV[4], 'lease_until', now_ms + tonumber(ARGV[5]),
              'orphaned', '1')
+  owned = 1
+elseif r[2] == 'uncertain' and (tonumber(r[4]) or 0) < now_ms then
+  redis.call('HSET', KEYS[1], 'claimant', ARGV[4], 'lease_until', now_ms + tonumber(ARGV[5]))
   owned = 1
 end
 return {owned, tostring(now_ms), redis.call('HGETALL', KEYS[1])}
@@ -172,11 +177,22 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
 
+#: ARGV: sent_at ms, proof_after ms, reason, channel, key. Nobody owns the key after this.
+UNCERTAIN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'state', 'uncertain', 'sent_at', ARGV[1], 'proof_after', ARGV[2],
+             'reason', ARGV[3], 'claimant', '', 'lease_until', 0, 'orphaned', '0')
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
 #: ARGV: claimant token, channel, key. The claimant gives up without an outcome: its claim is
-#: an orphan at once (lease 0), for the next caller to take over and reconcile.
+#: an orphan at once (lease 0), for the next caller to take over and reconcile (an uncertain
+#: key stays uncertain, for the next caller to check).
 ABANDON = """
 local r = redis.call('HMGET', KEYS[1], 'state', 'claimant')
-if r[1] == 'submitting' and r[2] == ARGV[1] then
+if (r[1] == 'submitting' or r[1] == 'uncertain') and r[2] == ARGV[1] then
   redis.call('HSET', KEYS[1], 'lease_until', 0)
 end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
@@ -194,7 +210,7 @@ RENEW_CLAIMS = (
 local gone = {}
 for i = 1, #KEYS do
   local r = redis.call('HMGET', KEYS[i], 'state', 'claimant')
-  if r[1] == 'submitting' and r[2] == ARGV[i + 1] then
+  if (r[1] == 'submitting' or r[1] == 'uncertain') and r[2] == ARGV[i + 1] then
     redis.call('HSET', KEYS[i], 'lease_until', now_ms + tonumber(ARGV[1]))
   else
     table.insert(gone, i)
@@ -215,6 +231,7 @@ SCRIPTS = {
     "claim": CLAIM,
     "submitted": SUBMITTED,
     "absent": ABSENT,
+    "uncertain": UNCERTAIN,
     "abandon": ABANDON,
     "read": READ,
     "renew_claims": RENEW_CLAIMS,

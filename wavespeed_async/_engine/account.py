@@ -8,6 +8,7 @@ Requests are built and parsed by ``_account.py``; they are sent by the client's
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 import math
@@ -17,17 +18,25 @@ from typing import Any
 import anyio
 
 from .._http.session import ApiSession
+from .._telemetry import telemetry
 from .._wire import schema as _schema
 from .._wire.account import (
+    BILLING_PAGE,
+    BillingRecord,
     Catalogue,
+    Usage,
     balance_request,
+    billings_request,
     delete_request,
     models_request,
     parse_balance,
+    parse_billings,
     parse_deleted,
     parse_models,
     parse_quote,
+    parse_usage,
     price_request,
+    usage_request,
 )
 from .._wire.convert import structure_prediction
 from .._wire.models import ModelInfo, Quote
@@ -42,6 +51,8 @@ log = logging.getLogger(__name__)
 #: left to the server to judge. Schemas too costly to check are left to it at once, so this is
 #: a backstop, not a wait: a checkable catalogue schema takes well under a millisecond.
 SCHEMA_CHECK_BUDGET = 2.0
+
+_MAX_PAGES = 100  # pages of one billing search: 10,000 records of 100 ids is not paging
 
 
 class AccountCalls:
@@ -65,7 +76,8 @@ class AccountCalls:
 
     async def balance(self) -> float:
         """``GET /api/v3/balance``, in USD."""
-        return await self.api.call(balance_request(self.base_url), parse=parse_balance)
+        with telemetry.span("wavespeed.account.balance"):
+            return await self.api.call(balance_request(self.base_url), parse=parse_balance)
 
     async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
         """Quote ``/model/price``; on 404 or 405 try ``/model/pricing`` (and keep using it)."""
@@ -144,3 +156,25 @@ class AccountCalls:
         if current.status.is_terminal:
             return False  # its outputs are the user's: cancelling must not delete them
         return await self.delete([prediction_id]) > 0
+
+    async def billings(self, ids: Iterable[str]) -> list[BillingRecord]:
+        """The billed price of each prediction: searches of 100 ids, every page of each."""
+        wanted = list(dict.fromkeys(ids))
+        chunks = [wanted[at : at + BILLING_PAGE] for at in range(0, len(wanted), BILLING_PAGE)]
+        records: list[BillingRecord] = []
+        with telemetry.span("wavespeed.account.billings", {"wavespeed.predictions": len(wanted)}):
+            for chunk in chunks or [[]]:  # no id: the request's own check refuses it
+                for page in range(1, _MAX_PAGES + 1):
+                    request = billings_request(self.base_url, chunk, page)
+                    found, more = await self.api.call(request, parse=parse_billings)
+                    records.extend(found)
+                    if not more:
+                        break
+        return records
+
+    async def usage(self, start: dt.datetime, end: dt.datetime) -> Usage:
+        """The account's usage from ``start`` to ``end``."""
+        request = usage_request(self.base_url, start, end)
+        with telemetry.span("wavespeed.account.usage"):
+            parse = functools.partial(parse_usage, start=start, end=end)
+            return await self.api.call(request, parse=parse)

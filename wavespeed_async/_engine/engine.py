@@ -25,6 +25,7 @@ import attrs
 from ..errors import ClientClosed, WaveSpeedError
 
 if TYPE_CHECKING:
+    from .._telemetry import PredictionTrace
     from .._wire.models import Prediction
 
 __all__ = ["PollEngine", "Pollable", "TokenBucket"]
@@ -81,6 +82,11 @@ class Pollable(Protocol):
 
     def fail(self, error: BaseException) -> None:
         """A check failed for good: wake the waiters with ``error``."""
+        ...
+
+    @property
+    def trace(self) -> PredictionTrace:
+        """The prediction's trace: current while its check is sent (retries land on it)."""
         ...
 
 
@@ -220,7 +226,8 @@ class PollEngine:
 
     async def _check_one(self, future: Pollable) -> None:
         try:
-            prediction = await self._check(future.id)
+            with future.trace.current():
+                prediction = await self._check(future.id)
         except WaveSpeedError as error:
             self._in_flight -= 1
             self._done_checking(future)

@@ -6,10 +6,13 @@ import asyncio
 import logging
 import math
 import os
+import weakref
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._telemetry import PredictionTrace
+from .._telemetry._base import NOTHING
 from .._wire.models import Prediction, Status
 from ..errors import NotFinished, PredictionFailed, PredictionTimeout, WaveSpeedError
 from .polling import Schedule
@@ -76,6 +79,7 @@ class PredictionFuture:
         "_prediction",
         "_schedule",
         "_started",
+        "_trace",
         "_waiters",
         "_warned",
     )
@@ -90,6 +94,7 @@ class PredictionFuture:
         prediction: Prediction | None = None,
         on_finish: Callable[[], None] | None = None,
         started: float | None = None,
+        trace: PredictionTrace = NOTHING,
     ) -> None:
         self._owner = owner
         self._id = prediction_id
@@ -106,7 +111,12 @@ class PredictionFuture:
         self._last_check: float | None = None
         self._warned = False
         self._polled = _Polled(self)  # what the engine sees of this future
+        self._trace = trace  # the prediction's span, ended at the last status seen
         self._settle()
+        if self.done():  # a sync-mode submit: finished on arrival
+            self._finish_trace(None)
+        elif trace.active:  # dropped unfinished: the span ends where the last wait did
+            weakref.finalize(self, trace.abandon).atexit = False
 
     def __repr__(self) -> str:
         status = self.status.value if self.status else "unseen"
@@ -252,6 +262,10 @@ class PredictionFuture:
         timer = None if math.isinf(limit) else loop.call_later(limit, self._expire, waiter, limit)
         try:
             await waiter
+        except BaseException as error:
+            if not self.done():
+                self._trace.waited(error)
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
@@ -287,6 +301,7 @@ class PredictionFuture:
         loop = asyncio.get_running_loop()
         previous, self._last_check = self._last_check, loop.time()
         self._checks += 1
+        self._trace.checked()
         self._observe(prediction, previous_check=previous)
         if prediction.status is Status.UNKNOWN and not self._warned:
             self._warned = True
@@ -330,16 +345,19 @@ class PredictionFuture:
                 except Exception:
                     log.exception("an on_status callback of prediction %s raised", self._id)
         if self.done():
-            self._learn(prediction, previous_check)
+            self._finish_trace(self._learn(prediction, previous_check))
             self._settle()
             for waiter in self._take_waiters():
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def _learn(self, prediction: Prediction, previous_check: float | None) -> None:
-        """Record how long the task took: it ended between the last two sights of it."""
+    def _learn(self, prediction: Prediction, previous_check: float | None) -> float | None:
+        """Record how long the task took: it ended between the last two sights of it.
+
+        Returns the detection lag this implies (from the estimated end to now), if known.
+        """
         if self._started is None or prediction.status is not Status.COMPLETED:
-            return
+            return None
         high = asyncio.get_running_loop().time() - self._started
         inference = 0.0  # the server's own run time: a lower bound (queueing is not in it)
         if prediction.timings is not None and prediction.timings.inference:
@@ -352,6 +370,19 @@ class PredictionFuture:
             low = previous_check - self._started
             estimate = min(high, max(low, (low + high) / 2, inference))
         self._owner.poll_stats.record(self._model, estimate)
+        return high - estimate
+
+    def _finish_trace(self, detection_lag: float | None) -> None:
+        prediction = self._prediction
+        if prediction is None or not self._trace.active:
+            return
+        timings = prediction.timings
+        self._trace.finish(
+            prediction.raw_status or prediction.status.value,
+            error=PredictionFailed(prediction) if prediction.status.is_failure else None,
+            inference=timings.inference / 1000 if timings and timings.inference else None,
+            detection_lag=detection_lag,
+        )
 
     def _settle(self) -> None:
         if self._on_finish is not None and (self.done() or self._cancelled):
@@ -393,3 +424,7 @@ class _Polled:
 
     def fail(self, error: BaseException) -> None:
         self._future._fail_waiters(error)
+
+    @property
+    def trace(self) -> PredictionTrace:
+        return self._future._trace

@@ -69,6 +69,10 @@ class KeyedClient(HistoryReader, Protocol):
         """A future for a task created earlier."""
         ...
 
+    async def get_prediction(self, prediction_id: str) -> Prediction:
+        """The current state of a task."""
+        ...
+
 
 class QuoteSource(Protocol):
     """Prices and the balance (the cost guard of a batch)."""

@@ -4,9 +4,15 @@ A submit that was sent but not answered (the process was killed, or the client r
 :class:`SubmissionUncertain`) may or may not have created a task. The only way to know is the
 account's history (``POST /api/v3/predictions``): a task of the same model, created after the
 submit was sent (less some clock skew), whose ``input`` equals the payload, and that no other
-item of the batch already owns. Found: the item adopts it. Not found, in a history read in
-full where every unowned task shows its input: the submit created nothing, and only then may
-it be sent again. Anything less (the history unreadable, too long, older than it keeps, or
+item of the batch already owns. Found: the item adopts it.
+
+Absence needs proof. The history can lag (a new task may be missing from it for a while), so
+an empty answer proves nothing by itself, however long after the submit it comes. The submit
+created nothing only if the history, read in full with every unowned task showing its input,
+*also* lists a later task of the account: one created after the submit's failure plus the
+clock skew (:data:`CLOCK_SKEW`), which shows that the history has caught up past the moment
+the submit could have created its task. The proof is read first, the model's tasks after it.
+Anything less (no later task yet, the history unreadable, too long, older than it keeps, or
 tasks without their input) leaves the item *uncertain*: it is reported, never resubmitted.
 """
 
@@ -35,12 +41,24 @@ MAX_PAGES = 100
 
 @attrs.frozen
 class Pending:
-    """A submit that may have created a task: the item's key, what was sent and when."""
+    """A submit that may have created a task: the item's key, what was sent and when.
+
+    ``sent_at`` is the earliest its task could have been created; ``proof_after`` the latest
+    (when the submit's failure was seen, or the claimant was found dead), ``sent_at`` if not
+    given. A task of the account created after ``proof_after`` + :data:`CLOCK_SKEW`, listed in
+    the history, proves the history shows every task the submit could have created.
+    """
 
     key: str
     model: str
     input: Mapping[str, Any]
     sent_at: dt.datetime
+    proof_after: dt.datetime | None = None
+
+    @property
+    def horizon(self) -> dt.datetime:
+        """The history proves absence once it lists a task created after this moment."""
+        return max(self.sent_at, self.proof_after or self.sent_at) + CLOCK_SKEW
 
 
 @attrs.frozen
@@ -65,6 +83,11 @@ async def reconcile(
     """
     verdicts: dict[str, Verdict] = {}
     owned = set(claimed)
+    if not pending:
+        return verdicts
+    # First the proof that the history has caught up, then the tasks: a history read before
+    # the proof could still miss a task the proof's later read shows.
+    newest = await _newest_after(client, min(item.horizon for item in pending))
     for model in sorted({item.model for item in pending}):
         group = sorted((item for item in pending if item.model == model), key=lambda p: p.sent_at)
         since = group[0].sent_at - CLOCK_SKEW
@@ -76,15 +99,24 @@ async def reconcile(
             if isinstance(history, str):
                 verdicts[item.key] = Verdict(reason=history)
                 continue
-            verdict = judge(item, history, owned)
+            verdict = judge(item, history, owned, newest)
             if verdict.prediction_id is not None:
                 owned.add(verdict.prediction_id)
             verdicts[item.key] = verdict
     return verdicts
 
 
-def judge(item: Pending, history: Sequence[Prediction], owned: Collection[str]) -> Verdict:
-    """Match one pending submit against a complete history page set (pure)."""
+def judge(
+    item: Pending,
+    history: Sequence[Prediction],
+    owned: Collection[str],
+    newest: dt.datetime | str | None,
+) -> Verdict:
+    """Match one pending submit against a complete history page set (pure).
+
+    ``newest`` is when the newest task the history listed was created (read before
+    ``history``), ``None`` when it listed none, or why it could not be read.
+    """
     window = [
         task
         for task in history
@@ -97,7 +129,25 @@ def judge(item: Pending, history: Sequence[Prediction], owned: Collection[str]) 
         return Verdict(prediction_id=oldest.id)
     if any(not task.input for task in window):
         return Verdict(reason="the history does not show the input of some recent tasks")
+    if isinstance(newest, str):
+        return Verdict(reason=newest)
+    if newest is None or newest <= item.horizon:
+        return Verdict(
+            reason="the history lists no later task of the account yet (none created after"
+            f" {item.horizon:%Y-%m-%d %H:%M:%S}Z), so it may not show this submit's task"
+            " yet: absence is not proven"
+        )
     return Verdict(absent=True)
+
+
+async def _newest_after(client: HistoryReader, after: dt.datetime) -> dt.datetime | str | None:
+    """When the newest task the history lists was created, if after ``after``; or why not read."""
+    try:
+        items = await client.recent_predictions(created_after=after, page=1, page_size=1)
+    except WaveSpeedError as exc:
+        return f"the history could not be read ({exc})"
+    stamps = [task.created_at for task in items if task.created_at is not None]
+    return max(stamps) if stamps else None
 
 
 async def _read_history(

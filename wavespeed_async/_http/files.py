@@ -13,8 +13,8 @@ import binascii
 import mimetypes
 import os
 import re
-import stat
 import secrets
+import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path, PurePosixPath
@@ -378,4 +378,4 @@ async def _write_atomically(
         os.replace(temp, path)  # replaces a link at ``path`` itself, never what it points to
         return path
     finally:
-        temp.unlink(missing_ok=True)  # noqa: ASYNC240 - one metadata call, no data
+        temp.unlink(missing_ok=True)

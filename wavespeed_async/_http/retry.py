@@ -17,6 +17,7 @@ from typing import TypeVar
 import anyio
 import attrs
 
+from .._telemetry import telemetry
 from ..errors import (
     APIError,
     ConnectError,
@@ -132,6 +133,7 @@ async def call_with_retries(
     *,
     creates_task: bool,
     what: str,
+    route: str | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     uniform: Callable[[], float] = random.random,
     clock: Callable[[], float] = time.monotonic,
@@ -139,6 +141,7 @@ async def call_with_retries(
     """Run ``attempt`` until it succeeds or the policy, the deadline or the budget says stop.
 
     ``sleep``, ``uniform`` and ``clock`` (seconds) are injected so that tests need not wait.
+    Each retry is told to the telemetry under ``route`` (a template: no ids), else ``what``.
     """
     started = clock()
     retries = 0
@@ -161,7 +164,13 @@ async def call_with_retries(
             spent += cost
             retries += 1
             log.info("retrying %s in %.2fs after: %s (retry %d)", what, delay, error, retries)
+            telemetry.retry(route or what, _reason(error), delay, retries)
             await sleep(delay)
         else:
             budget.earn(spent or 1)
             return result
+
+
+def _reason(error: WaveSpeedError) -> str:
+    """Why a request is retried, in few words: an HTTP status, or the error's type."""
+    return str(error.status) if isinstance(error, APIError) else type(error).__name__

@@ -22,6 +22,7 @@ import aiohttp
 import attrs
 
 from .._coordination.local import Coordinator
+from .._telemetry import route_of, telemetry
 from .._wire.limits import Limits
 from .._wire.protocol import Request, auth_headers, parse_data, redact
 from ..errors import (
@@ -308,12 +309,14 @@ class ApiSession:
                 await self.coordinator.accepted()
             return data
 
+        path = self._api_path(request.url)
         return await call_with_retries(
             attempt,
             self.retry,
             self._budget,
             creates_task=request.creates_task,
-            what=f"{request.method} {self._api_path(request.url)}",
+            what=f"{request.method} {path}",
+            route=route_of(request.method, path, creates_task=request.creates_task),
             sleep=self._sleep,
         )
 
@@ -366,6 +369,12 @@ class ApiSession:
                 )
             except RuntimeError as exc:  # aiohttp's "Session is closed", after aclose()
                 failure = self._closed_error(exc)
+        if telemetry.enabled:
+            route = route_of(
+                request.method, self._api_path(request.url), creates_task=request.creates_task
+            )
+            status, error = (None, type(failure).__name__) if failure else (response.status, None)
+            telemetry.request(request.method, route, status, error)
         if failure is not None:
             if self._closed:
                 failure = ClientClosed(f"the client was closed during {_path(request.url)}")

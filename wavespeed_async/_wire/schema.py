@@ -1,6 +1,6 @@
 """Checking a payload against a model's input schema from the catalogue, with ``jsonschema-rs``.
 
-``jsonschema-rs`` is the optional extra ``schema`` (``pip install 'wavespeed-async[schema]'``).
+``jsonschema-rs`` is the optional extra ``schema`` (``pip install jsonschema-rs``).
 Besides standard JSON Schema, the catalogue marks ``"W*H"`` size strings with
 ``"x-ui-component": "size"`` and bounds each side with ``minimum``/``maximum``: that is
 checked too. Fields the schema does not name pass (official clients send extras).
@@ -42,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_INSTALL = "pip install 'wavespeed-async[schema]'"
+_INSTALL = "pip install jsonschema-rs (the schema extra)"
 _SIZE_COMPONENT = "size"
 #: A schema expanding (``$ref`` followed) to more subschemas than this is left to the server.
 MAX_EXPANDED_SUBSCHEMAS = 10_000

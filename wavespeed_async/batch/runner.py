@@ -32,12 +32,7 @@ from .._engine.reconcile import Pending, Verdict, reconcile
 from .._http import files as _files
 from .._wire.models import ImageEdit, Prediction
 from ..errors import (
-    AuthenticationError,
-    ConfigurationError,
-    InsufficientBalance,
     InvalidInput,
-    InvalidRequest,
-    NotFound,
     PredictionFailed,
     SubmissionUncertain,
     WaveSpeedError,
@@ -54,16 +49,13 @@ from .items import (
     ProgressCallback,
 )
 from .journal import Entry, Journal, JournalError, MemoryJournal, item_keys, utc_now
+from .outcome import FATAL, outcome_of
 
 __all__ = ["Batch"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Errors about the whole batch rather than one item: raised, never recorded per item.
-FATAL = (AuthenticationError, InsufficientBalance, ConfigurationError, JournalError)
-#: A submit refused outright: the input is wrong, and sending it again changes nothing.
-REJECTED = (InvalidInput, InvalidRequest, NotFound)
 UNCERTAIN_ROUNDS = 3
 
 
@@ -329,8 +321,7 @@ class Batch:
             except FATAL:
                 raise
             except WaveSpeedError as exc:
-                outcome: Outcome = "failed" if isinstance(exc, REJECTED) else "unfinished"
-                return self._finish(index, outcome, None, error=exc)
+                return self._finish(index, outcome_of(exc), None, error=exc)
             if self._stopping:
                 return None
             return await _uninterruptible(self._send(index, item))
@@ -376,8 +367,7 @@ class Batch:
                     self._guard.refund(self.items[index])
                 if isinstance(exc, FATAL):
                     raise
-                outcome: Outcome = "failed" if isinstance(exc, REJECTED) else "unfinished"
-                return self._finish(index, outcome, None, error=exc)
+                return self._finish(index, outcome_of(exc), None, error=exc)
             self._journal.submitted(key, future.id)
             self._claimed.add(future.id)
             self._emit("submitted", index, prediction_id=future.id, status=future.status)

@@ -3,8 +3,9 @@
 With no ``WAVESPEED_API_KEY`` (and no ``--base-url``) every command runs against the embedded
 emulator, and says so in one line on stderr. Results go to stdout (``--json`` for scripts),
 progress and errors to stderr; an error is one line (followed by the bad lines of a batch
-file, or a hint) and exit status 1. Every local check (files, directories, arguments) is made
-before anything is submitted; Ctrl-C prints the id of a task that keeps running (exit 130).
+file, or a hint) and exit status 1, a usage error too. Every local check (files, directories,
+arguments) is made before anything is submitted; Ctrl-C prints the id of a task that keeps
+running (exit 130).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -38,9 +39,10 @@ from .._wire.models import (
     TextToVideo,
 )
 from ..client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_WAIT_TIMEOUT, AsyncWaveSpeed
-from ..errors import InvalidInput, NotFound, WaveSpeedError
+from ..errors import InvalidInput, NotFound, PredictionTimeout, WaveSpeedError
 from ..future import PredictionFuture
-from .batch import check_image, read_batch_file, run_batch
+from .batch import BATCH_FILE_HELP, check_image, read_batch_file, run_batch
+from .watch import load_stats, save_stats, watching
 
 __all__ = ["main"]
 
@@ -49,6 +51,16 @@ __all__ = ["main"]
 EMULATOR_SPEED = 10.0
 SIZE_FORM = f"WxH, each side from {SIZE_MIN} to {SIZE_MAX}"
 SEED_FORM = f"-1 for a random seed, or 0 to {SEED_MAX} to repeat a result"
+#: The commands that wait for a task, and so take --timeout and --poll-interval.
+WAITING = ("text-to-video", "edit-image", "batch", "download")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and exit status 1, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: <message> (see <prog> --help)`` and exit with status 1."""
+        self.exit(1, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _lasting_emulator_hint(command: str, task_id: str) -> str:
@@ -97,14 +109,20 @@ def _interrupted(args: argparse.Namespace) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wavespeed-async", description="Generate media with WaveSpeedAI."
-    )
+    parser = _Parser(prog="wavespeed-async", description="Generate media with WaveSpeedAI.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler, command=name)
+    def command(
+        name: str, handler: Any, help_text: str, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler, command=name, timeout=None, poll_interval=None)
         if name != "emulator":
             sub.add_argument(
                 "--base-url",
@@ -114,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
                 " else https://api.wavespeed.ai with a key, else the embedded emulator)",
             )
             sub.add_argument("--json", action="store_true", help="print JSON on stdout")
+        if name in WAITING:
             sub.add_argument(
                 "--timeout",
                 type=float,
@@ -181,8 +200,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     out(edit, "images", "the edited image")
 
-    batch = command("batch", _batch, "Run a JSON Lines file of tasks, resumably.")
-    batch.add_argument("file", type=Path, help="one task per line (see the README)")
+    batch = command(
+        "batch", _batch, "Run a JSON Lines file of tasks, resumably.", epilog=BATCH_FILE_HELP
+    )
+    batch.add_argument("file", type=Path, help="one task per line, in a form shown below")
     out(batch, "outputs", "every output")
     batch.add_argument(
         "--concurrency",
@@ -275,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
 # --- local checks, made before anything starts -----------------------------------------------
 
 
-def _check_common(args: argparse.Namespace) -> None:
+def _check_common(args: argparse.Namespace) -> None:  # the commands that wait
     for option, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
         if value is not None and not value > 0:
             raise InvalidInput(option, value, "a number of seconds above 0")
@@ -315,7 +336,8 @@ async def _client(
     args.embedded = not (os.environ.get(API_KEY_ENV, "").strip() or base_url)
     if not args.embedded:
         async with AsyncWaveSpeed(base_url=base_url, **options) as client:
-            yield client, 1.0
+            with _remembered(client, client.base_url):
+                yield client, 1.0
         return
     from ..emulator import Emulator  # only when needed: it is not part of the client's import
 
@@ -329,12 +351,23 @@ async def _client(
             api_key="emulator", base_url=emulator.base_url, **options
         ) as client:
             try:
-                yield client, 1 / EMULATOR_SPEED
+                with _remembered(client, "embedded emulator"):
+                    yield client, 1 / EMULATOR_SPEED
             except NotFound as exc:
                 if getattr(args, "id", None) is None:  # not an id from an earlier command
                     raise
                 hint = _lasting_emulator_hint(args.command, args.id)
                 raise WaveSpeedError(f"{exc}\n{hint}") from exc
+
+
+@contextlib.contextmanager
+def _remembered(client: AsyncWaveSpeed, server: str) -> Iterator[None]:
+    """Start with the durations learnt in earlier runs against ``server``; keep the new ones."""
+    load_stats(client.poll_stats, server)
+    try:
+        yield
+    finally:
+        save_stats(client.poll_stats, server)
 
 
 def _print_outcome(
@@ -357,9 +390,23 @@ async def _finish(
     args.task_id = future.id
     print(f"submitted {future.id} ({future.model})", file=sys.stderr, flush=True)
     started = time.monotonic()
-    prediction = await future.wait(args.timeout)
+    prediction = await _wait(client, future, args)
     paths = await client.download(prediction, args.out)
     return _print_outcome(prediction, paths, args, time.monotonic() - started)
+
+
+async def _wait(
+    client: AsyncWaveSpeed, future: PredictionFuture, args: argparse.Namespace
+) -> Prediction:
+    """Wait with a status line; a deadline that passes still prints the task for a script."""
+    try:
+        with watching(future, client.poll_stats, sys.stderr):
+            return await future.wait(args.timeout)
+    except PredictionTimeout:
+        if args.json:  # what a script needs to resume: `download ID`
+            status = future.status.value if future.status else None
+            print(json.dumps({"id": future.id, "model": future.model, "status": status}))
+        raise
 
 
 def _schedule(args: argparse.Namespace, scale: float, default: PollSchedule) -> PollSchedule:
@@ -434,7 +481,7 @@ async def _download(args: argparse.Namespace) -> int:
         args.task_id = future.id
         print(f"waiting for {future.id}", file=sys.stderr, flush=True)
         started = time.monotonic()
-        prediction = await future.wait(args.timeout)
+        prediction = await _wait(client, future, args)
         paths = await client.download(prediction, args.out)
         return _print_outcome(prediction, paths, args, time.monotonic() - started)
 
@@ -473,8 +520,13 @@ async def _emulator(args: argparse.Namespace) -> int:
     )
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with emulator:
+            key = "any" if args.api_key is None else "'<the --api-key you gave>'"
             print(
-                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True
+                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop);"
+                " in another terminal:",
+                f"export WAVESPEED_BASE_URL={emulator.base_url} WAVESPEED_API_KEY={key}",
+                sep="\n",
+                flush=True,
             )
             async for _ in signals:
                 break

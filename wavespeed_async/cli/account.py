@@ -8,10 +8,13 @@ status 1 (``cli.main`` prints them).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
 import re
+import shlex
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -30,6 +33,7 @@ ClientOpener = Callable[
 Body = Callable[[argparse.Namespace, AsyncWaveSpeed], Awaitable[int]]
 
 HISTORY_STATUSES = ("completed", "failed", "processing")
+PAGE_MAX = 100  # the API's largest page
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -62,7 +66,19 @@ def add_commands(command: Command, open_client: ClientOpener) -> None:
         default=None,
         help="only this status, one of %(choices)s (default: all)",
     )
-    history.add_argument("--since", default=None, help="an age (30m, 2h, 1d) or an ISO time")
+    history.add_argument(
+        "--since", default=None, help="an age (30m, 2h, 1d) or an ISO time (default: 24 h ago)"
+    )
+    history.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help=f"predictions per page, 1 to {PAGE_MAX} (default: %(default)s)",
+    )
+    history.add_argument(
+        "--page", type=int, default=1, metavar="N", help="which page, 1 or more (default: 1)"
+    )
     delete = command("delete", run(_delete), "Delete predictions for good (results, outputs).")
     delete.add_argument("ids", nargs="+", metavar="ID", help="the task ids to delete")
     cancel = command("cancel", run(_cancel), "Cancel an unfinished prediction by deleting it.")
@@ -153,26 +169,60 @@ def since(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
 
 
 async def _history(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
+    if not 1 <= args.limit <= PAGE_MAX:
+        raise InvalidInput("--limit", args.limit, f"from 1 to {PAGE_MAX}")
+    if args.page < 1:
+        raise InvalidInput("--page", args.page, "1 or more")
     after = since(args.since) if args.since else None
-    predictions = await client.recent_predictions(
-        model=args.model, status=args.status, created_after=after
+    query = {"model": args.model, "status": args.status, "created_after": after}
+    predictions = await client.recent_predictions(**query, page=args.page, page_size=args.limit)
+    # A full page may be the last: ask for the one prediction after it.
+    more = len(predictions) == args.limit and bool(
+        await client.recent_predictions(**query, page=args.page * args.limit + 1, page_size=1)
     )
     if args.json:
         _print_json([converter.unstructure(prediction) for prediction in predictions])
-        return 0
-    for prediction in predictions:
+    for prediction in [] if args.json else predictions:
         created = converter.unstructure(prediction.created_at) if prediction.created_at else "-"
         print(f"{prediction.id}  {prediction.raw_status:<10} {created}  {prediction.model}")
+    if not predictions:
+        where = "on this page" if args.page > 1 else "in the history"
+        print(
+            f"no predictions {where} (the API keeps 7 days; --since widens the default 24 h)",
+            file=sys.stderr,
+        )
+    if more:
+        print(f"more predictions exist: {_next_page(args)}", file=sys.stderr)
     return 0
+
+
+def _next_page(args: argparse.Namespace) -> str:
+    """The history command that shows the next page (the same filters)."""
+    argv = ["wavespeed-async", "history"]
+    for option in ("model", "status", "since", "base_url"):
+        value = getattr(args, option)
+        if value is not None:
+            argv += [f"--{option.replace('_', '-')}", value]
+    argv += ["--limit", str(args.limit), "--page", str(args.page + 1)]
+    return shlex.join(argv + (["--json"] if args.json else []))
 
 
 async def _delete(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
-    deleted = await client.delete(*args.ids)
+    ids = list(dict.fromkeys(args.ids))  # each once, in the order given
+    # One request per id: the API answers a count, and the user needs the ids.
+    counts = await asyncio.gather(*(client.delete(prediction_id) for prediction_id in ids))
+    deleted = [i for i, count in zip(ids, counts, strict=True) if count]
+    kept = [i for i, count in zip(ids, counts, strict=True) if not count]
     if args.json:
-        _print_json({"deleted_count": deleted})
+        _print_json({"deleted_count": len(deleted), "deleted": deleted, "not_deleted": kept})
     else:
-        print(f"deleted {deleted} of {len(set(args.ids))} predictions")
-    return 0
+        print(f"deleted {len(deleted)} of {len(ids)} predictions")
+    if kept:
+        print(
+            f"not deleted (unknown ids, or older than the API's 7 days): {' '.join(kept)}",
+            file=sys.stderr,
+        )
+    return 1 if kept else 0
 
 
 async def _cancel(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:

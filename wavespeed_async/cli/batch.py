@@ -15,6 +15,7 @@ reported (``FILE:LINE: reason``), not only the first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import re
@@ -36,10 +37,22 @@ from ..client import AsyncWaveSpeed
 from ..errors import InvalidInput, WaveSpeedError
 from .account import print_cost_plan
 from .progress import make_display, print_summary
+from .watch import expected_duration
 
-__all__ = ["check_image", "read_batch_file", "run_batch"]
+__all__ = ["BATCH_FILE_HELP", "check_image", "read_batch_file", "run_batch"]
 
 SHORT_FORMS: dict[str, type[Any]] = {"text_to_video": TextToVideo, "edit_image": ImageEdit}
+#: The file format, as ``batch --help`` shows it.
+BATCH_FILE_HELP = """\
+the file: one JSON object per line (blank lines are skipped), in one of three forms:
+  {"text_to_video": {"prompt": "a red fox", "aspect_ratio": "9:16", "seed": 7}}
+  {"edit_image": {"prompt": "make it snow", "image": "photo.png", "size": "1024x1024"}}
+  {"model": "wavespeed-ai/flux-dev", "input": {"prompt": "a lighthouse"}}
+The short forms take the options of text-to-video and edit-image (underscores for dashes),
+checked the same way; a local image is relative to the file and uploaded when its task is
+sent. The whole file is checked before anything is sent, and every bad line is reported.
+Outputs are saved in --out as <task id>-<n>.<ext>; the journal makes a rerun resume.
+"""
 _FORMS = '{"model": ..., "input": {...}}, {"text_to_video": {...}} or {"edit_image": {...}}'
 
 
@@ -119,12 +132,52 @@ async def run_batch(
         fits = print_cost_plan(await plan_cost(client, items), args.max_cost, as_json=args.json)
         return 0 if fits or args.max_cost is None else 1
     journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
+    made = [*_missing(args.out), *_missing(journal.parent)]
+    made += [] if journal.exists() else [journal]
+    try:
+        return await _run(args, client, schedule, items, lines, journal)
+    finally:  # a batch refused before its first submit leaves nothing behind
+        _remove_if_empty(made)
+
+
+def _missing(directory: Path) -> list[Path]:
+    """``directory`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove_if_empty(paths: list[Path]) -> None:
+    """Remove each path made by this run that holds nothing: an empty journal, empty folders."""
+    for path in sorted(set(paths), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty, or not ours to remove: kept
+            if path.is_dir():
+                path.rmdir()
+            elif path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+
+
+async def _run(
+    args: argparse.Namespace,
+    client: AsyncWaveSpeed,
+    schedule: PollSchedule | None,
+    items: list[BatchItem],
+    lines: list[int],
+    journal: Path,
+) -> int:
     print(
         f"batch: {len(items)} tasks from {args.file}, at most {args.concurrency} at once;"
         f" journal {journal} (run the same command again to resume)",
         file=sys.stderr,
     )
-    display = make_display(lines)
+    display = make_display(
+        lines,
+        items=items,
+        concurrency=args.concurrency,
+        expected=lambda model: expected_duration(client.poll_stats, model),
+    )
     batch = Batch(
         client,
         items,

@@ -5,7 +5,8 @@ of 60 emulated seconds over accepted submits) are refused with 429; tasks over
 ``max_concurrent_tasks`` are accepted but wait, ``created``, until a slot frees (first in,
 first out), so they start and finish later. Every accepted task is debited its price at
 submit; a submit the balance cannot pay creates nothing. Neither a failed task nor a
-deleted one is refunded; deleting frees the task's slot.
+deleted one is refunded; deleting frees the task's slot. Each debit is written in the
+``ledger`` (``_ledger.py``), which the billing and usage endpoints read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from .._wire.limits import Limits
+from ._ledger import Ledger
 
 __all__ = [
     "DEFAULT_BALANCE",
@@ -64,6 +66,8 @@ class Account:
         self.limits = limits or Limits()
         #: How many 429s were served (over the rate, or scripted by a fault).
         self.rate_limited = 0
+        #: What each task debited (the billing and usage endpoints' only source).
+        self.ledger = Ledger()
         self._accepted: collections.deque[float] = collections.deque()
         self._slots: list[Slot] = []  # every task's, deleted ones too (for peak_running)
 

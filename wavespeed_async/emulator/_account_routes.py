@@ -1,11 +1,14 @@
-"""The account and catalogue routes: balance, price quotes and the model list."""
+"""The account and catalogue routes: balance, price quotes, the model list, and the bill.
+
+The bill (billing records and usage) is read from the account's ledger.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from ..errors import InvalidInput
-from ._catalog import CATALOG, ModelSpec, model_spec
+from ._catalog import CATALOG, UNLISTED, ModelSpec, model_spec
 from ._http import Refused, envelope, origin, read_json
 from ._schema import validate
 from ._state import EmulatorState
@@ -14,7 +17,7 @@ __all__ = ["AccountRoutes"]
 
 
 class AccountRoutes:
-    """Handlers over the account (balance) and the catalogue (models, prices)."""
+    """Handlers over the account (balance, bill) and the catalogue (models, prices)."""
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
@@ -26,6 +29,8 @@ class AccountRoutes:
         router.add_post("/api/v3/model/price", self.price)
         router.add_post("/api/v3/model/pricing", self.pricing)
         router.add_get("/api/v3/models", self.models)
+        router.add_post("/api/v3/billings/search", self.billings)
+        router.add_post("/api/v3/user/usage_stats", self.usage)
 
     async def balance(self, request: web.Request) -> web.Response:
         """``GET /api/v3/balance``: the account's balance in USD."""
@@ -73,3 +78,21 @@ class AccountRoutes:
         here = origin(request)
         entries = [spec.entry(here, order) for order, spec in enumerate(CATALOG.values(), 1)]
         return envelope(entries)
+
+    async def billings(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/billings/search``: the debit records of the predictions asked for."""
+        body = await read_json(request)
+        return envelope(self.state.account.ledger.search(body, self._status_of))
+
+    async def usage(self, request: web.Request) -> web.Response:
+        """``POST /api/v3/user/usage_stats``: amounts debited per day and model in a window."""
+        body = await read_json(request)
+        return envelope(self.state.account.ledger.usage(body, _model_type))
+
+    def _status_of(self, prediction_id: str) -> str:
+        task = self.state.tasks.get(prediction_id)
+        return "deleted" if task is None else task.raw_status
+
+
+def _model_type(model_id: str) -> str:
+    return (model_spec(model_id) or UNLISTED).type

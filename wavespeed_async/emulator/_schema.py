@@ -1,7 +1,7 @@
 """Checking a submit body against a model's request schema.
 
 The JSON Schema subset the platform's catalogue uses: types, enums, bounds, lengths,
-required fields, and ``W*H`` sizes.
+required fields, ``W*H`` sizes, and lists of objects (LoRAs: ``items``, ``maxItems``).
 
 A failed check raises :class:`InvalidInput` naming the field, which the app answers with 400.
 Fields the schema does not name are accepted as they are: official clients send extras
@@ -36,7 +36,7 @@ def parse_size(value: object) -> tuple[int, int] | None:
     if not isinstance(value, str):
         return None
     parts = value.lower().replace("x", "*").split("*")
-    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+    if len(parts) != 2 or not all(part.strip().isdecimal() and len(part) < 10 for part in parts):
         return None
     return int(parts[0]), int(parts[1])
 
@@ -65,6 +65,8 @@ def _check(name: str, value: object, field: Mapping[str, Any]) -> None:
         raise InvalidInput(name, value, _describe(field))
     if isinstance(value, str):
         _check_text(name, value, field)
+    elif isinstance(value, list):
+        _check_items(name, value, field)
     elif isinstance(value, (int, float)) and not _within(value, field):
         raise InvalidInput(name, value, _describe(field))
 
@@ -76,6 +78,25 @@ def _check_text(name: str, value: str, field: Mapping[str, Any]) -> None:
         size = parse_size(value)
         if size is None or not all(_within(side, field) for side in size):
             raise InvalidInput(name, value, _describe(field))
+
+
+def _check_items(name: str, value: list[Any], field: Mapping[str, Any]) -> None:
+    if len(value) > field.get("maxItems", len(value)):
+        raise InvalidInput(name, value, f"a list of at most {field['maxItems']} items")
+    items = field.get("items")
+    if items is None:
+        return
+    for index, item in enumerate(value):
+        where = f"{name}[{index}]"
+        if items.get("type") == "object" and isinstance(item, dict):
+            for key in items.get("required", ()):
+                if item.get(key) in (None, ""):
+                    raise InvalidInput(f"{where}.{key}", item.get(key), "a value (required)")
+            for key, member in item.items():
+                if key in items.get("properties", {}) and member is not None:
+                    _check(f"{where}.{key}", member, items["properties"][key])
+        else:
+            _check(where, item, items)
 
 
 def _within(value: float, field: Mapping[str, Any]) -> bool:
