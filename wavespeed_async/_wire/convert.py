@@ -43,15 +43,16 @@ _ISO = re.compile(
 )
 
 
-def parse_datetime(text: str) -> dt.datetime | None:
+def parse_datetime(text: str, *, quiet: bool = False) -> dt.datetime | None:
     """Parse the API's ISO-8601 timestamps (``...Z``, any fraction length) on Python 3.10+.
 
-    Returns ``None`` (and logs) for text it cannot read, an impossible date (30 February,
-    month 13) included: a timestamp never fails a prediction.
+    Returns ``None`` (and logs, unless ``quiet``: a caller that reports it itself) for text
+    it cannot read, an impossible date (30 February, month 13) included: a timestamp never
+    fails a prediction.
     """
     match = _ISO.match(text.strip()) if len(text) <= 100 else None
     if match is None:
-        return _unreadable(text)
+        return None if quiet else _unreadable(text)
     frac = (match["frac"] or "")[:6].ljust(6, "0")
     tz = match["tz"] or "+00:00"
     tz = "+00:00" if tz.upper() == "Z" else tz
@@ -61,7 +62,7 @@ def parse_datetime(text: str) -> dt.datetime | None:
     try:
         return dt.datetime.fromisoformat(f"{match['base']}T{clock}.{frac}{tz}")
     except ValueError:  # month 13, 30 February, 25 o'clock, an offset past a day
-        return _unreadable(text)
+        return None if quiet else _unreadable(text)
 
 
 #: Unreadable timestamp text that is shown in the log: short, and with no run of letters and
