@@ -76,7 +76,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site (MkDocs Material); any warning fails the build."""
-    session.install(*CONSTRAINTS, "-e", ".[docs]", "pytest")
+    session.install(*CONSTRAINTS, "-e", ".[docs]", "pytest", "pytest-timeout")
     session.run(
         "mkdocs",
         "build",

@@ -199,7 +199,9 @@ async def test_every_worker_shows_every_generation_completed_within_a_second_of_
                             assert answer.headers["x-worker"] == worker  # still the same one
                             if state["status"] == "completed":
                                 seen.setdefault((worker, generation), time.monotonic())
-                            if "resolved_at" in state:  # its submitter's future is done
+                            # Its submitter's future is done, and the worker the delivery
+                            # reached has noted it (the two happen in either order).
+                            if "resolved_at" in state and "delivered_to" in state:
                                 states[generation] = state
 
                 with anyio.fail_after(15):
