@@ -12,14 +12,20 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from wavespeed_async import InvalidInput
 from wavespeed_async.cli import main
+from wavespeed_async.cli.account import since
+from wavespeed_async.cli.batch import BatchFileError, read_batch_file
 
 from .support import CLI_ENV, FLUX, run_cli
 
@@ -59,6 +65,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/api/v3/models":
             run = {"type": "model_run", "request_schema": ODD_SCHEMA}
             data = [{"model_id": ODD_MODEL, "api_schema": {"api_schemas": [run]}}]
+        elif self.path == "/api/v3/balance":
+            data = {"balance": 10**400}  # too large for a float
         body = json.dumps({"code": 200, "message": "success", "data": data}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -212,6 +220,14 @@ def test_schema_of_an_odd_catalogue_entry_prints_what_it_can(api: Recorder) -> N
     ]
 
 
+def test_a_balance_too_large_for_a_float_is_one_error_line(api: Recorder) -> None:
+    done = run_cli("balance", "--base-url", url(api), env=CLI_ENV)
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: the balance is not an amount of USD")
+    assert len(line) < 200
+
+
 # --- the last resort ------------------------------------------------------------------------
 
 
@@ -274,3 +290,38 @@ def test_an_unexpected_error_in_a_real_process_prints_no_traceback(api: Recorder
         "error: balance failed unexpectedly: RuntimeError: a bug"
         " (a bug of wavespeed-async: run again with --debug for the details)"
     ]
+
+
+# --- open-ended inputs, in process --------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=40) | st.from_regex(r"\A\d{1,30}(\.\d{1,5})?[smhd]\Z"))
+def test_any_since_text_is_a_time_or_invalid_input(text: str) -> None:
+    try:
+        when = since(text)
+    except InvalidInput as exc:
+        refused: InvalidInput | None = exc
+    else:
+        refused = None
+        assert when.tzinfo is not None
+    assert refused is None or refused.field == "--since"
+
+
+LINES = st.binary(max_size=60) | st.from_regex(rb"\A[\[\]{}\":, a-z0-9_/.-]{0,80}\Z")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(LINES, max_size=6))
+def test_any_batch_file_is_items_or_a_batch_file_error(lines: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "any.jsonl"
+        path.write_bytes(b"\n".join(lines))
+        try:
+            items, numbers = read_batch_file(path)
+        except BatchFileError as exc:
+            message = str(exc)
+        else:
+            message = ""
+            assert len(items) == len(numbers) > 0
+    assert len(message) < 20_000
