@@ -4,6 +4,23 @@ Run: ``python benchmarks/schema_validators.py``. For each hostile case it prints
 validation and the longest the event loop went without running while the validation ran in a
 worker thread (``anyio.to_thread``): a validator that holds the GIL blocks the loop all the same.
 A case that passes ``--limit`` seconds is abandoned and shown as ``>limit``.
+
+Measured (jsonschema 4.26.0, jsonschema-rs 0.61.2, CPython 3.11, 2 shared cores, --limit 5)::
+
+    case                               validator              time   loop stall
+    ^(a+)+$, 'a'*24+'!'                jsonschema         564.3 ms       563 ms
+    ^(a+)+$, 'a'*24+'!'                jsonschema-rs        2.0 ms         2 ms
+    ^(a+)+$, 'a'*100000+'!'            jsonschema-rs        1.5 ms         1 ms
+    allOf/$ref doubling, depth 16      jsonschema        1742.4 ms        17 ms
+    allOf/$ref doubling, depth 16      jsonschema-rs        2.6 ms         3 ms
+    allOf/$ref doubling, depth 20      jsonschema             >5 s        26 ms
+    allOf/$ref doubling, depth 24      jsonschema-rs      635.4 ms       609 ms
+
+jsonschema backtracks (each extra 'a' doubles the time, and Python's ``re`` holds the GIL, so
+the loop stalls as long); jsonschema-rs's regex engine is linear. Neither bounds an
+exponential ``$ref`` expansion, and jsonschema-rs holds the GIL while it validates: hence
+``_wire/schema.py`` counts a schema's expansion before compiling it and leaves one past
+10,000 subschemas (depth 14 of this doubling) to the server.
 """
 
 from __future__ import annotations
