@@ -12,6 +12,7 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
 from .redis_server import redis_server  # noqa: F401  (the session's real Redis)
+from .s3_server import s3_env, s3_gate, s3_server  # noqa: F401  (a real S3 server, its gate)
 from .support import SECRET_KEY, EmulatorProcess
 
 

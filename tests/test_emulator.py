@@ -588,3 +588,20 @@ async def test_a_lagging_history_omits_tasks_younger_than_the_lag(
     emu.faults.lag_history(0)
     _, envelope = await call(session, "POST", url, {"page": 1, "page_size": 10})
     assert envelope["data"]["total"] == 2
+
+
+async def test_a_fault_aimed_at_submits_never_hits_the_account_side() -> None:
+    from wavespeed_async import AsyncWaveSpeed, RetryPolicy, ServerError, SubmissionUncertain
+    from wavespeed_async.emulator import Fault
+
+    async with Emulator(speed=1000) as emu:
+        emu.faults.add(Fault.SERVER_ERROR, route="submit", rate=1.0)
+        emu.faults.add(Fault.SERVER_ERROR, route="account", times=1)
+        client = AsyncWaveSpeed(api_key="k", base_url=emu.base_url, retry=RetryPolicy.off())
+        async with client:
+            with pytest.raises(ServerError):
+                await client.balance()  # the one account fault
+            assert (await client.price(FLUX, {"prompt": "x"})).cost > 0  # no submit fault
+            assert await client.balance() >= 0
+            with pytest.raises(SubmissionUncertain):  # the submit fault still hits submits
+                await client.submit(FLUX, {"prompt": "x"})

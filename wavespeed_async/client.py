@@ -27,6 +27,7 @@ from ._engine.submit import Submitter
 from ._http import files as _files
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
+from ._storage import Storage, StorageOptions
 from ._telemetry import telemetry
 from ._wire.account import CATALOGUE_TTL, BillingRecord, Catalogue, Usage
 from ._wire.convert import structure_prediction, unstructure_payload
@@ -101,6 +102,8 @@ class AsyncWaveSpeed:
         memory by default).
     :param validate_inputs: load the model catalogue at the first submit and check every payload
         against its model's schema before sending (needs the ``schema`` extra).
+    :param storage: :class:`StorageOptions` for the object stores ``download`` writes to; by
+        default the cloud's standard environment (``AWS_ENDPOINT_URL``, ...).
     :param catalogue_ttl: how long the catalogue is trusted, in seconds of ``catalogue_clock``.
     :param catalogue_clock: the monotonic clock of ``catalogue_ttl`` (tests pass their own).
     :raises ConfigurationError: no API key, a malformed base URL, or an out-of-range setting.
@@ -127,6 +130,7 @@ class AsyncWaveSpeed:
         validate_inputs: bool = False,
         catalogue_ttl: float = CATALOGUE_TTL,
         catalogue_clock: Callable[[], float] = time.monotonic,
+        storage: StorageOptions | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         if not key:
@@ -192,6 +196,7 @@ class AsyncWaveSpeed:
             Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),
             validate_inputs=validate_inputs,
         )
+        self._storage = Storage(storage)
 
     def __repr__(self) -> str:
         return f"AsyncWaveSpeed(base_url={self.base_url!r}, api_key='***')"
@@ -225,6 +230,7 @@ class AsyncWaveSpeed:
         await self.engine.aclose()
         await self._background.aclose()
         await self._api.aclose()
+        await self._storage.aclose()
 
     # --- any model ----------------------------------------------------------------------------
 
@@ -642,6 +648,18 @@ class AsyncWaveSpeed:
             await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
+    @overload
+    async def download(
+        self, prediction: Prediction, directory: os.PathLike[str], *, max_bytes: int = ...,
+        timeout: float = ...,
+    ) -> list[Path]: ...  # fmt: skip
+
+    @overload
+    async def download(
+        self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...,
+        timeout: float = ...,
+    ) -> list[Path] | list[str]: ...  # fmt: skip
+
     async def download(
         self,
         prediction: Prediction,
@@ -649,20 +667,28 @@ class AsyncWaveSpeed:
         *,
         max_bytes: int = _files.MAX_DOWNLOAD,
         timeout: float = 30 * 60.0,
-    ) -> list[Path]:
-        """Save every output of a completed prediction under ``directory``; returns the paths.
+    ) -> list[Path] | list[str]:
+        """Keep every output of a completed prediction in a folder or an object store.
 
-        Files are named ``{id}-{index}{suffix}``, the suffix from the bytes, the content type
-        or the URL, among ``.mp4 .png .jpg .jpeg .webp .gif .mov .webm`` (else ``.bin``).
-        Each is written atomically (temporary file, then rename) and capped at ``max_bytes``.
-        Base64 outputs are decoded; URLs are fetched over http(s) only, without the API key,
-        each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
-        an unfinished one :class:`NotFinished`.
+        A local folder (``"videos/"``, a ``Path``, ``"file:///srv/videos"``) gets each output
+        written atomically; the paths are returned. An object store URL (``"s3://bucket/p/"``,
+        any S3-compatible service; ``gs://``, ``az://``; the ``storage`` extra) gets each
+        streamed in, whole or not at all, checked, copied once across workers sharing a
+        coordinator; the objects' URLs are returned. Names are ``{id}-{index}{suffix}``, the
+        suffix from the bytes, the type or the URL (``.mp4 .png .jpg .webp .gif .mov .webm``,
+        else ``.bin``). Each output is capped at ``max_bytes``, fetched over http(s) without
+        the API key within ``timeout`` seconds (base64 ones are decoded). Raises
+        :class:`PredictionFailed`, :class:`NotFinished`, :class:`OutputExpired` (past the
+        platform's 7 days), :class:`StorageError`, or :class:`InvalidInput` for another scheme.
         """
         with telemetry.span("wavespeed.download", {"wavespeed.prediction.id": prediction.id}):
-            return await _files.download_prediction(
-                self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
+            return await self._storage.save(
+                self._api, prediction, directory, max_bytes=max_bytes, timeout=timeout
             )
+
+    async def check_destination(self, directory: str | os.PathLike[str]) -> None:
+        """Check an output destination before paying: a store's credentials and bucket."""
+        await self._storage.check(directory)
 
     # --- the account --------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import os
 import weakref
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from .._telemetry import PredictionTrace
 from .._telemetry._base import NOTHING
@@ -40,7 +40,7 @@ class FutureOwner(Protocol):
 
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
-    ) -> list[Path]: ...
+    ) -> list[Path] | list[str]: ...
 
 
 class PredictionFuture:
@@ -214,9 +214,19 @@ class PredictionFuture:
         self._observe(prediction)
         return prediction
 
+    @overload
+    async def download(
+        self, directory: os.PathLike[str], *, max_bytes: int | None = ...
+    ) -> list[Path]: ...
+
+    @overload
+    async def download(
+        self, directory: str | os.PathLike[str], *, max_bytes: int | None = ...
+    ) -> list[Path] | list[str]: ...
+
     async def download(
         self, directory: str | os.PathLike[str], *, max_bytes: int | None = None
-    ) -> list[Path]:
+    ) -> list[Path] | list[str]:
         """Save the finished task's outputs under ``directory``; returns the paths.
 
         It does not wait: await the future first. An unfinished task raises

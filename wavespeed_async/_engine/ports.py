@@ -112,6 +112,6 @@ class BatchClient(KeyedClient, QuoteSource, Protocol):
 
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
-    ) -> list[Path]:
+    ) -> list[Path] | list[str]:
         """Save a completed prediction's outputs."""
         ...

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import email.utils
 import logging
 import math
 import time
@@ -63,11 +65,17 @@ class Response:
 
 @attrs.frozen
 class Output:
-    """An output file being fetched: its declared type and size, and its bytes as they come."""
+    """An output file being fetched: its status, declared type and size, and its bytes.
 
+    ``served_at`` is the answer's ``Date``, when it has a readable one (the age of an expired
+    output is told by the server's clock).
+    """
+
+    status: int
     content_type: str
     content_length: int | None
     chunks: AsyncIterator[bytes]
+    served_at: dt.datetime | None = None
 
 
 class _Secret(str):
@@ -484,18 +492,18 @@ class ApiSession:
 
     @contextlib.asynccontextmanager
     async def output(self, url: str, shown: str, *, timeout: float) -> AsyncIterator[Output]:
-        """Open an output URL (a CDN: no key, redirects followed) for streaming."""
+        """Open an output URL (a CDN: no key, redirects followed); any status is yielded."""
         failure: WaveSpeedError | None = None
         try:
             async with self.session().get(
                 url, timeout=aiohttp.ClientTimeout(total=timeout, sock_read=self.request_timeout)
             ) as response:
-                if response.status != 200:
-                    raise WaveSpeedError(f"download of {shown} failed: HTTP {response.status}")
                 yield Output(
+                    response.status,
                     response.content_type,
                     response.content_length,
                     _guarded(response.content.iter_chunked(_CHUNK), shown),
+                    _date(response.headers.get("Date")),
                 )
         except (aiohttp.ClientError, *TIMEOUTS) as exc:
             failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
@@ -512,6 +520,14 @@ async def _guarded(chunks: AsyncIterator[bytes], shown: str) -> AsyncIterator[by
         failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
     if failure is not None:
         raise failure
+
+
+def _date(header: str | None) -> dt.datetime | None:
+    try:
+        date = email.utils.parsedate_to_datetime(header) if header else None
+    except (TypeError, ValueError):
+        return None
+    return date.replace(tzinfo=dt.timezone.utc) if date and date.tzinfo is None else date
 
 
 def _path(url: str) -> str:

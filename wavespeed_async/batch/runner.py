@@ -30,6 +30,7 @@ from .._engine.polling import PollSchedule
 from .._engine.ports import BatchClient
 from .._engine.reconcile import Pending, Verdict, reconcile
 from .._http import files as _files
+from .._storage.url import parse_destination
 from .._wire.models import ImageEdit, Prediction
 from ..errors import (
     InvalidInput,
@@ -107,7 +108,11 @@ class Batch:
         self._concurrency = concurrency
         self._journal_path = None if journal is None else Path(journal)
         self._journal: Journal = MemoryJournal()
-        self._out = None if out is None else Path(out)
+        # Checked now (an unknown scheme is refused before any submit), kept as given: a
+        # store URL is not a Path.
+        self._out = out
+        if out is not None:
+            parse_destination(out, field="out")
         self._on_event = on_event
         self._timeout = timeout
         self._poll_schedule = poll_schedule
@@ -400,7 +405,7 @@ class Batch:
         prediction: Prediction | str | None,
         *,
         error: WaveSpeedError | None = None,
-        files: tuple[Path, ...] = (),
+        files: tuple[Path | str, ...] = (),
         resumed: bool = False,
     ) -> ItemResult:
         task = prediction if isinstance(prediction, Prediction) else None

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import anyio
 
 from .._engine.polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from .._storage.url import LocalDestination, parse_destination
 from .._wire.convert import converter
 from .._wire.models import (
     ASPECT_RATIOS,
@@ -41,7 +42,14 @@ from .._wire.models import (
 from ..client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_WAIT_TIMEOUT, AsyncWaveSpeed
 from ..errors import InvalidInput, NotFound, PredictionTimeout, WaveSpeedError
 from ..future import PredictionFuture
-from .batch import BATCH_FILE_HELP, check_image, read_batch_file, run_batch
+from .batch import (
+    BATCH_FILE_HELP,
+    check_image,
+    journal_beside,
+    out_destination,
+    read_batch_file,
+    run_batch,
+)
 from .errors import debugging, report
 from .watch import load_stats, save_stats, watching
 
@@ -151,10 +159,11 @@ def _parser() -> argparse.ArgumentParser:
     def out(sub: argparse.ArgumentParser, default: str, what: str) -> None:
         sub.add_argument(
             "--out",
-            type=Path,
+            type=out_destination,
             default=Path(default),
             metavar="DIR",
-            help=f"the directory to save {what} in (default: %(default)s)",
+            help=f"the directory, or s3://bucket/prefix/ (gs://, az://), to keep {what} in"
+            " (default: %(default)s)",
         )
 
     def seed(sub: argparse.ArgumentParser) -> None:
@@ -297,8 +306,12 @@ def _check_common(args: argparse.Namespace) -> None:  # the commands that wait
     for option, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
         if value is not None and not value > 0:
             raise InvalidInput(option, value, "a number of seconds above 0")
-    if getattr(args, "out", None) is not None:
-        _check_directory(args.out, "--out")
+    out = getattr(args, "out", None)
+    if isinstance(out, str):  # a URL: a local one is a folder like any other
+        destination = parse_destination(out, field="--out")
+        out = destination.directory if isinstance(destination, LocalDestination) else None
+    if out is not None:
+        _check_directory(out, "--out")
 
 
 def _check_directory(path: Path, option: str) -> None:
@@ -371,7 +384,7 @@ def _remembered(client: AsyncWaveSpeed, server: str) -> Iterator[None]:
 
 
 def _print_outcome(
-    prediction: Prediction, paths: list[Path], args: argparse.Namespace, took: float
+    prediction: Prediction, paths: Sequence[Path | str], args: argparse.Namespace, took: float
 ) -> int:
     if args.json:
         unstructured = converter.unstructure(prediction)
@@ -420,6 +433,7 @@ async def _text_to_video(args: argparse.Namespace) -> int:
     _check_common(args)
     payload = TextToVideo(args.prompt, aspect_ratio=args.aspect_ratio, seed=args.seed)
     async with _client(args) as (client, scale):
+        await client.check_destination(args.out)  # before paying for the task
         schedule = _schedule(args, scale, VIDEO_SCHEDULE)
         future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
         return await _finish(client, future, args)
@@ -438,6 +452,7 @@ async def _edit_image(args: argparse.Namespace) -> int:
         enable_sync_mode=args.sync,
     )
     async with _client(args) as (client, scale):
+        await client.check_destination(args.out)  # before paying for the task
         # The client decides what --image is (URL, data URI, base64, or a file to upload).
         future = await client.submit_edit_image(
             payload.prompt,
@@ -461,7 +476,7 @@ async def _batch(args: argparse.Namespace) -> int:
         from .queue import run_shared_batch  # needs the redis extra
 
         return await run_shared_batch(args, _client, lambda scale: _batch_schedule(args, scale))
-    journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
+    journal = args.journal or journal_beside(args.out, args.file)
     if journal.is_dir():
         raise IsADirectoryError(errno.EISDIR, "--journal is a directory, not a file", str(journal))
     _check_directory(journal.parent, "--journal")

@@ -170,6 +170,17 @@ def check_image(image: str, base: Path) -> str:
     return str(path)
 
 
+def out_destination(text: str) -> Path | str:
+    """``--out``: a local folder as a ``Path``, a URL (``s3://``, ``file://``) as given."""
+    return text if "://" in text else Path(text)
+
+
+def journal_beside(out: Path | str, batch_file: Path) -> Path:
+    """The default journal: in the ``--out`` folder, or here when outputs go to a store."""
+    folder = out if isinstance(out, Path) else Path()
+    return folder / f"{batch_file.stem}.journal.jsonl"
+
+
 async def run_batch(
     args: argparse.Namespace, client: AsyncWaveSpeed, schedule: PollSchedule | None
 ) -> int:
@@ -178,8 +189,10 @@ async def run_batch(
     if args.dry_run:  # the quotes and the balance; nothing is created
         fits = print_cost_plan(await plan_cost(client, items), args.max_cost, as_json=args.json)
         return 0 if fits or args.max_cost is None else 1
-    journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
-    made = [*_missing(args.out), *_missing(journal.parent)]
+    journal = args.journal or journal_beside(args.out, args.file)
+    await client.check_destination(args.out)  # before paying for any task
+    folder = _missing(args.out) if isinstance(args.out, Path) else []
+    made = [*folder, *_missing(journal.parent)]
     made += [] if journal.exists() else [journal]
     try:
         return await _run(args, client, schedule, items, lines, journal)

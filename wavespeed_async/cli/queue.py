@@ -106,6 +106,7 @@ async def run_shared_batch(
         )
         coordinator = RedisCoordinator(args.redis, namespace=args.namespace, client=redis_client)
         async with open_client(args, coordinator=coordinator) as (client, scale):
+            await client.check_destination(args.out)  # before paying for any task
             display = make_display(lines)
             worker = SharedBatchWorker(
                 client,

@@ -37,7 +37,17 @@ from ._waits import SyncWaits
 __all__ = ["INSUFFICIENT_BALANCE_STATUS", "build_app", "render_task"]
 
 # The first path segments of fixed API routes: never model ids, so never a submit.
-_RESERVED = ("predictions", "media", "webhook", "model", "models", "balance", "account")
+_RESERVED = (
+    "predictions",
+    "media",
+    "webhook",
+    "model",
+    "models",
+    "balance",
+    "account",
+    "billings",
+    "user",
+)
 #: The status of a submit the balance cannot pay for (undocumented upstream; the message,
 #: which starts "Insufficient balance", is what clients match on).
 INSUFFICIENT_BALANCE_STATUS = 402

@@ -63,11 +63,17 @@ _BEFORE = frozenset(
     }
 )
 
-ROUTES = ("submit", "result", "upload", "history", "any")
+ROUTES = ("submit", "result", "upload", "history", "account", "any")
+#: The first path segments of the account side: balance, price, catalogue, bill, usage.
+ACCOUNT_PATHS = ("model", "models", "balance", "billings", "user", "account")
 
 
 def route_of(method: str, path: str) -> str:
-    """Name the API route a request is for: submit, result, upload, history or other."""
+    """Name the API route a request is for: submit, result, upload, history, account or other.
+
+    ``account`` is the balance, price quotes, the catalogue, the bill and the usage: nothing
+    there creates a task, so a fault aimed at submits never hits a quote.
+    """
     if not path.startswith("/api/v3/"):
         return "other"
     rest = path.removeprefix("/api/v3/")
@@ -77,6 +83,8 @@ def route_of(method: str, path: str) -> str:
         return "upload"
     if rest.startswith("webhook"):
         return "other"
+    if rest.split("/", 1)[0] in ACCOUNT_PATHS:
+        return "account"
     return "submit" if method == "POST" else "other"
 
 
