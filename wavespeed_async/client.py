@@ -266,12 +266,15 @@ class AsyncWaveSpeed:
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
         body = unstructure_payload(payload)
-        await self._account.check(model, body)  # against the catalogue's schema, when loaded
+        limit = self.wait_timeout if timeout is None else timeout
+        deadline = Deadline(limit)
+        # against the catalogue's schema, when loaded; its loading obeys the deadline too
+        await self._account.check(check_model_id(model), body, timeout=limit)
         sync_wait = self.wait_timeout if body.get("enable_sync_mode") is True else None
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
         )
-        limit = self.wait_timeout if timeout is None else timeout
+        limit = deadline.left()
         await self._api.start()
 
         def send(seconds: float) -> Awaitable[PredictionFuture]:
@@ -341,7 +344,9 @@ class AsyncWaveSpeed:
     async def get_prediction(self, prediction_id: str) -> Prediction:
         """``GET /api/v3/predictions/{id}/result`` (retried per the policy): the current state."""
         request = result_request(self.base_url, prediction_id)
-        return structure_prediction(await self._api.call(request, prediction_id=prediction_id))
+        return await self._api.call(
+            request, parse=structure_prediction, prediction_id=prediction_id
+        )
 
     async def recent_predictions(
         self,
@@ -367,7 +372,7 @@ class AsyncWaveSpeed:
             page=page,
             page_size=page_size,
         )
-        return parse_history(await self._api.call(request))
+        return await self._api.call(request, parse=parse_history)
 
     # --- the seed models ----------------------------------------------------------------------
 
@@ -639,7 +644,7 @@ class AsyncWaveSpeed:
         )
         attributes = {"wavespeed.file.size": len(media.data)}
         with telemetry.span("wavespeed.upload", attributes):  # never the pre-signed URL
-            ticket = parse_upload_ticket(await self._api.call(request))
+            ticket = await self._api.call(request, parse=parse_upload_ticket)
             await self._api.put(ticket.url, media.data, ticket.headers)
         return ticket.download_url
 
@@ -757,4 +762,5 @@ class AsyncWaveSpeed:
 
         >>> receiver.set_secret(await client.webhook_secret())        # doctest: +SKIP
         """
-        return parse_webhook_secret(await self._api.call(webhook_secret_request(self.base_url)))
+        request = webhook_secret_request(self.base_url)
+        return await self._api.call(request, parse=parse_webhook_secret)

@@ -16,8 +16,8 @@ import email.utils
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,13 +26,14 @@ import attrs
 from .._coordination.local import Coordinator
 from .._telemetry import about, route_of, telemetry
 from .._wire.limits import Limits
-from .._wire.protocol import Request, auth_headers, parse_data
+from .._wire.protocol import Request, auth_headers, parse_data, redact
 from ..errors import (
     APIError,
     ClientClosed,
     ConfigurationError,
     ConnectError,
     PredictionTimeout,
+    ProtocolError,
     ResponseTooLarge,
     TransportError,
     WaveSpeedError,
@@ -42,6 +43,7 @@ from .retry import RetryBudget, RetryPolicy, call_with_retries
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ApiSession", "Output"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The cap on one API answer, counted after decompression. A base64 output is ~10 MB, and an
 #: answer may carry a few of them; anything near this is a fault (or an attack), not data.
@@ -233,18 +235,72 @@ class ApiSession:
 
     # --- the API ------------------------------------------------------------------------------
 
+    @overload
+    async def call(
+        self, request: Request, *, prediction_id: str | None = ..., deadline: float | None = ...
+    ) -> Any: ...
+
+    @overload
     async def call(
         self,
         request: Request,
         *,
+        parse: Callable[[Any], T],
+        prediction_id: str | None = ...,
+        deadline: float | None = ...,
+    ) -> T: ...
+
+    async def call(
+        self,
+        request: Request,
+        *,
+        parse: Callable[[Any], Any] | None = None,
         prediction_id: str | None = None,
         deadline: float | None = None,
     ) -> Any:
         """Send an API request under the retry policy; return the envelope's ``data``.
 
+        With ``parse``, return ``parse(data)``: a parser's error, whose message is built from
+        the server's data, is redacted here (the key, any ``Bearer`` token), and any other
+        exception of a parser becomes a :class:`ProtocolError` (see :meth:`_parsed`).
         ``deadline`` (a loop time) bounds the whole call, retries included; each attempt is
         also bounded by ``request_timeout`` (plus the sync wait of a sync-mode submit).
         """
+        data = await self._call(request, prediction_id=prediction_id, deadline=deadline)
+        if parse is None:
+            return data
+        value, failure = self._parsed(parse, data, prediction_id)
+        del data  # raised from a frame that does not hold the answer (it may echo the key)
+        if failure is not None:
+            raise failure
+        return value
+
+    def _parsed(
+        self, parse: Callable[[Any], T], data: Any, prediction_id: str | None
+    ) -> tuple[T | None, WaveSpeedError | None]:
+        """``parse(data)``, or the error it raised: redacted, with no chain and no traceback.
+
+        A server may echo the request's ``Authorization`` header into any field, and parsers
+        quote fields in their messages: this is the one place those messages meet the key.
+        Returned, not raised, like :meth:`_parse`'s errors.
+        """
+        try:
+            return parse(data), None
+        except WaveSpeedError as exc:
+            failure = exc
+        except Exception as exc:  # a parser's bug must not let a raw error (or data) escape
+            failure = ProtocolError(f"unreadable answer ({type(exc).__name__})")
+        text = redact(failure.message, self._key)
+        failure.message, failure.args = text, (text,)
+        if failure.prediction_id is None:
+            failure.prediction_id = prediction_id
+        failure.__cause__ = failure.__context__ = None
+        failure.__suppress_context__ = True
+        return None, failure.with_traceback(None)
+
+    async def _call(
+        self, request: Request, *, prediction_id: str | None, deadline: float | None
+    ) -> Any:
         self.session()  # refuse at once when closed or from another loop
 
         async def attempt() -> Any:

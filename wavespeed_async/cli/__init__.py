@@ -50,6 +50,7 @@ from .batch import (
     read_batch_file,
     run_batch,
 )
+from .errors import debugging, report
 from .watch import load_stats, save_stats, watching
 
 __all__ = ["main"]
@@ -89,17 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.embedded = False  # set by _client
     try:
         return int(anyio.run(args.handler, args))
-    except WaveSpeedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # a batch file, an image, an output directory
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Python 3.10's loop lets Ctrl-C surface as a cancellation: the same interruption.
         print(_interrupted(args), file=sys.stderr)
         return 130
+    except Exception as exc:  # the last resort: one line, never a traceback (see cli/errors.py)
+        return report(exc, args.command, debug=debugging(args.debug))
 
 
 def _interrupted(args: argparse.Namespace) -> str:
@@ -131,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.set_defaults(handler=handler, command=name, timeout=None, poll_interval=None)
+        sub.add_argument("--debug", action="store_true", help="print the stack of a bug")
         if name != "emulator":
             sub.add_argument(
                 "--base-url",
@@ -321,6 +318,9 @@ def _check_directory(path: Path, option: str) -> None:
     """``path`` is, or can be made, a writable directory (it is made only when written to)."""
     existing = path
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # it cannot be made: a link to nowhere, or a loop of links
+            what = f"{option} is a symbolic link that leads nowhere (dangling or a loop)"
+            raise FileNotFoundError(errno.ENOENT, what, str(existing))
         existing = existing.parent
     if not existing.is_dir():
         what = "a file" if existing == path else f"inside the file {existing}"
@@ -470,6 +470,8 @@ async def _batch(args: argparse.Namespace) -> int:
     _check_common(args)
     if args.concurrency < 1:
         raise InvalidInput("--concurrency", args.concurrency, "at least 1")
+    if args.redis is not None and not re.match(r"(?i)^(rediss?|unix)://", args.redis):
+        raise InvalidInput("--redis", args.redis, "a redis://, rediss:// or unix:// URL")
     if (args.redis is not None or args.status) and not args.dry_run:
         from .queue import run_shared_batch  # needs the redis extra
 
