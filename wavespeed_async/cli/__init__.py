@@ -37,7 +37,8 @@ from .._wire.models import (
     Prediction,
     TextToVideo,
 )
-from ..client import API_KEY_ENV, BASE_URL_ENV, AsyncWaveSpeed
+from .._wire.settings import API_KEY_ENV, BASE_URL_ENV
+from ..client import AsyncWaveSpeed
 from ..errors import InvalidInput, NotFound, PredictionTimeout, WaveSpeedError
 from ..future import PredictionFuture
 from .args import SIZE_FORM, WAITING, build_parser

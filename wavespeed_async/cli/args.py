@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._wire.models import ASPECT_RATIOS, SEED_MAX, SIZE_MAX, SIZE_MIN
-from ..client import BASE_URL_ENV, DEFAULT_WAIT_TIMEOUT
+from .._wire.settings import BASE_URL_ENV
+from ..client import DEFAULT_WAIT_TIMEOUT
 from .batch import BATCH_FILE_HELP, out_destination
 
 __all__ = ["SIZE_FORM", "WAITING", "Handler", "build_parser"]

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from .._wire.protocol import redact
-from ..client import API_KEY_ENV
+from .._wire.settings import API_KEY_ENV
 from ..errors import WaveSpeedError
 
 __all__ = ["DEBUG_ENV", "debugging", "report"]
