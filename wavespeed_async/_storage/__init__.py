@@ -157,5 +157,5 @@ def _require_obstore(destination: str) -> None:
         import obstore  # noqa: F401
     except ImportError:
         raise ConfigurationError(
-            f"writing to {destination} needs obstore: pip install 'wavespeed-async[storage]'"
+            f"writing to {destination} needs obstore: pip install obstore (the storage extra)"
         ) from None
