@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,11 @@ class NoPolling:
 def new_future(prediction_id: str = "pred_abc123") -> PredictionFuture:
     created = Prediction(id=prediction_id, status=Status.CREATED, raw_status="created")
     return PredictionFuture(
-        NoPolling(), prediction_id, schedule=NO_RECONCILIATION, prediction=created
+        NoPolling(),
+        prediction_id,
+        schedule=NO_RECONCILIATION,
+        prediction=created,
+        started=time.monotonic(),  # just submitted (the loop's clock): its first check is late
     )
 
 

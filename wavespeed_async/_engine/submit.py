@@ -151,7 +151,7 @@ class Submitter:
         """Send a submit; a failure that may have created the task is SubmissionUncertain."""
         sent_at = dt.datetime.now(dt.timezone.utc)
         try:
-            return structure_prediction(await self._api.call(request, deadline=deadline))
+            return await self._api.call(request, parse=structure_prediction, deadline=deadline)
         except WaveSpeedError as exc:
             if not outcome_unknown(exc):
                 raise

@@ -31,7 +31,7 @@ from .._wire.protocol import check_prediction_id
 from ..errors import InvalidInput, NotFinished, OutputExpired, PredictionFailed, WaveSpeedError
 
 if TYPE_CHECKING:
-    from .session import Output
+    from .answers import Output
 
 __all__ = [
     "check_finished",

@@ -19,7 +19,7 @@ import anyio
 
 from .._coordination import Coordinator
 from .._http import files as _files
-from .._http.session import Output
+from .._http.answers import Output
 from .._wire.models import Prediction
 from ..errors import ConfigurationError, StorageAccessDenied, StorageError, WaveSpeedError
 from .once import copy_key, copy_once
@@ -157,5 +157,5 @@ def _require_obstore(destination: str) -> None:
         import obstore  # noqa: F401
     except ImportError:
         raise ConfigurationError(
-            f"writing to {destination} needs obstore: pip install 'wavespeed-async[storage]'"
+            f"writing to {destination} needs obstore: pip install obstore (the storage extra)"
         ) from None

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .._wire.convert import converter, parse_datetime
+from .._wire.convert import MAX_PAYLOAD_DEPTH, converter, parse_datetime
 from .._wire.schema import describe
 from ..batch.cost import CostPlan
 from ..client import AsyncWaveSpeed
@@ -133,14 +133,23 @@ async def _schema(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
     if args.json:
         _print_json(model.input_schema)
         return 0
-    properties: Mapping[str, Mapping[str, Any]] = model.input_schema.get("properties") or {}
+    properties: Mapping[str, Any] = model.input_schema.get("properties") or {}
     print(f"{model.model_id}: {model.description or model.name}".rstrip(": "))
-    for name in model.fields:
-        field = properties[name]
+    for name in model.fields:  # a catalogue may send anything: each field is shown as it can
+        field = properties[name] if isinstance(properties[name], Mapping) else {}
         need = "required" if name in model.required else "optional"
-        default = f" (default {json.dumps(field['default'])})" if "default" in field else ""
+        default = f" (default {_shown(field['default'])})" if "default" in field else ""
         print(f"  {name}: {need}, {describe(field)}{default}")
     return 0
+
+
+def _shown(value: object) -> str:
+    """A catalogue's default as JSON, at most 80 characters (any value: it may be hostile)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        return "<a value JSON cannot show>"
+    return text if len(text) <= 80 else f"{text[:60]}...<{len(text)} characters>"
 
 
 def _input(text: str) -> dict[str, Any]:
@@ -148,6 +157,10 @@ def _input(text: str) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError:
         value = text
+    except RecursionError:
+        raise InvalidInput(
+            "--input", "<nested too deep>", f"JSON nested at most {MAX_PAYLOAD_DEPTH} levels"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidInput("--input", text, 'a JSON object, such as \'{"prompt": "a fox"}\'')
     return value
@@ -165,13 +178,18 @@ async def _price(args: argparse.Namespace, client: AsyncWaveSpeed) -> int:
 
 def since(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
     """``--since``: an age such as ``30m``, ``2h``, ``1d``, or an ISO-8601 time."""
+    allowed = "an age (45s, 30m, 2h, 7d) or an ISO-8601 time, from year 1 on"
     match = _SINCE.match(text.strip().lower())
     if match:
         now = now or dt.datetime.now(dt.timezone.utc)
-        return now - dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-    when = parse_datetime(text) if re.match(r"^\d{4}-\d{2}-\d{2}", text.strip()) else None
+        try:
+            return now - dt.timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+        except OverflowError:  # 3000000d: before year 1; 99999999999d: past timedelta
+            raise InvalidInput("--since", text, allowed) from None
+    dated = re.match(r"^\d{4}-\d{2}-\d{2}", text.strip())
+    when = parse_datetime(text, quiet=True) if dated else None
     if when is None:
-        raise InvalidInput("--since", text, "an age (45s, 30m, 2h, 7d) or an ISO-8601 time")
+        raise InvalidInput("--since", text, allowed)
     return when
 
 

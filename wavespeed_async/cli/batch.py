@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 
 from .._engine.polling import PollSchedule
-from .._wire.convert import converter, structure_payload
+from .._wire.convert import MAX_PAYLOAD_DEPTH, converter, structure_payload
 from .._wire.models import ImageEdit, TextToVideo
 from ..batch.cost import plan_cost
 from ..batch.items import BatchItem, ItemResult
@@ -60,28 +60,75 @@ class BatchFileError(WaveSpeedError):
     """Lines of the batch file are not tasks; raised before anything is sent."""
 
 
+#: A batch file is read a line at a time, within these bounds (a line may carry an image).
+MAX_BATCH_BYTES = 256 * 2**20
+MAX_LINE_BYTES = 16 * 2**20
+MAX_BATCH_LINES = 1_000_000
+#: Bad lines listed in the error; the rest are counted.
+_SHOWN_PROBLEMS = 50
+
+
 def read_batch_file(path: Path) -> tuple[list[BatchItem], list[int]]:
-    """The items of a batch file and the line number of each; every bad line is reported."""
-    items, lines, problems = [], [], []
-    text = path.read_text(encoding="utf-8")
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            items.append(_item(json.loads(line), path.parent))
-            lines.append(number)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: not JSON: {exc.msg}")
-        except ValueError as exc:  # InvalidInput
-            problems.append(f"{path}:{number}: {exc}")
-        except OSError as exc:  # an image file
-            problems.append(f"{path}:{number}: {exc.strerror}: {exc.filename}")
+    """The items of a batch file and the line number of each; every bad line is reported.
+
+    The file is streamed: one larger than :data:`MAX_BATCH_BYTES`, with more than
+    :data:`MAX_BATCH_LINES` lines or a line longer than :data:`MAX_LINE_BYTES` is refused
+    (:class:`BatchFileError`) without being read whole.
+    """
+    if path.stat().st_size > MAX_BATCH_BYTES:
+        raise BatchFileError(f"{path} is {_too_big(path.stat().st_size)}; split it")
+    items: list[BatchItem] = []
+    lines: list[int] = []
+    problems: list[str] = []
+    with path.open("rb") as file:
+        read = 0
+        for number, raw in enumerate(iter(lambda: file.readline(MAX_LINE_BYTES + 1), b""), 1):
+            read += len(raw)
+            if len(raw) > MAX_LINE_BYTES:
+                longest = f"{MAX_LINE_BYTES // 2**20} MiB"
+                raise BatchFileError(f"{path}:{number}: a line longer than {longest}; split it")
+            if read > MAX_BATCH_BYTES or number > MAX_BATCH_LINES:
+                raise BatchFileError(f"{path} is {_too_big(read, number)}; split it")
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1})")
+                continue
+            if line.strip():
+                problem = _read_line(line, path.parent, items)
+                if problem is None:
+                    lines.append(number)
+                else:
+                    problems.append(f"{path}:{number}: {problem}")
     if problems:
         count = f"{len(problems)} bad line{'s' * (len(problems) != 1)}"
-        raise BatchFileError("\n".join([f"{count} in {path}, nothing was sent:", *problems]))
+        more = len(problems) - _SHOWN_PROBLEMS
+        shown = problems[:_SHOWN_PROBLEMS] + ([f"... and {more:,} more"] if more > 0 else [])
+        raise BatchFileError("\n".join([f"{count} in {path}, nothing was sent:", *shown]))
     if not items:
         raise BatchFileError(f"{path} has no tasks (one JSON object per line: {_FORMS})")
     return items, lines
+
+
+def _too_big(size: int, lines: int = 0) -> str:
+    if lines > MAX_BATCH_LINES:
+        return f"longer than {MAX_BATCH_LINES:,} lines"
+    return f"larger than {MAX_BATCH_BYTES // 2**20} MiB ({size:,} bytes)"
+
+
+def _read_line(line: str, base: Path, items: list[BatchItem]) -> str | None:
+    """Append the line's item to ``items``; else the reason it is not one."""
+    try:
+        items.append(_item(json.loads(line), base))
+    except json.JSONDecodeError as exc:
+        return f"not JSON: {exc.msg}"
+    except RecursionError:
+        return f"JSON nested too deeply (at most {MAX_PAYLOAD_DEPTH} levels)"
+    except ValueError as exc:  # InvalidInput; an integer of too many digits
+        return str(exc)
+    except OSError as exc:  # an image file
+        return f"{exc.strerror}: {exc.filename}"
+    return None
 
 
 def _item(data: object, base: Path) -> BatchItem:

@@ -25,9 +25,10 @@ from .._coordination.queue import QueueStatus, RedisBatchQueue
 from .._coordination.redis import RedisCoordinator, connect
 from .._engine.polling import PollSchedule
 from .._wire.models import ImageEdit
+from .._wire.settings import API_KEY_ENV, BASE_URL_ENV
 from ..batch.items import BatchItem, ItemResult
 from ..batch.shared import SharedBatchWorker, batch_id, reachable
-from ..client import API_KEY_ENV, BASE_URL_ENV, AsyncWaveSpeed
+from ..client import AsyncWaveSpeed
 from ..errors import (
     InvalidInput,
 )
