@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import uuid
@@ -32,6 +31,7 @@ from aiohttp import web
 from wavespeed_async.emulator import Emulator
 
 from .redis_server import RedisServer
+from .support import free_port, wait_until_up
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # subprocesses
 
@@ -111,30 +111,6 @@ async def collector() -> AsyncIterator[tuple[Collector, str]]:
         await runner.cleanup()
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def wait_until_up(
-    session: aiohttp.ClientSession, base: str, process: anyio.abc.Process, log: Path
-) -> str:
-    """Poll ``/health`` until the worker answers (its secret fetched); its pid."""
-    with anyio.fail_after(30):
-        while True:
-            if process.returncode is not None:
-                pytest.fail(f"the service exited early:\n{log.read_text()}")
-            try:
-                async with session.get(f"{base}/health") as answer:
-                    if answer.status == 200:
-                        return str((await answer.json())["worker"])
-            except aiohttp.ClientConnectionError:
-                pass
-            await anyio.sleep(0.05)
-
-
 @attrs.frozen
 class Worker:
     """One worker process of the example service."""
@@ -152,7 +128,7 @@ async def two_workers(
     The service's public URL is b's, so every delivery goes to b. Both stop on the way out,
     which flushes the spans they hold.
     """
-    ports = {"a": unused_port(), "b": unused_port()}
+    ports = {"a": free_port(), "b": free_port()}
     bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     namespace = f"trace-{uuid.uuid4().hex}"
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "OTEL_"))}
