@@ -5,7 +5,8 @@ Scenarios: overhead (client CPU per instant prediction), batch (wall time of a c
 memory (RSS with many predictions in flight), polling (checks per prediction against detection
 lag), start-up (import, cold first prediction), and for the poll engine: scaling (1,000 to
 30,000 in flight: CPU per request, objects, RSS, loop stalls, close time), learned (the learned
-schedule on lognormal durations) and ultra (42 submits/s sustained, ~5,000 in flight). The
+schedule on lognormal durations) and ultra (42 submits/s sustained, ~5,000 in flight); and
+telemetry (client CPU without the otel extra, with the API only, with the SDK). The
 emulator runs in its own process. Results go to ``benchmarks/results/`` (``results/quick/``
 for ``--quick``): a JSON file, a Markdown table and a PNG plot. Timings never gate CI:
 ``--quick`` is a smoke run.
@@ -25,9 +26,16 @@ from .learned import learned
 from .scaling import profile_scaling, scaling
 from .scenarios import SCENARIOS as BASE_SCENARIOS
 from .scenarios import Plan, Result, profile_overhead
+from .telemetry import telemetry
 from .ultra import ultra
 
-SCENARIOS = {**BASE_SCENARIOS, "scaling": scaling, "learned": learned, "ultra": ultra}
+SCENARIOS = {
+    **BASE_SCENARIOS,
+    "scaling": scaling,
+    "learned": learned,
+    "ultra": ultra,
+    "telemetry": telemetry,
+}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -89,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scaling": 1,
         "learned": 1,
         "ultra": 1,
+        "telemetry": plan.rounds,
     }
     built = report.build(results, command, elapsed, rounds)
     paths = report.write(built, out)

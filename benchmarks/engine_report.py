@@ -13,6 +13,14 @@ from .contenders import FLOOR, OFFICIAL, OURS
 from .learned import LEARNED_NAMES
 
 Summary = dict[str, dict[str, dict[str, dict[str, float]]]]
+#: The telemetry scenario's modes (see ``benchmarks.telemetry``) and their targets over absent.
+TELEMETRY_MODES = {
+    "absent": "no otel extra",
+    "imported": "the API imported, calls off (control)",
+    "api": "the API, no SDK",
+    "sdk": "the SDK + BatchSpanProcessor",
+}
+TELEMETRY_TARGETS = {"api": 1.02, "sdk": 1.10}
 Target = tuple[str, str, bool]
 
 
@@ -49,6 +57,15 @@ def _table(
             line += " - |" if math.isnan(share) else f" {share:.2f}x |"
         lines.append(line)
     return lines
+
+
+def telemetry_estimate(summary: Summary, mode: str) -> float:
+    """A mode's CPU per prediction over the absent extra's, from its telemetry calls alone."""
+    absent = _m(summary, "telemetry", "absent", "cpu_ms_per_prediction") * 1000
+    extra = _m(summary, "telemetry", mode, "telemetry_us_per_prediction") - _m(
+        summary, "telemetry", "absent", "telemetry_us_per_prediction"
+    )
+    return _over(absent + extra, absent)
 
 
 def sections(summary: Summary, params: dict[str, dict[str, Any]]) -> list[str]:
@@ -110,6 +127,23 @@ def sections(summary: Summary, params: dict[str, dict[str, Any]]) -> list[str]:
         )
         lines += ["", title, ""]
         lines += _table(summary, "ultra", (OURS, FLOOR), rows, (OURS, FLOOR))
+    if "telemetry" in summary:
+        lines += ["", "### Telemetry (client CPU per instant prediction)", ""]
+        lines += [
+            "| Mode | end to end, ms | / absent | telemetry calls alone, us | estimated / absent"
+            " | target |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        absent = _m(summary, "telemetry", "absent", "cpu_ms_per_prediction")
+        for mode, label in TELEMETRY_MODES.items():
+            value = _m(summary, "telemetry", mode, "cpu_ms_per_prediction")
+            alone = _m(summary, "telemetry", mode, "telemetry_us_per_prediction")
+            target = TELEMETRY_TARGETS.get(mode)
+            limit = "-" if target is None else f"<= {target:.2f}x"
+            lines.append(
+                f"| {label} | {_fmt(value, 3)} | {_over(value, absent):.3f}x | {_fmt(alone, 1)}"
+                f" | {telemetry_estimate(summary, mode):.3f}x | {limit} |"
+            )
     return lines
 
 
@@ -165,6 +199,13 @@ def targets(summary: Summary, params: dict[str, dict[str, Any]]) -> list[Target]
     if "ultra" in summary:
         share = m("ultra", OURS, "cpu_share_of_core")
         checks.append(("ultra: client CPU < 0.25 of a core", f"{share:.3f}", share < 0.25))
+    if "telemetry" in summary:
+        for mode, target in TELEMETRY_TARGETS.items():
+            share = telemetry_estimate(summary, mode)
+            label = (
+                f"telemetry: CPU with {TELEMETRY_MODES[mode]} <= {target:.2f}x without the extra"
+            )
+            checks.append((label, f"{share:.3f}x", share <= target))
     return checks
 
 
@@ -190,4 +231,10 @@ def ratios(summary: Summary, params: dict[str, dict[str, Any]]) -> dict[str, flo
             )
     if "ultra" in summary:
         out["ultra_cpu_ours_over_floor"] = ratio("ultra", "cpu_share_of_core")
+    if "telemetry" in summary:
+        absent = _m(summary, "telemetry", "absent", "cpu_ms_per_prediction")
+        for mode in TELEMETRY_TARGETS:
+            value = _m(summary, "telemetry", mode, "cpu_ms_per_prediction")
+            out[f"telemetry_cpu_{mode}_over_absent"] = _over(value, absent)
+            out[f"telemetry_estimate_{mode}_over_absent"] = telemetry_estimate(summary, mode)
     return out

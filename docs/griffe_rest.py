@@ -48,3 +48,30 @@ class RestToMarkdown(griffe.Extension):
         """Rewrite ``obj``'s docstring in place."""
         if obj.docstring is not None:
             obj.docstring.value = markdown_docstring(obj.docstring.value)
+
+
+class InspectGenerated(griffe.Extension):
+    """Methods a class makes at import time, documented from the live class.
+
+    ``WaveSpeed`` defines its methods as ``run = _blocking(AsyncWaveSpeed.run)``: static
+    analysis sees attributes without a signature. For the classes named in ``paths``, each
+    such attribute is replaced by the function the import made (its ``__signature__`` and
+    docstring), kept at the attribute's line so the source order holds.
+    """
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = set(paths)
+
+    def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
+        """Swap each generated attribute of ``cls`` for the inspected function."""
+        if cls.path not in self.paths:
+            return
+        live = griffe.inspect(cls.module.path)[cls.name]
+        for name, member in list(cls.members.items()):
+            generated = live.members.get(name)
+            if not (member.is_attribute and generated is not None and generated.is_function):
+                continue
+            generated.lineno, generated.endlineno = member.lineno, member.endlineno
+            if generated.docstring is not None:
+                generated.docstring.value = markdown_docstring(generated.docstring.value)
+            cls.set_member(name, generated)

@@ -21,6 +21,12 @@ emulator, say) for the client; ``PUBLIC_URL``, the address the platform reaches 
 at (default ``http://HOST:PORT``); ``REDIS_URL`` and ``REDIS_NAMESPACE`` (``wavespeed``).
 ``python examples/fastapi_service.py`` runs one worker on ``HOST``:``PORT``.
 
+Traces: with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (OpenTelemetry's own setting, as are
+``OTEL_SERVICE_NAME`` and the rest), each worker exports its spans over OTLP/HTTP and every
+request gets a server span, continuing the caller's ``traceparent``: a generation's span is
+its child, even when its webhook delivery reaches another worker (``pip install
+opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-fastapi``).
+
 The receiver is a plain ASGI app, routed to with ``app.add_route(path, receiver,
 methods=["POST"])``: FastAPI does not parse the body first, so the signature is checked on
 the exact bytes sent. A watcher task awaits every generation, so that a lost delivery is
@@ -34,7 +40,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -137,6 +143,26 @@ def make_client(receiver: WebhookReceiver, redis_url: str | None, namespace: str
     return AsyncWaveSpeed(webhooks=receiver, coordinator=coordinator)
 
 
+def traced(app: FastAPI) -> Callable[[], object]:
+    """With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, export spans and trace every request.
+
+    Returns what flushes the spans not exported yet (call it on the way out).
+    """
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return lambda: None
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()  # its resource names OTEL_SERVICE_NAME
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)  # the client's spans go here too
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    return provider.force_flush
+
+
 def create_app() -> FastAPI:
     """The application, configured from the environment (see the module's docstring)."""
     default_url = f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
@@ -185,8 +211,10 @@ def create_app() -> FastAPI:
             await asyncio.gather(*watchers, return_exceptions=True)
             await receiver.aclose()
         await generations.aclose()
+        flush()
 
     app = FastAPI(lifespan=lifespan)
+    flush = traced(app)
     app.add_route(WEBHOOK_PATH, receiver, methods=["POST"])  # an ASGI app, not a view
 
     @app.post("/generations", status_code=202)

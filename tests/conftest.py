@@ -12,6 +12,7 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
 from .redis_server import redis_factory, redis_server  # noqa: F401  (real Redis servers)
+from .s3_server import s3_env, s3_gate, s3_server  # noqa: F401  (a real S3 server, its gate)
 from .support import SECRET_KEY, EmulatorProcess
 from .tcp_proxy import redis_proxy  # noqa: F401  (a real Redis behind a faulty proxy)
 
@@ -19,6 +20,13 @@ from .tcp_proxy import redis_proxy  # noqa: F401  (a real Redis behind a faulty 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _cli_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI remembers model durations in a cache directory: never the user's, in tests."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("WAVESPEED_CACHE_DIR", raising=False)
 
 
 @pytest.fixture

@@ -12,10 +12,15 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import anyio
+import anyio.abc
+import pytest
 from aiohttp import web
 
 from wavespeed_async import (
@@ -152,7 +157,11 @@ class NoPolling:
 def new_future(prediction_id: str = "pred_abc123") -> PredictionFuture:
     created = Prediction(id=prediction_id, status=Status.CREATED, raw_status="created")
     return PredictionFuture(
-        NoPolling(), prediction_id, schedule=NO_RECONCILIATION, prediction=created
+        NoPolling(),
+        prediction_id,
+        schedule=NO_RECONCILIATION,
+        prediction=created,
+        started=time.monotonic(),  # just submitted (the loop's clock): its first check is late
     )
 
 
@@ -177,3 +186,20 @@ def signed_headers(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign_webhook(secret, webhook_id, timestamp, body),
     }
+
+
+async def wait_until_up(
+    session: aiohttp.ClientSession, base: str, process: anyio.abc.Process, log: Path
+) -> str:
+    """Poll an example service's ``/health`` until it answers (its secret fetched); its worker."""
+    with anyio.fail_after(30):
+        while True:
+            if process.returncode is not None:
+                pytest.fail(f"the service exited early:\n{log.read_text()}")
+            try:
+                async with session.get(f"{base}/health") as answer:
+                    if answer.status == 200:
+                        return str((await answer.json()).get("worker", ""))
+            except aiohttp.ClientConnectionError:
+                pass
+            await anyio.sleep(0.05)

@@ -4,8 +4,11 @@ schema checks, delete and cancel."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -216,11 +219,11 @@ async def test_a_catalogue_loaded_by_models_checks_submits_too(emulator: Emulato
     assert emulator.submit_count == 0
 
 
-async def test_validate_inputs_without_jsonschema_is_a_clear_configuration_error(
+async def test_validate_inputs_without_jsonschema_rs_is_a_clear_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "jsonschema", None)  # as if it were not installed
-    with pytest.raises(ConfigurationError, match=r"jsonschema.*wavespeed-async\[schema\]"):
+    monkeypatch.setitem(sys.modules, "jsonschema_rs", None)  # as if it were not installed
+    with pytest.raises(ConfigurationError, match=r"jsonschema-rs: .*the schema extra"):
         AsyncWaveSpeed(api_key=SECRET_KEY, base_url="http://127.0.0.1:1", validate_inputs=True)
 
 
@@ -303,3 +306,61 @@ def test_the_blocking_client_has_the_account_methods() -> None:
             with pytest.raises(NotFound):
                 client.cancel(second.id)  # already gone
         assert emu.tasks == {}
+
+
+# --- arguments checked before anything is sent ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "allowed"),
+    [
+        ({"page_size": "5"}, "page_size", "an integer from 1 to 100"),
+        ({"page_size": 5.0}, "page_size", "an integer from 1 to 100"),
+        ({"page_size": True}, "page_size", "an integer from 1 to 100"),
+        ({"page": "2"}, "page", "an integer, 1 or more"),
+        ({"status": 5}, "status", "one of completed, failed, processing"),
+        ({"status": "done"}, "status", "one of completed, failed, processing"),
+        ({"created_after": "yesterday"}, "created_after", "a datetime"),
+        ({"created_before": 1_700_000_000}, "created_before", "a datetime"),
+        (
+            {"created_after": dt.datetime.min.replace(tzinfo=dt.timezone(dt.timedelta(hours=5)))},
+            "created_after",
+            "from year 1 to 9999",
+        ),
+    ],
+    ids=lambda value: repr(value)[:30],
+)
+async def test_history_arguments_of_the_wrong_kind_are_invalid_input_before_any_request(
+    frozen: Emulator, arguments: dict[str, Any], field: str, allowed: str
+) -> None:
+    async with client_for(frozen) as client:
+        with pytest.raises(InvalidInput) as refused:
+            await client.recent_predictions(**arguments)
+    assert refused.value.field == field
+    assert allowed in refused.value.allowed
+    assert frozen.requests == []
+
+
+@pytest.mark.parametrize("ttl", [math.nan, -1.0, "3600", None, True])
+def test_a_catalogue_ttl_that_is_not_seconds_is_a_configuration_error(ttl: Any) -> None:
+    with pytest.raises(ConfigurationError, match="catalogue_ttl must be a number of seconds"):
+        AsyncWaveSpeed(api_key=SECRET_KEY, base_url="http://127.0.0.1:1", catalogue_ttl=ttl)
+
+
+@pytest.mark.parametrize(
+    ("required", "expected"),
+    [(7, []), ("prompt", []), (None, []), (["prompt", 7, None, "size"], ["prompt", "size"])],
+)
+def test_an_odd_required_list_in_the_catalogue_is_read_as_what_it_names(
+    required: Any, expected: list[str]
+) -> None:
+    entry = {
+        "model_id": FLUX,
+        "api_schema": {
+            "api_schemas": [
+                {"type": "model_run", "request_schema": {"type": "object", "required": required}}
+            ]
+        },
+    }
+    [info] = parse_models([entry])
+    assert info.required == expected

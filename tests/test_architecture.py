@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,15 @@ def test_the_package_imports_no_module_by_a_private_name_of_another() -> None:
                 if private and node.module.split(".")[-1] != "__future__":
                     offenders.append(f"{path.relative_to(PACKAGE)}: {node.module} {private}")
     assert not offenders
+
+
+def test_every_install_line_works_from_a_checkout() -> None:
+    # The package is not on the index: no page or message may tell anyone to install it from
+    # there ("pip install wavespeed-async[...]"); a checkout's ".[extra]" or the plain
+    # dependency works.
+    root = PACKAGE.parent
+    texts = [root / "README.md", *(root / "docs" / "pages").glob("*.md")]
+    texts += list(PACKAGE.rglob("*.py"))
+    pattern = re.compile(r"pip install\s+['\"]?wavespeed-async")
+    offending = [str(path.relative_to(root)) for path in texts if pattern.search(path.read_text())]
+    assert not offending

@@ -348,8 +348,9 @@ async def test_outputs_are_saved_and_their_paths_journaled(
         results = await collect(Batch(client, items, journal=journal, out=out))
         again = await collect(Batch(client, items, journal=journal, out=out))
     assert all(r.ok for r in results)
-    assert sorted(path.suffix for r in results for path in r.files) == [".mp4", ".png"]
-    assert all(path.exists() for r in results for path in r.files)
+    paths = [Path(path) for r in results for path in r.files]  # a local --out: paths
+    assert sorted(path.suffix for path in paths) == [".mp4", ".png"]
+    assert all(path.exists() for path in paths)
     assert [r.files for r in again] == [r.files for r in results]
     edit = emulator.tasks[results[0].prediction_id or ""]
     assert edit.input["image"].startswith("http")  # the local file was uploaded

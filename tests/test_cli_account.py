@@ -135,12 +135,29 @@ def test_since_takes_an_age_or_an_iso_time() -> None:
     assert since("2026-01-02T08:00:00Z") == dt.datetime(2026, 1, 2, 8, tzinfo=dt.timezone.utc)
 
 
-def test_delete_prints_how_many_were_deleted(cli: Cli) -> None:
+def test_delete_names_the_ids_it_did_not_delete_and_exits_1(cli: Cli) -> None:
     first = cli.submit(VIDEO, {"prompt": "one"})
     second = cli.submit(VIDEO, {"prompt": "two"})
-    assert cli.run("delete", first, "unknown-id") == (0, "deleted 1 of 2 predictions\n", "")
-    assert cli.json("delete", first, second) == {"deleted_count": 1}
+    assert cli.run("delete", first, "unknown-id") == (
+        1,
+        "deleted 1 of 2 predictions\n",
+        "not deleted (unknown ids, or older than the API's 7 days): unknown-id\n",
+    )
+    status, out, _ = cli.run("delete", first, second, "--json")
+    assert status == 1
+    assert json.loads(out) == {"deleted_count": 1, "deleted": [second], "not_deleted": [first]}
     assert cli.emu.tasks == {}
+    assert cli.run("delete", "unknown-id", "unknown-id")[0] == 1
+
+
+def test_delete_of_every_id_given_exits_0(cli: Cli) -> None:
+    first = cli.submit(VIDEO, {"prompt": "one"})
+    second = cli.submit(VIDEO, {"prompt": "two"})
+    assert cli.json("delete", first, second, first) == {
+        "deleted_count": 2,
+        "deleted": [first, second],
+        "not_deleted": [],
+    }
 
 
 def test_cancel_deletes_a_running_task_and_exits_1_for_a_finished_one(cli: Cli) -> None:

@@ -133,14 +133,21 @@ def test_a_batch_killed_part_way_resumes_without_duplicate_tasks(
     else:
         assert first.returncode == -signal.SIGKILL
 
+    # The run again resumes what was sent and sends what never was. An item cut off while its
+    # submit was in flight is sent again only once the history proves its absence (it lists a
+    # later task of the account past the clock skew), which takes minutes: until then it is
+    # reported uncertain, never paid twice.
     second = run_cli(*args, "--json", env=CLI_ENV)
-    assert second.returncode == 0, second.stderr
     report = json.loads(second.stdout)
-    assert report["completed"] == len(prompts)
+    uncertain = [line for line in second.stderr.splitlines() if ": uncertain" in line]
+    assert report["uncertain"] == len(uncertain) <= 4  # at most --concurrency in flight
+    assert second.returncode == (1 if uncertain else 0), second.stderr
+    assert all("absence is not proven" in line for line in uncertain)
+    assert report["completed"] + report["uncertain"] == len(prompts)
     created = slow_emulator.created()
-    assert sum(created.values()) == len(prompts)
-    assert set(created.values()) == {1}  # every prompt once: no duplicate task
-    assert len(list(out.glob("*.mp4"))) == len(prompts)
+    assert set(created.values()) <= {1}  # no prompt twice: no duplicate task
+    assert report["completed"] <= sum(created.values()) <= len(prompts)
+    assert len(list(out.glob("*.mp4"))) == report["completed"]
 
 
 def test_every_bad_line_of_a_batch_file_is_reported_and_nothing_starts(tmp_path: Path) -> None:

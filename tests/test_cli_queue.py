@@ -264,7 +264,11 @@ def test_a_local_image_is_refused_in_a_shared_batch(tmp_path: Path) -> None:
     base_url = f"http://127.0.0.1:{free_port()}"
     done = run_cli("batch", str(tasks), "--redis", redis, "--base-url", base_url, env=CLI_ENV)
     assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"error: image={str(tmp_path / 'photo.png')!r} is invalid: must be a URL or a data URI"
-        " with --redis, not a local file"
-    )
+    message = done.stderr.strip()  # one line; a long path is shown cut in the middle
+    assert message.startswith(f"error: image={str(tmp_path)[:20]!r}"[:-1]), message
+    assert message.endswith(
+        "photo.png' is invalid: must be a URL or a data URI with --redis, not a local file"
+    ) or message.endswith(
+        " is invalid: must be a URL or a data URI with --redis, not a local file"
+    ), message
+    assert "\n" not in message

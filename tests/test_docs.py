@@ -158,8 +158,14 @@ def _run_page(path: Path, base_url: str) -> tuple[int, list[str]]:
 
 @pytest.mark.parametrize("path", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_every_code_block_runs(
-    path: Path, docs_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path,
+    docs_emulator: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if path.name == "storage.md":  # writes to a real S3 server, bucket "media", AWS_* set
+        request.getfixturevalue("s3_env").ensure_bucket("media")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WAVESPEED_API_KEY", "docs")
     monkeypatch.setenv("WAVESPEED_BASE_URL", docs_emulator)

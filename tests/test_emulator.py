@@ -206,7 +206,7 @@ def test_clock_scales_real_time_by_speed_and_adds_advances() -> None:
     clock.speed = 0
     real[0] += 100
     assert (clock.now(), clock.real_delay(1)) == (7.0, None)
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match="seconds=-1 is invalid: must be a finite number >= 0"):
         clock.advance(-1)
 
 
@@ -529,3 +529,79 @@ async def test_created_per_payload_exposes_duplicate_submits(
     assert counts[payload_key(FLUX, {"seed": 1, "prompt": "same"})] == 2
     assert sorted(counts.values()) == [1, 2]
     assert [r.method for r in emu.requests] == ["POST"] * 3
+
+
+async def test_tasks_created_counts_every_task_deleted_ones_too(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    first = await submit(session, emu, FLUX, {"prompt": "a"})
+    await submit(session, emu, FLUX, {"prompt": "b"})
+    url = f"{emu.base_url}/api/v3/predictions/delete"
+    await call(session, "POST", url, {"ids": [first["id"]]})
+    assert (emu.tasks_created, len(emu.tasks)) == (2, 1)
+
+
+# --- webhook_url in the body, lagging history --------------------------------------------------
+
+
+async def test_webhook_url_in_the_body_is_a_webhook_and_not_a_model_input(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    hook = "https://example.com/hook"
+    task = await submit(session, emu, FLUX, {"prompt": "p", "webhook_url": hook})
+    assert emu.tasks[task["id"]].webhook == hook
+    assert task["input"] == {"prompt": "p"}
+    assert emu.created_per_payload()[payload_key(FLUX, {"prompt": "p"})] == 1
+    url = f"{emu.base_url}/api/v3/{FLUX}"
+    refused = [
+        ({"prompt": "p", "webhook_url": 5}, {}),
+        ({"prompt": "p", "webhook_url": "ftp://example.com/hook"}, {}),
+        ({"prompt": "p", "webhook_url": hook, "enable_base64_output": True}, {}),
+        ({"prompt": "p", "webhook_url": hook}, {"webhook": "https://example.com/other"}),
+    ]
+    for body, params in refused:
+        async with session.post(url, params=params, json=body, headers=AUTH) as reply:
+            envelope = await reply.json()
+            assert (reply.status, envelope["message"][:12]) == (400, "webhook_url="), body
+    assert emu.tasks_created == 1
+    both = {"prompt": "q", "webhook_url": hook}
+    async with session.post(url, params={"webhook": hook}, json=both, headers=AUTH) as reply:
+        assert reply.status == 200  # the same URL both ways is one webhook
+    assert emu.tasks_created == 2
+
+
+async def test_a_lagging_history_omits_tasks_younger_than_the_lag(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    emu.faults.lag_history(30)
+    url = f"{emu.base_url}/api/v3/predictions"
+    old = await submit(session, emu, FLUX, {"prompt": "old"})
+    emu.advance(20)
+    young = await submit(session, emu, FLUX, {"prompt": "young"})
+    emu.advance(10)
+    _, envelope = await call(session, "POST", url, {"page": 1, "page_size": 10})
+    assert (envelope["data"]["total"], [i["id"] for i in envelope["data"]["items"]]) == (
+        1,
+        [old["id"]],
+    )
+    assert (await result(session, emu, young["id"]))["id"] == young["id"]  # it does exist
+    emu.faults.lag_history(0)
+    _, envelope = await call(session, "POST", url, {"page": 1, "page_size": 10})
+    assert envelope["data"]["total"] == 2
+
+
+async def test_a_fault_aimed_at_submits_never_hits_the_account_side() -> None:
+    from wavespeed_async import AsyncWaveSpeed, RetryPolicy, ServerError, SubmissionUncertain
+    from wavespeed_async.emulator import Fault
+
+    async with Emulator(speed=1000) as emu:
+        emu.faults.add(Fault.SERVER_ERROR, route="submit", rate=1.0)
+        emu.faults.add(Fault.SERVER_ERROR, route="account", times=1)
+        client = AsyncWaveSpeed(api_key="k", base_url=emu.base_url, retry=RetryPolicy.off())
+        async with client:
+            with pytest.raises(ServerError):
+                await client.balance()  # the one account fault
+            assert (await client.price(FLUX, {"prompt": "x"})).cost > 0  # no submit fault
+            assert await client.balance() >= 0
+            with pytest.raises(SubmissionUncertain):  # the submit fault still hits submits
+                await client.submit(FLUX, {"prompt": "x"})

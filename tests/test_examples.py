@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from wavespeed_async.emulator import Emulator
 from wavespeed_async.redis import RedisCoordinator
 
 from .redis_server import RedisServer
-from .support import client_for
+from .support import client_for, free_port, wait_until_up
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # subprocesses or a soak
 
@@ -30,35 +29,11 @@ ROOT = Path(__file__).parent.parent
 KEY = "sk-example"
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def wait_until_up(
-    session: aiohttp.ClientSession, base: str, process: anyio.abc.Process, log: Path
-) -> None:
-    """Poll ``/health`` until the service answers (it fetched its secret by then)."""
-    with anyio.fail_after(30):
-        while True:
-            if process.returncode is not None:
-                pytest.fail(f"the service exited early:\n{log.read_text()}")
-            try:
-                async with session.get(f"{base}/health") as answer:
-                    if answer.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await anyio.sleep(0.05)
-
-
 @pytest.mark.parametrize("script", ["aiohttp_service.py", "fastapi_service.py"])
 async def test_example_service_reports_a_generation_through_its_webhook(
     script: str, tmp_path: Path
 ) -> None:
-    port = unused_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "service.log"
     async with Emulator(api_key=KEY, speed=0) as emu:
@@ -137,7 +112,7 @@ async def sessions_per_worker(
 async def test_every_worker_shows_every_generation_completed_within_a_second_of_its_delivery(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    port = unused_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     namespace = f"service-{uuid.uuid4().hex}"
     log = tmp_path / "uvicorn.log"
@@ -199,7 +174,9 @@ async def test_every_worker_shows_every_generation_completed_within_a_second_of_
                             assert answer.headers["x-worker"] == worker  # still the same one
                             if state["status"] == "completed":
                                 seen.setdefault((worker, generation), time.monotonic())
-                            if "resolved_at" in state:  # its submitter's future is done
+                            # Its submitter's future is done, and the worker the delivery
+                            # reached has noted it (the two happen in either order).
+                            if "resolved_at" in state and "delivered_to" in state:
                                 states[generation] = state
 
                 with anyio.fail_after(15):

@@ -199,6 +199,7 @@ async def test_result_errors_surface_with_the_id_when_retries_run_out(stalling: 
 
 async def test_a_spent_retry_budget_surfaces_errors_at_once(stalling: Emulator) -> None:
     stalling.faults.add(Fault.SERVER_ERROR, route="result", rate=1.0)
+    stalling.speed = 0  # no task finishes before its submit is answered, however slow
     policy = RetryPolicy(attempts=10, base_delay=0.001, budget=10)  # two retries in all
     # No answer is stalled here: a generous read timeout, so that a slow answer on a loaded
     # machine is not a timeout (which costs 10 tokens, not 5, and would change the count).

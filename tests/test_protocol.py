@@ -492,8 +492,12 @@ def test_request_errors_name_the_field_the_value_and_what_is_allowed() -> None:
         "ftp://h",
         "an http(s) URL",
     )
-    assert invalid(lambda: history_request(BASE, page_size=0)) == ("page_size", 0, "from 1 to 100")
-    assert invalid(lambda: history_request(BASE, page=0)) == ("page", 0, "1 or more")
+    assert invalid(lambda: history_request(BASE, page_size=0)) == (
+        "page_size",
+        0,
+        "an integer from 1 to 100",
+    )
+    assert invalid(lambda: history_request(BASE, page=0)) == ("page", 0, "an integer, 1 or more")
 
 
 def test_requests_carry_what_the_transport_needs() -> None:

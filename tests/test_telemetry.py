@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 import gc
+import gzip
+import logging
+import os
 import subprocess
 import sys
 import time
 from typing import Any
 
+import anyio
 import attrs
 import pytest
+from aiohttp import web
 
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk records the spans")
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -32,12 +45,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from wavespeed_async import Prediction, Status
+from wavespeed_async import Batch, BatchItem, CostLimitExceeded, Prediction, Status
 from wavespeed_async._telemetry import route_of, telemetry
 from wavespeed_async.emulator import Emulator, Fault
 from wavespeed_async.errors import PredictionFailed, PredictionTimeout, WaveSpeedError
 
-from .support import SECRET_KEY, client_for
+from .support import FLUX, SECRET_KEY, VIDEO, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +58,8 @@ _DELTA: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
     UpDownCounter: AggregationTemporality.DELTA,
     Histogram: AggregationTemporality.DELTA,
+    ObservableCounter: AggregationTemporality.DELTA,  # the client's counters are observable
+    ObservableUpDownCounter: AggregationTemporality.DELTA,
 }
 
 
@@ -379,3 +394,224 @@ async def test_a_refused_submit_ends_its_span_with_the_error(otel: Otel, frozen:
     assert (
         total(points["wavespeed.predictions"], **{"wavespeed.prediction.status": "rejected"}) == 1
     )
+
+
+# --- batches and the bill -------------------------------------------------------------------
+
+
+async def test_a_batch_span_parents_its_predictions_which_carry_their_quotes_and_cost_the_bill(
+    otel: Otel, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = emulator.state.account.ledger
+    record = ledger.record
+
+    def dearer_video(task_id: str, model: str, price: float, at: dt.datetime) -> None:
+        record(task_id, model, price * 1.5 if model == VIDEO else price, at)
+
+    monkeypatch.setattr(ledger, "record", dearer_video)  # the bill differs from the quote
+    items = [BatchItem(VIDEO, {"prompt": "a fox"}), BatchItem(FLUX, {"prompt": "a lighthouse"})]
+    async with client_for(emulator) as client:
+        quotes = {item.model: (await client.price(item.model, item.input)).cost for item in items}
+        otel.take()
+        with APP.start_as_current_span("nightly job") as job:
+            batch = Batch(client, items, max_cost=10)
+            results = [result async for result in batch]
+    assert all(result.ok for result in results)
+
+    spans, points = otel.take()
+    (span,) = [span for span in spans if span.name == "wavespeed.batch"]
+    assert span.parent is not None
+    assert span.parent.span_id == job.get_span_context().span_id
+    billed = quotes[VIDEO] * 1.5 + quotes[FLUX]
+    attributes = dict(span.attributes or {})
+    assert attributes["wavespeed.batch.items"] == 2
+    assert attributes["wavespeed.batch.completed"] == 2
+    assert attributes["wavespeed.batch.failed"] == 0
+    assert attributes["wavespeed.cost.quoted"] == pytest.approx(sum(quotes.values()))
+    assert attributes["wavespeed.cost.billed"] == pytest.approx(billed)
+    batch_id = span.context.span_id
+    for model, quote in quotes.items():
+        (prediction,) = [span for span in spans if span.name == f"generate_content {model}"]
+        assert prediction.parent is not None
+        assert prediction.parent.span_id == batch_id
+        assert dict(prediction.attributes or {})["wavespeed.cost.quoted"] == quote
+    (billings,) = [span for span in spans if span.name == "wavespeed.account.billings"]
+    assert billings.parent is not None
+    assert billings.parent.span_id == batch_id
+    # Counted at the quotes when accepted, then corrected to the bill.
+    assert total(points["wavespeed.cost"]) == pytest.approx(billed)
+    assert total(points["wavespeed.cost"], **{"wavespeed.model": FLUX}) == pytest.approx(
+        quotes[FLUX]
+    )
+
+
+async def test_a_batch_refused_by_its_cost_limit_ends_its_span_with_the_error(
+    otel: Otel, emulator: Emulator
+) -> None:
+    async with client_for(emulator) as client:
+        batch = Batch(client, [BatchItem(VIDEO, {"prompt": "a fox"})], max_cost=0.01)
+        with pytest.raises(CostLimitExceeded):
+            _ = [result async for result in batch]
+    spans, _ = otel.take()
+    (span,) = [span for span in spans if span.name == "wavespeed.batch"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["error.type"] == "CostLimitExceeded"
+    assert not [span for span in spans if span.name.startswith("generate_content")]
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+
+async def test_every_log_line_about_a_prediction_carries_its_id_as_a_field(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wavespeed_async")
+    emulator.faults.add(Fault.BAD_GATEWAY, route="result", on=[1])  # a check is retried
+
+    def broken(prediction: Prediction) -> None:
+        raise RuntimeError("the application's callback")
+
+    async with client_for(emulator) as client:
+        future = await client.submit(MODEL, {"prompt": "logged"})
+        future.on_status(broken)
+        await future.wait()
+
+    about = [record for record in caplog.records if future.id in record.getMessage()]
+    messages = [record.getMessage() for record in about]
+    assert any(message.startswith("retrying GET") for message in messages), messages
+    assert any("on_status callback" in message for message in messages), messages
+    for record in about:
+        assert record.__dict__["prediction_id"] == future.id, record.getMessage()
+    callback = next(record for record in about if "on_status" in record.getMessage())
+    assert callback.__dict__["model"] == MODEL
+
+
+# --- the wire format a collector receives ---------------------------------------------------
+
+_OTLP_APP = """
+import asyncio, sys
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from wavespeed_async import AsyncWaveSpeed, PollSchedule
+
+receiver, base_url, key, model = sys.argv[1:5]
+tracer_provider = TracerProvider()
+tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(receiver + "/v1/traces")))
+trace.set_tracer_provider(tracer_provider)
+exporter = OTLPMetricExporter(receiver + "/v1/metrics")
+reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+meter_provider = MeterProvider(metric_readers=[reader])
+metrics.set_meter_provider(meter_provider)
+schedule = PollSchedule(first_delay=0.001, min_interval=0.002, max_interval=0.01, jitter=0.1)
+
+async def main() -> None:
+    async with AsyncWaveSpeed(api_key=key, base_url=base_url, poll_schedule=schedule) as client:
+        with trace.get_tracer("the application").start_as_current_span("POST /generate"):
+            futures = [await client.submit(model, {"prompt": p}) for p in ("one", "two [fail]")]
+        await asyncio.gather(*(future.wait() for future in futures), return_exceptions=True)
+        print(" ".join(future.id for future in futures))
+
+asyncio.run(main())
+tracer_provider.shutdown()  # exports what the batch processor holds
+meter_provider.shutdown()  # exports a last collection
+"""
+
+
+@attrs.define
+class OtlpReceiver:
+    """A collector's OTLP/HTTP endpoint on loopback: every request's path and raw body."""
+
+    url: str
+    received: list[tuple[str, bytes]] = attrs.field(factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.received.append((request.path, body))
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    def bodies(self, path: str) -> list[bytes]:
+        return [body for got, body in self.received if got == path]
+
+
+async def test_spans_and_metrics_reach_a_collector_over_otlp_http_without_the_key(
+    emulator: Emulator,
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="the OTLP exporter")
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status as OtlpStatus
+
+    app = web.Application()
+    receiver = OtlpReceiver("")
+    app.router.add_post("/v1/traces", receiver.handle)
+    app.router.add_post("/v1/metrics", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "OTEL_"))}
+        app_argv = [sys.executable, "-c", _OTLP_APP, f"http://127.0.0.1:{port}"]
+        done = await anyio.run_process(
+            [*app_argv, emulator.base_url, SECRET_KEY, MODEL],
+            env=env,
+            check=False,
+        )
+    finally:
+        await runner.cleanup()
+    assert done.returncode == 0, done.stderr.decode()
+    completed, failed = done.stdout.decode().split()
+
+    spans = [
+        span
+        for body in receiver.bodies("/v1/traces")
+        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    (request,) = [span for span in spans if span.name == "POST /generate"]
+    mine = {
+        _otlp_attributes(span)["wavespeed.prediction.id"]: span
+        for span in spans
+        if span.name == f"generate_content {MODEL}"
+    }
+    assert set(mine) == {completed, failed}
+    assert all(span.parent_span_id == request.span_id for span in mine.values())
+    assert all(span.trace_id == request.trace_id for span in mine.values())
+    assert _otlp_attributes(mine[completed])["wavespeed.prediction.status"] == "completed"
+    assert mine[failed].status.code == OtlpStatus.STATUS_CODE_ERROR
+    assert _otlp_attributes(mine[failed])["error.type"] == "PredictionFailed"
+    assert _otlp_attributes(mine[failed])["gen_ai.provider.name"] == "wavespeed"
+
+    counted = [
+        point.as_int
+        for body in receiver.bodies("/v1/metrics")
+        for resource in ExportMetricsServiceRequest.FromString(body).resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "wavespeed.predictions"
+        for point in metric.sum.data_points
+    ]
+    assert sum(counted) == 2
+    for _, body in receiver.received:  # the collector never sees the key, even encoded
+        assert SECRET_KEY.encode() not in body
+        assert b"Bearer" not in body
+        assert b"Authorization" not in body
+
+
+def _otlp_attributes(span: Any) -> dict[str, Any]:
+    values = {}
+    for attribute in span.attributes:
+        kind = attribute.value.WhichOneof("value")
+        values[attribute.key] = getattr(attribute.value, kind)
+    return values

@@ -714,4 +714,6 @@ async def test_200_webhook_predictions_take_at_most_one_reconciliation_poll_each
     assert len(stack.emu.webhooks.acknowledged()) == 200
     sent = {d.prediction_id: d.sent for d in stack.emu.webhooks.deliveries}
     latencies = sorted(resolved[id_] - sent[id_] for id_ in resolved)
-    assert statistics.median(latencies) < 1.0
+    # Deliveries, not polls, finished them (the next check was an hour away): in seconds, on
+    # however loaded a machine (well under one on an idle one; 200 deliveries, one by one).
+    assert statistics.median(latencies) < 10.0

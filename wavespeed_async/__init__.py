@@ -14,6 +14,7 @@ from ._engine.polling import (
     PollStats,
 )
 from ._http.retry import RetryPolicy
+from ._storage import StorageOptions
 from ._wire.account import BillingRecord, ModelUsage, Usage, UsageDay
 from ._wire.limits import ACCOUNT_LEVELS, Limits
 from ._wire.models import ImageEdit, ModelInfo, Prediction, Quote, Status, TextToVideo, Timings
@@ -22,6 +23,8 @@ from .client import AsyncWaveSpeed
 from .errors import (
     APIError,
     AuthenticationError,
+    BucketNotFound,
+    ChecksumMismatch,
     ClientClosed,
     ConfigurationError,
     ConnectError,
@@ -34,12 +37,16 @@ from .errors import (
     JournalError,
     NotFinished,
     NotFound,
+    OutputExpired,
     PredictionFailed,
     PredictionTimeout,
     ProtocolError,
     RateLimited,
     ResponseTooLarge,
     ServerError,
+    StorageAccessDenied,
+    StorageCredentialsMissing,
+    StorageError,
     SubmissionUncertain,
     TransportError,
     WaveSpeedError,
@@ -56,6 +63,7 @@ __all__ = [
     "IMAGE_SCHEDULE",
     "RECONCILE_SCHEDULE",
     "VIDEO_SCHEDULE",
+    "__version__",
     "APIError",
     "AsyncWaveSpeed",
     "AuthenticationError",
@@ -63,6 +71,8 @@ __all__ = [
     "BillingRecord",
     "BatchEvent",
     "BatchItem",
+    "BucketNotFound",
+    "ChecksumMismatch",
     "ClientClosed",
     "ConfigurationError",
     "ConnectError",
@@ -82,6 +92,7 @@ __all__ = [
     "ModelUsage",
     "NotFinished",
     "NotFound",
+    "OutputExpired",
     "PollSchedule",
     "PollStats",
     "Prediction",
@@ -95,7 +106,13 @@ __all__ = [
     "ResponseTooLarge",
     "RetryPolicy",
     "ServerError",
+    "sign_webhook",
+    "verify_webhook",
     "Status",
+    "StorageAccessDenied",
+    "StorageCredentialsMissing",
+    "StorageError",
+    "StorageOptions",
     "SubmissionUncertain",
     "TextToVideo",
     "Timings",
@@ -106,7 +123,4 @@ __all__ = [
     "WaveSpeedError",
     "WebhookReceiver",
     "WebhookVerificationError",
-    "sign_webhook",
-    "verify_webhook",
-    "__version__",
 ]

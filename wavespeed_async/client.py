@@ -27,6 +27,7 @@ from ._engine.submit import Submitter
 from ._http import files as _files
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES, ApiSession
+from ._storage import Storage, StorageOptions
 from ._telemetry import telemetry
 from ._wire.account import CATALOGUE_TTL, BillingRecord, Catalogue, Usage
 from ._wire.convert import structure_prediction, unstructure_payload
@@ -38,20 +39,17 @@ from ._wire.protocol import (
     check_model_id,
     history_request,
     parse_history,
-    parse_upload_ticket,
     result_request,
     submit_request,
-    upload_ticket_request,
 )
+from ._wire.settings import BASE_URL_ENV, api_key_from, check_settings
 from ._wire.webhook import parse_webhook_secret, webhook_secret_request
 from .batch import BatchInput, ProgressCallback, as_completed, map_items
-from .errors import ConfigurationError, WaveSpeedError
+from .errors import WaveSpeedError
 from .webhooks import WebhookReceiver
 
 __all__ = ["AsyncWaveSpeed"]
 
-API_KEY_ENV = "WAVESPEED_API_KEY"
-BASE_URL_ENV = "WAVESPEED_BASE_URL"
 #: Default deadline of every wait, in seconds: long enough for a queued 1080p video.
 DEFAULT_WAIT_TIMEOUT = 30 * 60.0
 
@@ -101,6 +99,8 @@ class AsyncWaveSpeed:
         memory by default).
     :param validate_inputs: load the model catalogue at the first submit and check every payload
         against its model's schema before sending (needs the ``schema`` extra).
+    :param storage: :class:`StorageOptions` for the object stores ``download`` writes to; by
+        default the cloud's standard environment (``AWS_ENDPOINT_URL``, ...).
     :param catalogue_ttl: how long the catalogue is trusted, in seconds of ``catalogue_clock``.
     :param catalogue_clock: the monotonic clock of ``catalogue_ttl`` (tests pass their own).
     :raises ConfigurationError: no API key, a malformed base URL, or an out-of-range setting.
@@ -127,27 +127,14 @@ class AsyncWaveSpeed:
         validate_inputs: bool = False,
         catalogue_ttl: float = CATALOGUE_TTL,
         catalogue_clock: Callable[[], float] = time.monotonic,
+        storage: StorageOptions | None = None,
     ) -> None:
-        key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
-        if not key:
-            raise ConfigurationError(
-                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
-                " (to try the client offline, run `wavespeed-async emulator --port 8765` and set"
-                f" {API_KEY_ENV}=any {BASE_URL_ENV}=http://127.0.0.1:8765)"
-            )
+        key = api_key_from(api_key)
         self.base_url = check_base_url(
             base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
             allow_insecure_http=allow_insecure_http,
         )
-        for name, value in (("wait_timeout", wait_timeout), ("request_timeout", request_timeout)):
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
-        if not 0 < time_scale <= 1:
-            raise ConfigurationError(f"time_scale must be within (0, 1], got {time_scale!r}")
-        if max_checks_per_second is not None and not max_checks_per_second > 0:
-            raise ConfigurationError(
-                f"max_checks_per_second must be > 0 or None, got {max_checks_per_second!r}"
-            )
+        check_settings(wait_timeout, request_timeout, time_scale, max_checks_per_second)
         self.wait_timeout = wait_timeout
         self.poll_schedule = poll_schedule
         #: The durations learnt per model (seed or export them to start warm).
@@ -192,6 +179,7 @@ class AsyncWaveSpeed:
             Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),
             validate_inputs=validate_inputs,
         )
+        self._storage = Storage(storage)
 
     def __repr__(self) -> str:
         return f"AsyncWaveSpeed(base_url={self.base_url!r}, api_key='***')"
@@ -225,6 +213,7 @@ class AsyncWaveSpeed:
         await self.engine.aclose()
         await self._background.aclose()
         await self._api.aclose()
+        await self._storage.aclose()
 
     # --- any model ----------------------------------------------------------------------------
 
@@ -260,12 +249,15 @@ class AsyncWaveSpeed:
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
         body = unstructure_payload(payload)
-        await self._account.check(model, body)  # against the catalogue's schema, when loaded
+        limit = self.wait_timeout if timeout is None else timeout
+        deadline = Deadline(limit)
+        # against the catalogue's schema, when loaded; its loading obeys the deadline too
+        await self._account.check(check_model_id(model), body, timeout=limit)
         sync_wait = self.wait_timeout if body.get("enable_sync_mode") is True else None
         request = submit_request(
             self.base_url, check_model_id(model), body, webhook=webhook, sync_wait=sync_wait
         )
-        limit = self.wait_timeout if timeout is None else timeout
+        limit = deadline.left()
         await self._api.start()
 
         def send(seconds: float) -> Awaitable[PredictionFuture]:
@@ -335,7 +327,9 @@ class AsyncWaveSpeed:
     async def get_prediction(self, prediction_id: str) -> Prediction:
         """``GET /api/v3/predictions/{id}/result`` (retried per the policy): the current state."""
         request = result_request(self.base_url, prediction_id)
-        return structure_prediction(await self._api.call(request, prediction_id=prediction_id))
+        return await self._api.call(
+            request, parse=structure_prediction, prediction_id=prediction_id
+        )
 
     async def recent_predictions(
         self,
@@ -361,7 +355,7 @@ class AsyncWaveSpeed:
             page=page,
             page_size=page_size,
         )
-        return parse_history(await self._api.call(request))
+        return await self._api.call(request, parse=parse_history)
 
     # --- the seed models ----------------------------------------------------------------------
 
@@ -378,12 +372,9 @@ class AsyncWaveSpeed:
         """Submit Dreamina V3.0 Pro text-to-video (1080p MP4); see :class:`TextToVideo`."""
         payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
         return await self.submit(
-            payload.model_id,
-            payload,
-            webhook=webhook,
-            poll_schedule=poll_schedule,
+            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule,
             idempotency_key=idempotency_key,
-        )
+        )  # fmt: skip
 
     async def text_to_video(
         self,
@@ -404,13 +395,9 @@ class AsyncWaveSpeed:
         """
         payload = TextToVideo(prompt, aspect_ratio=aspect_ratio, seed=seed)
         return await self.run(
-            payload.model_id,
-            payload,
-            timeout=timeout,
-            webhook=webhook,
-            poll_schedule=poll_schedule,
-            idempotency_key=idempotency_key,
-        )
+            payload.model_id, payload, timeout=timeout, webhook=webhook,
+            poll_schedule=poll_schedule, idempotency_key=idempotency_key,
+        )  # fmt: skip
 
     async def submit_edit_image(
         self,
@@ -422,6 +409,7 @@ class AsyncWaveSpeed:
         enable_base64_output: bool = False,
         enable_sync_mode: bool = False,
         inline: bool = False,
+        timeout: float | None = None,
         webhook: str | None = None,
         poll_schedule: PollSchedule | None = None,
         idempotency_key: str | None = None,
@@ -431,25 +419,17 @@ class AsyncWaveSpeed:
         ``image`` is an http(s) URL, a ``data:image/...;base64,`` URI or bare base64 text, a
         local path (``str`` or ``Path``) or ``bytes`` of a PNG, JPEG, WebP or GIF image. A
         local image is uploaded first (:meth:`upload`), or sent inline as a data URI with
-        ``inline=True``. Every argument is checked before anything is sent.
+        ``inline=True``. Every argument is checked before anything is sent. ``timeout`` bounds
+        the submit as in :meth:`submit`.
         """
         payload = await edit_payload(
-            self._upload,
-            prompt,
-            image=image,
-            size=size,
-            seed=seed,
-            enable_base64_output=enable_base64_output,
-            enable_sync_mode=enable_sync_mode,
-            inline=inline,
-        )
+            self._api.upload, prompt, image=image, size=size, seed=seed, inline=inline,
+            enable_base64_output=enable_base64_output, enable_sync_mode=enable_sync_mode,
+        )  # fmt: skip
         return await self.submit(
-            payload.model_id,
-            payload,
-            webhook=webhook,
-            poll_schedule=poll_schedule,
-            idempotency_key=idempotency_key,
-        )
+            payload.model_id, payload, webhook=webhook, poll_schedule=poll_schedule,
+            timeout=timeout, idempotency_key=idempotency_key,
+        )  # fmt: skip
 
     async def edit_image(
         self,
@@ -473,54 +453,30 @@ class AsyncWaveSpeed:
         whole call, the upload and the submit included (default: ``wait_timeout``).
         """
         deadline = Deadline(self.wait_timeout if timeout is None else timeout)
-        payload = await edit_payload(
-            self._upload,
-            prompt,
-            image=image,
-            size=size,
-            seed=seed,
-            enable_base64_output=enable_base64_output,
-            enable_sync_mode=enable_sync_mode,
-            inline=inline,
-        )
-        return await self.run(
-            payload.model_id,
-            payload,
-            timeout=deadline.left(),
-            webhook=webhook,
-            poll_schedule=poll_schedule,
-            idempotency_key=idempotency_key,
-        )
+        future = await self.submit_edit_image(
+            prompt, image=image, size=size, seed=seed, enable_base64_output=enable_base64_output,
+            enable_sync_mode=enable_sync_mode, inline=inline, timeout=deadline.left(),
+            webhook=webhook, poll_schedule=poll_schedule, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return await future.wait(deadline.left())
 
     # --- many at once -------------------------------------------------------------------------
 
     @overload
     async def map(
-        self,
-        payloads: Iterable[BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[False] = ...,
-        journal: str | os.PathLike[str] | None = ...,
-        out: str | os.PathLike[str] | None = ...,
-        on_event: ProgressCallback | None = ...,
-        timeout: float | None = ...,
-        max_cost: float | None = ...,
-    ) -> list[Prediction]: ...
+        self, payloads: Iterable[BatchInput], *, concurrency: int = ...,
+        return_exceptions: Literal[False] = ..., journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ..., on_event: ProgressCallback | None = ...,
+        timeout: float | None = ..., max_cost: float | None = ...,
+    ) -> list[Prediction]: ...  # fmt: skip
 
     @overload
     async def map(
-        self,
-        payloads: Iterable[BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[True],
-        journal: str | os.PathLike[str] | None = ...,
-        out: str | os.PathLike[str] | None = ...,
-        on_event: ProgressCallback | None = ...,
-        timeout: float | None = ...,
-        max_cost: float | None = ...,
-    ) -> list[Prediction | WaveSpeedError]: ...
+        self, payloads: Iterable[BatchInput], *, concurrency: int = ...,
+        return_exceptions: Literal[True], journal: str | os.PathLike[str] | None = ...,
+        out: str | os.PathLike[str] | None = ..., on_event: ProgressCallback | None = ...,
+        timeout: float | None = ..., max_cost: float | None = ...,
+    ) -> list[Prediction | WaveSpeedError]: ...  # fmt: skip
 
     async def map(
         self,
@@ -562,25 +518,17 @@ class AsyncWaveSpeed:
 
     @overload
     def as_completed(
-        self,
-        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[False] = ...,
-        timeout: float | None = ...,
-        on_event: ProgressCallback | None = ...,
-    ) -> AsyncGenerator[Prediction, None]: ...
+        self, futures_or_payloads: Iterable[PredictionFuture | BatchInput], *,
+        concurrency: int = ..., return_exceptions: Literal[False] = ...,
+        timeout: float | None = ..., on_event: ProgressCallback | None = ...,
+    ) -> AsyncGenerator[Prediction, None]: ...  # fmt: skip
 
     @overload
     def as_completed(
-        self,
-        futures_or_payloads: Iterable[PredictionFuture | BatchInput],
-        *,
-        concurrency: int = ...,
-        return_exceptions: Literal[True],
-        timeout: float | None = ...,
+        self, futures_or_payloads: Iterable[PredictionFuture | BatchInput], *,
+        concurrency: int = ..., return_exceptions: Literal[True], timeout: float | None = ...,
         on_event: ProgressCallback | None = ...,
-    ) -> AsyncGenerator[Prediction | WaveSpeedError, None]: ...
+    ) -> AsyncGenerator[Prediction | WaveSpeedError, None]: ...  # fmt: skip
 
     def as_completed(
         self,
@@ -625,17 +573,19 @@ class AsyncWaveSpeed:
         >>> url = await client.upload("photo.jpg")                     # doctest: +SKIP
         >>> await client.edit_image("make it snow", image=url)         # doctest: +SKIP
         """
-        return await self._upload(await _files.read_media(file, filename=filename))
+        return await self._api.upload(await _files.read_media(file, filename=filename))
 
-    async def _upload(self, media: _files.Media) -> str:
-        request = upload_ticket_request(
-            self.base_url, media.filename, len(media.data), media.content_type
-        )
-        attributes = {"wavespeed.file.size": len(media.data)}
-        with telemetry.span("wavespeed.upload", attributes):  # never the pre-signed URL
-            ticket = parse_upload_ticket(await self._api.call(request))
-            await self._api.put(ticket.url, media.data, ticket.headers)
-        return ticket.download_url
+    @overload
+    async def download(
+        self, prediction: Prediction, directory: os.PathLike[str], *, max_bytes: int = ...,
+        timeout: float = ...,
+    ) -> list[Path]: ...  # fmt: skip
+
+    @overload
+    async def download(
+        self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...,
+        timeout: float = ...,
+    ) -> list[Path] | list[str]: ...  # fmt: skip
 
     async def download(
         self,
@@ -644,20 +594,28 @@ class AsyncWaveSpeed:
         *,
         max_bytes: int = _files.MAX_DOWNLOAD,
         timeout: float = 30 * 60.0,
-    ) -> list[Path]:
-        """Save every output of a completed prediction under ``directory``; returns the paths.
+    ) -> list[Path] | list[str]:
+        """Keep every output of a completed prediction in a folder or an object store.
 
-        Files are named ``{id}-{index}{suffix}``, the suffix from the bytes, the content type
-        or the URL, among ``.mp4 .png .jpg .jpeg .webp .gif .mov .webm`` (else ``.bin``).
-        Each is written atomically (temporary file, then rename) and capped at ``max_bytes``.
-        Base64 outputs are decoded; URLs are fetched over http(s) only, without the API key,
-        each within ``timeout`` seconds. A failed prediction raises :class:`PredictionFailed`,
-        an unfinished one :class:`NotFinished`.
+        A local folder (``"videos/"``, a ``Path``, ``"file:///srv/videos"``) gets each output
+        written atomically; the paths are returned. An object store URL (``"s3://bucket/p/"``,
+        any S3-compatible service; ``gs://``, ``az://``; the ``storage`` extra) gets each
+        streamed in, whole or not at all, checked, copied once across workers sharing a
+        coordinator; the objects' URLs are returned. Names are ``{id}-{index}{suffix}``, the
+        suffix from the bytes, the type or the URL (``.mp4 .png .jpg .webp .gif .mov .webm``,
+        else ``.bin``). Each output is capped at ``max_bytes``, fetched over http(s) without
+        the API key within ``timeout`` seconds (base64 ones are decoded). Raises
+        :class:`PredictionFailed`, :class:`NotFinished`, :class:`OutputExpired` (past the
+        platform's 7 days), :class:`StorageError`, or :class:`InvalidInput` for another scheme.
         """
         with telemetry.span("wavespeed.download", {"wavespeed.prediction.id": prediction.id}):
-            return await _files.download_prediction(
-                self._api.output, prediction, Path(directory), max_bytes=max_bytes, timeout=timeout
+            return await self._storage.save(
+                self._api, prediction, directory, max_bytes=max_bytes, timeout=timeout
             )
+
+    async def check_destination(self, directory: str | os.PathLike[str]) -> None:
+        """Check an output destination before paying: a store's credentials and bucket."""
+        await self._storage.check(directory)
 
     # --- the account --------------------------------------------------------------------------
 
@@ -731,4 +689,5 @@ class AsyncWaveSpeed:
 
         >>> receiver.set_secret(await client.webhook_secret())        # doctest: +SKIP
         """
-        return parse_webhook_secret(await self._api.call(webhook_secret_request(self.base_url)))
+        request = webhook_secret_request(self.base_url)
+        return await self._api.call(request, parse=parse_webhook_secret)

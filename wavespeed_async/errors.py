@@ -26,6 +26,12 @@ Every error the library raises on purpose derives from :class:`WaveSpeedError`::
     ├── PredictionFailed       the task reached a failed terminal status (carries the Prediction)
     ├── PredictionTimeout      a wait's deadline passed (also TimeoutError; the task keeps running)
     ├── JournalError           a batch journal is unreadable, corrupt, in use or cannot be written
+    ├── OutputExpired          an output URL is gone: the platform's 7-day retention passed
+    ├── StorageError           copying outputs into object storage failed (names the destination)
+    │   ├── BucketNotFound       the bucket (or container) does not exist
+    │   ├── StorageCredentialsMissing  no credentials for the destination were found
+    │   ├── StorageAccessDenied  the credentials may not write there (read-only, forbidden)
+    │   └── ChecksumMismatch     what the store holds is not what was downloaded
     └── WebhookVerificationError  a webhook delivery failed a check
 
 Local faults (``InvalidInput``, ``ConfigurationError``) are split from remote ones, and every
@@ -46,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BucketNotFound",
+    "ChecksumMismatch",
     "ClientClosed",
     "ConfigurationError",
     "ConnectError",
@@ -58,12 +66,16 @@ __all__ = [
     "JournalError",
     "NotFinished",
     "NotFound",
+    "OutputExpired",
     "PredictionFailed",
     "PredictionTimeout",
     "ProtocolError",
     "RateLimited",
     "ResponseTooLarge",
     "ServerError",
+    "StorageAccessDenied",
+    "StorageCredentialsMissing",
+    "StorageError",
     "SubmissionUncertain",
     "TransportError",
     "WaveSpeedError",
@@ -301,6 +313,53 @@ class JournalError(WaveSpeedError):
 
     After a failed write, ``prediction_id`` names the task whose record was lost.
     """
+
+
+class OutputExpired(WaveSpeedError):
+    """An output's URL no longer serves it: the platform keeps outputs for 7 days.
+
+    ``prediction_id`` names the task, ``age`` is how old it is (from the task's ``created_at``
+    to the output host's ``Date``, else this machine's clock) and ``index`` the output's
+    position. Nothing can bring the file back: run the task again.
+    """
+
+    def __init__(self, prediction_id: str, age: dt.timedelta, index: int) -> None:
+        days = age.total_seconds() / 86400
+        super().__init__(
+            f"output {index} of prediction {prediction_id} has expired: the task is"
+            f" {days:.1f} days old and the platform keeps outputs for 7 days",
+            prediction_id=prediction_id,
+        )
+        self.age = age
+        self.index = index
+
+
+class StorageError(WaveSpeedError):
+    """Copying an output into object storage failed; nothing is left under the final name.
+
+    ``destination`` is the destination URL as given (``s3://bucket/prefix/``); it never
+    carries credentials, and neither does the message.
+    """
+
+    def __init__(self, message: str, *, destination: str, prediction_id: str | None = None) -> None:
+        super().__init__(message, prediction_id=prediction_id)
+        self.destination = destination
+
+
+class BucketNotFound(StorageError):
+    """The destination's bucket (or container) does not exist; create it first."""
+
+
+class StorageCredentialsMissing(StorageError):
+    """No credentials for the destination were found in the arguments or the environment."""
+
+
+class StorageAccessDenied(StorageError):
+    """The store refused the credentials or the write (a read-only destination, say)."""
+
+
+class ChecksumMismatch(StorageError):
+    """The stored object's size or checksum differs from the bytes downloaded; it was removed."""
 
 
 WebhookCheck = Literal["headers", "signature", "timestamp", "payload"]

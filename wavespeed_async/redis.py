@@ -1,6 +1,6 @@
 """Coordination through Redis: limits, idempotency keys and webhook fan-out across processes.
 
-Needs the ``redis`` extra (``pip install 'wavespeed-async[redis]'``)::
+Needs the ``redis`` extra (``pip install redis``, or ``pip install ".[redis]"`` in a checkout)::
 
     from wavespeed_async.redis import RedisCoordinator
 

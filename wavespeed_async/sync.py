@@ -26,6 +26,7 @@ from ._engine.polling import PollSchedule, PollStats
 from ._http.files import MAX_DOWNLOAD
 from ._http.retry import RetryPolicy
 from ._http.session import DEFAULT_MAX_RESPONSE_BYTES
+from ._storage import StorageOptions
 from ._wire.account import CATALOGUE_TTL
 from ._wire.limits import Limits
 from ._wire.models import Prediction, Status
@@ -144,6 +145,7 @@ class WaveSpeed:
         validate_inputs: bool = False,
         catalogue_ttl: float = CATALOGUE_TTL,
         catalogue_clock: Callable[[], float] = time.monotonic,
+        storage: StorageOptions | None = None,
     ) -> None:
         # Built here, so that a bad argument raises before any thread starts.
         client = AsyncWaveSpeed(
@@ -165,6 +167,7 @@ class WaveSpeed:
             validate_inputs=validate_inputs,
             catalogue_ttl=catalogue_ttl,
             catalogue_clock=catalogue_clock,
+            storage=storage,
         )
         portal_cm = start_blocking_portal()
         portal = portal_cm.__enter__()
@@ -239,6 +242,7 @@ class WaveSpeed:
     submit_edit_image = _blocking_submit(AsyncWaveSpeed.submit_edit_image)
     upload = _blocking(AsyncWaveSpeed.upload)
     download = _blocking(AsyncWaveSpeed.download)
+    check_destination = _blocking(AsyncWaveSpeed.check_destination)
     webhook_secret = _blocking(AsyncWaveSpeed.webhook_secret)
     balance = _blocking(AsyncWaveSpeed.balance)
     price = _blocking(AsyncWaveSpeed.price)
@@ -412,9 +416,17 @@ class SyncPredictionFuture:
         """Delete the task, then stop polling; see :meth:`PredictionFuture.cancel_remote`."""
         return self._client._run(self._future.cancel_remote)
 
+    @overload
+    def download(self, directory: os.PathLike[str], *, max_bytes: int = ...) -> list[Path]: ...
+
+    @overload
+    def download(
+        self, directory: str | os.PathLike[str], *, max_bytes: int = ...
+    ) -> list[Path] | list[str]: ...
+
     def download(
         self, directory: str | os.PathLike[str], *, max_bytes: int = MAX_DOWNLOAD
-    ) -> list[Path]:
+    ) -> list[Path] | list[str]:
         """Save the finished task's outputs; see :meth:`PredictionFuture.download`."""
         return self._client._run(
             functools.partial(self._future.download, directory, max_bytes=max_bytes)

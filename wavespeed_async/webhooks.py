@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ._coordination.local import Coordinator, LocalCoordinator
 from ._engine.polling import RECONCILE_SCHEDULE, PollSchedule
 from ._http import asgi
+from ._telemetry import about
 from ._wire.models import Prediction
 from ._wire.webhook import (
     DEFAULT_TOLERANCE,
@@ -254,7 +255,12 @@ class WebhookReceiver:
             try:
                 await coordinator.release_slot(prediction.id)
             except Exception as exc:  # the lease expires on its own
-                log.warning("could not free the slot of %s: %r", prediction.id, exc)
+                log.warning(
+                    "could not free the slot of %s: %r",
+                    prediction.id,
+                    exc,
+                    extra=about(prediction.id, prediction.model),
+                )
         return 200, "ok"
 
     def _accepted(self, delivery: Delivery) -> None:
@@ -265,6 +271,7 @@ class WebhookReceiver:
             delivery.webhook_id,
             prediction.id,
             prediction.raw_status,
+            extra=about(prediction.id, prediction.model),
         )
         self._call_back(prediction)
 
@@ -296,7 +303,11 @@ class WebhookReceiver:
         try:
             result = self.on_prediction(prediction)
         except Exception:
-            log.exception("on_prediction failed for prediction %s", prediction.id)
+            log.exception(
+                "on_prediction failed for prediction %s",
+                prediction.id,
+                extra=about(prediction.id, prediction.model),
+            )
             return
         if inspect.isawaitable(result):
             task = asyncio.get_running_loop().create_task(self._await_callback(result, prediction))
@@ -308,7 +319,11 @@ class WebhookReceiver:
         try:
             await result
         except Exception:
-            log.exception("on_prediction failed for prediction %s", prediction.id)
+            log.exception(
+                "on_prediction failed for prediction %s",
+                prediction.id,
+                extra=about(prediction.id, prediction.model),
+            )
 
     async def aclose(self, grace: float = 10.0) -> None:
         """Wait up to ``grace`` seconds for running callbacks, then cancel the rest."""

@@ -36,7 +36,7 @@ try:
     from redis.backoff import NoBackoff
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "wavespeed_async.redis needs redis-py: pip install 'wavespeed-async[redis]'"
+        "wavespeed_async.redis needs redis-py: pip install redis (the redis extra)"
     ) from exc
 
 from ..errors import ConfigurationError, CoordinatorUnavailable

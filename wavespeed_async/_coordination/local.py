@@ -27,6 +27,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 import anyio
 import attrs
 
+from .._telemetry import about
 from .._wire.convert import structure_prediction
 from .._wire.limits import Limits, SubmitRate
 from .._wire.models import Prediction
@@ -215,7 +216,11 @@ def call_delivery_callbacks(
         try:
             callback(prediction)
         except Exception:
-            log.exception("a webhook delivery callback failed for %s", prediction.id)
+            log.exception(
+                "a webhook delivery callback failed for %s",
+                prediction.id,
+                extra=about(prediction.id, prediction.model),
+            )
 
 
 V = TypeVar("V")

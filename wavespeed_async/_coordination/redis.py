@@ -13,7 +13,7 @@ does not answer in time, or answers an error, the rate and slots fall back to th
 own limits (one warning; they return when Redis does), and the ledger fails closed: ``claim``
 and ``record_*`` raise :class:`CoordinatorUnavailable`. Idempotency keys need a Redis that
 keeps them (``appendonly yes``, ``maxmemory-policy noeviction``): checked before the first
-key, see ``durable_keys``. Needs the ``redis`` extra (``pip install 'wavespeed-async[redis]'``).
+key, see ``durable_keys``. Needs the ``redis`` extra (``pip install redis``).
 """
 
 from __future__ import annotations

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import logging
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import anyio
 
 from .._http.session import ApiSession
 from .._telemetry import telemetry
@@ -36,9 +41,16 @@ from .._wire.account import (
 from .._wire.convert import structure_prediction
 from .._wire.models import ModelInfo, Quote
 from .._wire.protocol import check_model_id, result_request
-from ..errors import APIError, NotFound
+from ..errors import APIError, NotFound, PredictionTimeout
 
-__all__ = ["AccountCalls"]
+__all__ = ["SCHEMA_CHECK_BUDGET", "AccountCalls"]
+
+log = logging.getLogger(__name__)
+
+#: The longest a payload's schema check may take (in a worker thread) before the payload is
+#: left to the server to judge. Schemas too costly to check are left to it at once, so this is
+#: a backstop, not a wait: a checkable catalogue schema takes well under a millisecond.
+SCHEMA_CHECK_BUDGET = 2.0
 
 _MAX_PAGES = 100  # pages of one billing search: 10,000 records of 100 ids is not paging
 
@@ -65,26 +77,28 @@ class AccountCalls:
     async def balance(self) -> float:
         """``GET /api/v3/balance``, in USD."""
         with telemetry.span("wavespeed.account.balance"):
-            return parse_balance(await self.api.call(balance_request(self.base_url)))
+            return await self.api.call(balance_request(self.base_url), parse=parse_balance)
 
     async def price(self, model: str, payload: Mapping[str, Any] | Any) -> Quote:
         """Quote ``/model/price``; on 404 or 405 try ``/model/pricing`` (and keep using it)."""
         request = price_request(self.base_url, model, payload, legacy=self._legacy_price)
+        parse = functools.partial(parse_quote, model=model)
         try:
-            data = await self.api.call(request)
+            return await self.api.call(request, parse=parse)
         except APIError as exc:
             if self._legacy_price or exc.status not in (404, 405):
                 raise
-            data = await self.api.call(price_request(self.base_url, model, payload, legacy=True))
-            self._legacy_price = True
-        return parse_quote(data, model)
+        legacy = price_request(self.base_url, model, payload, legacy=True)
+        quote = await self.api.call(legacy, parse=parse)
+        self._legacy_price = True
+        return quote
 
     async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
         """The catalogue, fetched at most once per ``ttl`` unless ``refresh``."""
         async with self._loading:  # concurrent first submits fetch it once
             if refresh or not self.catalogue.fresh:
-                answer = await self.api.call(models_request(self.base_url))
-                self.catalogue.store(parse_models(answer))
+                models = await self.api.call(models_request(self.base_url), parse=parse_models)
+                self.catalogue.store(models)
             return self.catalogue.all()
 
     async def model(self, model_id: str) -> ModelInfo:
@@ -99,29 +113,46 @@ class AccountCalls:
             )
         return info
 
-    async def check(self, model: str, body: Mapping[str, Any]) -> None:
+    async def check(self, model: str, body: Mapping[str, Any], *, timeout: float) -> None:
         """Check a submit's body against the model's schema, when a catalogue is at hand.
 
-        With ``validate_inputs`` the catalogue is loaded (or refreshed) first; without it, a
-        catalogue loaded by ``models()`` is used if ``jsonschema`` is installed. A model the
-        catalogue does not list is left to the server to judge.
+        With ``validate_inputs`` the catalogue is loaded (or refreshed) first, within
+        ``timeout`` seconds (the submit's deadline: then :class:`PredictionTimeout`, nothing
+        sent); without it, a catalogue loaded by ``models()`` is used if ``jsonschema-rs`` is
+        installed. A model the catalogue does not list is left to the server to judge, and so
+        is a payload whose check does not end within :data:`SCHEMA_CHECK_BUDGET`.
         """
+        started = anyio.current_time()
         if self.validate_inputs and not self.catalogue.fresh:
-            await self.models()
+            with anyio.move_on_after(None if math.isinf(timeout) else timeout) as scope:
+                await self.models()
+            if scope.cancelled_caught:
+                raise PredictionTimeout(
+                    None, timeout, reason="the model catalogue did not load; nothing was sent"
+                )
         elif not (self.catalogue.loaded and _schema.available()):
             return
         info = self.catalogue.get(model)
-        if info is not None and info.input_schema:
-            _schema.validate_payload(model, info.input_schema, body)
+        if info is None or not info.input_schema:
+            return
+        budget = min(SCHEMA_CHECK_BUDGET, timeout - (anyio.current_time() - started))
+        with anyio.move_on_after(budget):
+            await anyio.to_thread.run_sync(
+                _schema.validate_payload, model, info.input_schema, body, abandon_on_cancel=True
+            )
+            return
+        log.debug("the payload of %s is left to the server: its check ran out of time", model)
 
     async def delete(self, ids: Iterable[str]) -> int:
         """``POST /api/v3/predictions/delete``; returns ``deleted_count``."""
-        return parse_deleted(await self.api.call(delete_request(self.base_url, ids)))
+        return await self.api.call(delete_request(self.base_url, ids), parse=parse_deleted)
 
     async def cancel(self, prediction_id: str) -> bool:
         """Delete the task unless it has finished; whether it was deleted."""
         request = result_request(self.base_url, prediction_id)
-        current = structure_prediction(await self.api.call(request, prediction_id=prediction_id))
+        current = await self.api.call(
+            request, parse=structure_prediction, prediction_id=prediction_id
+        )
         if current.status.is_terminal:
             return False  # its outputs are the user's: cancelling must not delete them
         return await self.delete([prediction_id]) > 0
@@ -134,9 +165,8 @@ class AccountCalls:
         with telemetry.span("wavespeed.account.billings", {"wavespeed.predictions": len(wanted)}):
             for chunk in chunks or [[]]:  # no id: the request's own check refuses it
                 for page in range(1, _MAX_PAGES + 1):
-                    found, more = parse_billings(
-                        await self.api.call(billings_request(self.base_url, chunk, page))
-                    )
+                    request = billings_request(self.base_url, chunk, page)
+                    found, more = await self.api.call(request, parse=parse_billings)
                     records.extend(found)
                     if not more:
                         break
@@ -146,4 +176,5 @@ class AccountCalls:
         """The account's usage from ``start`` to ``end``."""
         request = usage_request(self.base_url, start, end)
         with telemetry.span("wavespeed.account.usage"):
-            return parse_usage(await self.api.call(request), start, end)
+            parse = functools.partial(parse_usage, start=start, end=end)
+            return await self.api.call(request, parse=parse)

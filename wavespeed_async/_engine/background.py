@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
@@ -34,6 +34,7 @@ class Background:
     def __init__(self, *, retry_for: float = RETRY_FOR) -> None:
         self.retry_for = retry_for
         self._tasks: dict[asyncio.Task[None], str] = {}
+        self._fields: dict[asyncio.Task[None], Mapping[str, str] | None] = {}
 
     def __repr__(self) -> str:
         return f"Background(pending={len(self._tasks)})"
@@ -50,10 +51,12 @@ class Background:
         *,
         budget: float = ATTEMPT_BUDGET,
         landed: Callable[[], None] | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> bool:
         """Run ``write`` within ``budget`` seconds; on failure, retry it here and return False.
 
-        ``landed`` is called once the write has succeeded, now or later.
+        ``landed`` is called once the write has succeeded, now or later; ``fields`` are the
+        structured fields (``extra``) of its log lines, such as the prediction it is about.
         """
         try:
             with anyio.fail_after(budget):
@@ -64,9 +67,12 @@ class Background:
                 what,
                 exc or type(exc).__name__,
                 self.retry_for,
+                extra=fields,
             )
-            task = asyncio.get_running_loop().create_task(self._retry(what, write, landed))
+            retry = self._retry(what, write, landed, fields)
+            task = asyncio.get_running_loop().create_task(retry)
             self._tasks[task] = what
+            self._fields[task] = fields
             task.add_done_callback(self._forget)
             return False
         if landed is not None:
@@ -75,8 +81,15 @@ class Background:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        self._fields.pop(task, None)
 
-    async def _retry(self, what: str, write: Write, landed: Callable[[], None] | None) -> None:
+    async def _retry(
+        self,
+        what: str,
+        write: Write,
+        landed: Callable[[], None] | None,
+        fields: Mapping[str, str] | None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.retry_for
         pause = _FIRST_PAUSE
@@ -87,11 +100,13 @@ class Background:
                     await write()
             except Exception as exc:
                 if loop.time() >= give_up_at:
-                    log.error("%s: given up after %g s (%s)", what, self.retry_for, exc)
+                    log.error(
+                        "%s: given up after %g s (%s)", what, self.retry_for, exc, extra=fields
+                    )
                     return
                 pause = min(_MAX_PAUSE, pause * 2)
                 continue
-            log.info("%s: done, in the background", what)
+            log.info("%s: done, in the background", what, extra=fields)
             if landed is not None:
                 landed()
             return
@@ -100,7 +115,7 @@ class Background:
         """Cancel the writes still being retried, logging each one that never landed."""
         tasks = list(self._tasks.items())
         for task, what in tasks:
-            log.error("%s: never landed (the client closed)", what)
+            log.error("%s: never landed (the client closed)", what, extra=self._fields.get(task))
             task.cancel()
         if tasks:
             await asyncio.gather(*(task for task, _ in tasks), return_exceptions=True)

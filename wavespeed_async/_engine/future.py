@@ -9,9 +9,9 @@ import os
 import weakref
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
-from .._telemetry import PredictionTrace
+from .._telemetry import PredictionTrace, about
 from .._telemetry._base import NOTHING
 from .._wire.models import Prediction, Status
 from ..errors import NotFinished, PredictionFailed, PredictionTimeout, WaveSpeedError
@@ -40,7 +40,7 @@ class FutureOwner(Protocol):
 
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
-    ) -> list[Path]: ...
+    ) -> list[Path] | list[str]: ...
 
 
 class PredictionFuture:
@@ -214,9 +214,19 @@ class PredictionFuture:
         self._observe(prediction)
         return prediction
 
+    @overload
+    async def download(
+        self, directory: os.PathLike[str], *, max_bytes: int | None = ...
+    ) -> list[Path]: ...
+
+    @overload
+    async def download(
+        self, directory: str | os.PathLike[str], *, max_bytes: int | None = ...
+    ) -> list[Path] | list[str]: ...
+
     async def download(
         self, directory: str | os.PathLike[str], *, max_bytes: int | None = None
-    ) -> list[Path]:
+    ) -> list[Path] | list[str]:
         """Save the finished task's outputs under ``directory``; returns the paths.
 
         It does not wait: await the future first. An unfinished task raises
@@ -309,6 +319,7 @@ class PredictionFuture:
                 "prediction %s has unknown status %r; polling until the deadline",
                 self._id,
                 prediction.raw_status,
+                extra=about(self._id, self._model),
             )
 
     def _fail_waiters(self, error: BaseException) -> None:
@@ -343,7 +354,11 @@ class PredictionFuture:
                 try:
                     callback(prediction)
                 except Exception:
-                    log.exception("an on_status callback of prediction %s raised", self._id)
+                    log.exception(
+                        "an on_status callback of prediction %s raised",
+                        self._id,
+                        extra=about(self._id, self._model),
+                    )
         if self.done():
             self._finish_trace(self._learn(prediction, previous_check))
             self._settle()

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 
 from .._coordination.local import IdempotencyRecord, fingerprint
+from .._telemetry import about
 from .._wire.protocol import check_prediction_id
 from ..errors import (
     IdempotencyConflict,
@@ -176,7 +177,12 @@ class KeyedSubmits:
             return None
         await self._check_task(record, check_prediction_id(prediction_id))
         await coordinator.record_submitted(key, prediction_id)
-        log.info("idempotency key %r resolved to task %s", key, prediction_id)
+        log.info(
+            "idempotency key %r resolved to task %s",
+            key,
+            prediction_id,
+            extra=about(prediction_id, record.model),
+        )
         return await self._adopted(prediction_id, record.model, None)
 
     # --- the steps ----------------------------------------------------------------------------
@@ -242,6 +248,7 @@ class KeyedSubmits:
                 "idempotency key %r: adopted task %s from the history",
                 record.key,
                 verdict.prediction_id,
+                extra=about(verdict.prediction_id, record.model),
             )
             await self._record_task(
                 record.key, verdict.prediction_id, record.model, record.payload, deadline
@@ -280,7 +287,9 @@ class KeyedSubmits:
                 del self._unrecorded[key]
 
         what = f"recording task {prediction_id} for idempotency key {key!r}"
-        await self._background.write(what, write, budget=_budget(deadline), landed=landed)
+        await self._background.write(
+            what, write, budget=_budget(deadline), landed=landed, fields=about(prediction_id, model)
+        )
 
     async def _record_uncertain(self, pending: Pending, reason: str, deadline: Deadline) -> None:
         async def write() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._coordination.local import Coordinator
+from .._wire.account import BillingRecord
 from .._wire.models import Prediction, Quote
 from .future import PredictionFuture
 from .polling import PollSchedule
@@ -85,6 +86,10 @@ class QuoteSource(Protocol):
         """The account's balance in USD."""
         ...
 
+    async def billings(self, *prediction_ids: str) -> list[BillingRecord]:
+        """What each prediction was billed (the batch's quotes are compared with it)."""
+        ...
+
 
 class BatchClient(KeyedClient, QuoteSource, Protocol):
     """What a batch runner uses of the client."""
@@ -112,6 +117,6 @@ class BatchClient(KeyedClient, QuoteSource, Protocol):
 
     async def download(
         self, prediction: Prediction, directory: str | os.PathLike[str], *, max_bytes: int = ...
-    ) -> list[Path]:
+    ) -> list[Path] | list[str]:
         """Save a completed prediction's outputs."""
         ...

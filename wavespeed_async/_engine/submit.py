@@ -20,7 +20,7 @@ import attrs
 
 from .._http.retry import outcome_unknown
 from .._http.session import ApiSession
-from .._telemetry import PredictionTrace, telemetry
+from .._telemetry import PredictionTrace, about, telemetry
 from .._wire.convert import structure_prediction
 from .._wire.models import Prediction, Status
 from .._wire.protocol import Request, is_sync_timeout
@@ -133,7 +133,11 @@ class Submitter:
         trace.submitted(prediction.id)
         if lease is not None:
             bind = functools.partial(self._api.coordinator.bind_slot, lease, prediction.id)
-            await self._background.write(f"binding the slot of task {prediction.id}", bind)
+            await self._background.write(
+                f"binding the slot of task {prediction.id}",
+                bind,
+                fields=about(prediction.id, model),
+            )
         if is_sync_timeout(prediction) and prediction.status.is_terminal:
             # A sync wait that ran out says nothing of the task's fate: check, don't trust.
             prediction = attrs.evolve(prediction, status=Status.PROCESSING)
@@ -177,7 +181,7 @@ class Submitter:
         """Send a submit; a failure that may have created the task is SubmissionUncertain."""
         sent_at = dt.datetime.now(dt.timezone.utc)
         try:
-            return structure_prediction(await self._api.call(request, deadline=deadline))
+            return await self._api.call(request, parse=structure_prediction, deadline=deadline)
         except WaveSpeedError as exc:
             if not outcome_unknown(exc):
                 raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import mimetypes
 import os
 import re
@@ -27,18 +28,23 @@ import attrs
 
 from .._wire.models import Prediction, Status
 from .._wire.protocol import check_prediction_id
-from ..errors import InvalidInput, NotFinished, PredictionFailed, WaveSpeedError
+from ..errors import InvalidInput, NotFinished, OutputExpired, PredictionFailed, WaveSpeedError
 
 if TYPE_CHECKING:
-    from .session import Output
+    from .answers import Output
 
 __all__ = [
-    "download_prediction",
+    "check_finished",
     "MAX_DOWNLOAD",
     "MAX_UPLOAD",
+    "OUTPUT_RETENTION",
     "Media",
+    "check_output",
+    "decode_output",
     "download_outputs",
+    "fetchable",
     "image_input",
+    "is_inline",
     "output_suffix",
     "read_media",
     "sniff_type",
@@ -46,6 +52,9 @@ __all__ = [
 
 MAX_UPLOAD = 200 * 1024 * 1024
 MAX_DOWNLOAD = 2 * 1024 * 1024 * 1024
+#: How long the platform keeps a task's outputs (and uploads).
+OUTPUT_RETENTION = dt.timedelta(days=7)
+_GONE = frozenset({403, 404, 410})  # what storage answers for an object it no longer serves
 _CHUNK = 256 * 1024
 _HEAD = 16  # bytes enough to recognise every type below
 
@@ -248,15 +257,8 @@ class OpenOutput(Protocol):
     ) -> AbstractAsyncContextManager[Output]: ...
 
 
-async def download_prediction(
-    open_output: OpenOutput,
-    prediction: Prediction,
-    directory: Path,
-    *,
-    max_bytes: int,
-    timeout: float,
-) -> list[Path]:
-    """``client.download``: a completed prediction's outputs; a failed or unfinished one raises."""
+def check_finished(prediction: Prediction) -> None:
+    """Raise unless ``prediction`` completed: :class:`PredictionFailed` or :class:`NotFinished`."""
     if prediction.status.is_failure:
         raise PredictionFailed(prediction)
     if prediction.status is not Status.COMPLETED:
@@ -265,9 +267,6 @@ async def download_prediction(
             " not completed: nothing to download yet",
             prediction_id=prediction.id,
         )
-    return await download_outputs(
-        open_output, prediction, directory, max_bytes=max_bytes, timeout=timeout
-    )
 
 
 async def download_outputs(
@@ -281,48 +280,83 @@ async def download_outputs(
     """Write each output to ``directory/{id}-{index}{suffix}`` atomically; returns the paths.
 
     URLs are fetched over http(s) only; ``data:`` URIs and bare base64 are decoded. A failure
-    leaves no partial file (outputs saved before it stay).
+    leaves no partial file (outputs saved before it stay); an output past the platform's
+    retention raises :class:`OutputExpired`.
     """
     check_prediction_id(prediction.id)  # the id becomes a file name: no separators in it
     await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
     paths = []
     for index, output in enumerate(prediction.outputs):
         stem = f"{prediction.id}-{index}"
-        scheme = _SCHEME.match(output)
         try:
-            if output[:5].lower() == "data:" or ":" not in output:  # base64 has no colon
-                paths.append(await _decode(output, directory, stem, max_bytes))
-            elif scheme is not None and scheme[1].lower() in ("http", "https"):
-                paths.append(await _fetch(open_output, output, directory, stem, max_bytes, timeout))
+            if is_inline(output):
+                data, declared = decode_output(output, stem, max_bytes)
+                paths.append(await _write_decoded(data, declared, directory, stem, max_bytes))
             else:
-                shown = f"over {scheme[1]}:" if scheme else "that is not a URL"
-                raise WaveSpeedError(f"refusing to fetch output {index} {shown} (http(s) only)")
+                url, shown = fetchable(output, index)
+                async with open_output(url, shown, timeout=timeout) as opened:
+                    check_output(opened, prediction, index, shown, max_bytes)
+                    paths.append(await _save(opened, url, directory, stem, max_bytes, shown))
         except WaveSpeedError as exc:
             exc.prediction_id = exc.prediction_id or prediction.id
             raise
     return paths
 
 
-async def _fetch(
-    open_output: OpenOutput, url: str, directory: Path, stem: str, max_bytes: int, timeout: float
+def is_inline(output: str) -> bool:
+    """Whether an output is its own content (a ``data:`` URI or bare base64), not a URL."""
+    return output[:5].lower() == "data:" or ":" not in output  # base64 has no colon
+
+
+def fetchable(output: str, index: int) -> tuple[str, str]:
+    """The URL of output ``index`` and what to call it in errors; refused unless http(s).
+
+    Errors show the URL's path only: a signed URL's query is a credential.
+    """
+    scheme = _SCHEME.match(output)
+    if scheme is None or scheme[1].lower() not in ("http", "https"):
+        shown = f"over {scheme[1]}:" if scheme else "that is not a URL"
+        raise WaveSpeedError(f"refusing to fetch output {index} {shown} (http(s) only)")
+    path = urlsplit(output).path
+    return output, path if len(path) <= 100 else f"{path[:60]}...{path[-20:]}"
+
+
+def check_output(
+    output: Output, prediction: Prediction, index: int, shown: str, max_bytes: int
+) -> None:
+    """Raise unless ``output`` is a 200 within ``max_bytes``: :class:`OutputExpired` when gone.
+
+    An output URL that answers 403, 404 or 410 for a task older than the platform's
+    retention (:data:`OUTPUT_RETENTION`) has expired; the age runs from the task's
+    ``created_at`` to the answer's ``Date`` (else this machine's clock).
+    """
+    if output.status != 200:
+        created = prediction.created_at
+        if output.status in _GONE and created is not None:
+            now = output.served_at or dt.datetime.now(dt.timezone.utc)
+            if now - created >= OUTPUT_RETENTION:
+                raise OutputExpired(prediction.id, now - created, index)
+        raise WaveSpeedError(f"download of {shown} failed: HTTP {output.status}")
+    if output.content_length is not None and output.content_length > max_bytes:
+        raise WaveSpeedError(f"download of {shown} exceeds {max_bytes} bytes")
+
+
+async def _save(
+    output: Output, url: str, directory: Path, stem: str, max_bytes: int, shown: str
 ) -> Path:
-    # Report the path only: a signed URL's query is a credential.
     path = urlsplit(url).path
-    shown = path if len(path) <= 100 else f"{path[:60]}...{path[-20:]}"
-    async with open_output(url, shown, timeout=timeout) as output:
-        if output.content_length is not None and output.content_length > max_bytes:
-            raise WaveSpeedError(f"download of {shown} exceeds {max_bytes} bytes")
-        return await _write_atomically(
-            output.chunks,
-            directory,
-            stem,
-            lambda head: output_suffix(head, output.content_type, path),
-            max_bytes=max_bytes,
-            what=f"download of {shown}",
-        )
+    return await _write_atomically(
+        output.chunks,
+        directory,
+        stem,
+        lambda head: output_suffix(head, output.content_type, path),
+        max_bytes=max_bytes,
+        what=f"download of {shown}",
+    )
 
 
-async def _decode(output: str, directory: Path, stem: str, max_bytes: int) -> Path:
+def decode_output(output: str, stem: str, max_bytes: int) -> tuple[bytes, str]:
+    """The bytes of a ``data:`` URI or bare base64 output, and the type it declares."""
     declared, text = "", output
     if output[:5].lower() == "data:":
         header, comma, text = output.partition(",")
@@ -332,9 +366,14 @@ async def _decode(output: str, directory: Path, stem: str, max_bytes: int) -> Pa
     if len(text) // 4 * 3 > max_bytes:  # refuse before decoding it all
         raise WaveSpeedError(f"output {stem} exceeds {max_bytes} bytes")
     try:
-        data = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True), declared
     except (binascii.Error, ValueError):
         raise WaveSpeedError(f"output {stem} is neither an http(s) URL nor base64") from None
+
+
+async def _write_decoded(
+    data: bytes, declared: str, directory: Path, stem: str, max_bytes: int
+) -> Path:
     return await _write_atomically(
         _once(data),
         directory,

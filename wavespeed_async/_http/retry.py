@@ -17,7 +17,7 @@ from typing import TypeVar
 import anyio
 import attrs
 
-from .._telemetry import telemetry
+from .._telemetry import about, telemetry
 from ..errors import (
     APIError,
     ConnectError,
@@ -158,12 +158,20 @@ async def call_with_retries(
             if clock() - started + delay > policy.timeout:
                 raise
             cost = budget.spend(error)
+            fields = about(error.prediction_id) if error.prediction_id else None
             if cost is None:
-                log.warning("retry budget spent: not retrying %s (%s)", what, error)
+                log.warning("retry budget spent: not retrying %s (%s)", what, error, extra=fields)
                 raise
             spent += cost
             retries += 1
-            log.info("retrying %s in %.2fs after: %s (retry %d)", what, delay, error, retries)
+            log.info(
+                "retrying %s in %.2fs after: %s (retry %d)",
+                what,
+                delay,
+                error,
+                retries,
+                extra=fields,
+            )
             telemetry.retry(route or what, _reason(error), delay, retries)
             await sleep(delay)
         else:

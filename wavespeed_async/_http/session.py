@@ -14,74 +14,47 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import aiohttp
-import attrs
 
 from .._coordination.local import Coordinator
-from .._telemetry import route_of, telemetry
+from .._telemetry import about, route_of, telemetry
 from .._wire.limits import Limits
-from .._wire.protocol import Request, auth_headers, parse_data
+from .._wire.protocol import (
+    Request,
+    parse_data,
+    parse_upload_ticket,
+    redact,
+    upload_ticket_request,
+)
 from ..errors import (
     APIError,
     ClientClosed,
     ConfigurationError,
     ConnectError,
     PredictionTimeout,
+    ProtocolError,
     ResponseTooLarge,
     TransportError,
     WaveSpeedError,
 )
+from .answers import TIMEOUTS, Output, Response, Secret, guarded, served_at
+from .files import Media
 from .retry import RetryBudget, RetryPolicy, call_with_retries
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ApiSession", "Output"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The cap on one API answer, counted after decompression. A base64 output is ~10 MB, and an
 #: answer may carry a few of them; anything near this is a fault (or an attack), not data.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _CHUNK = 256 * 1024
-#: A timeout, whichever kind: on Python 3.10 asyncio's (and aiohttp's) is not the builtin one.
-TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
 _CONNECT_TIMEOUT = 10.0
-
-
-@attrs.frozen
-class Response:
-    """Status, headers and body of one HTTP answer."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@attrs.frozen
-class Output:
-    """An output file being fetched: its declared type and size, and its bytes as they come."""
-
-    content_type: str
-    content_length: int | None
-    chunks: AsyncIterator[bytes]
-
-
-class _Secret(str):
-    """The API key: a ``str`` whose repr never shows it.
-
-    The protocol's redaction takes it as a string, and a traceback that renders the locals of
-    its frames (``parse_data(secret=...)`` among them) shows ``'***'``.
-    """
-
-    __slots__ = ()
-
-    def headers(self) -> dict[str, str]:
-        return auth_headers(self)
-
-    def __repr__(self) -> str:
-        return "'***'"
 
 
 class ApiSession:
@@ -113,7 +86,7 @@ class ApiSession:
         self._started: asyncio.Future[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()
         self._budget = RetryBudget(retry.budget)
-        self._key = _Secret(api_key)
+        self._key = Secret(api_key)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -225,18 +198,72 @@ class ApiSession:
 
     # --- the API ------------------------------------------------------------------------------
 
+    @overload
+    async def call(
+        self, request: Request, *, prediction_id: str | None = ..., deadline: float | None = ...
+    ) -> Any: ...
+
+    @overload
     async def call(
         self,
         request: Request,
         *,
+        parse: Callable[[Any], T],
+        prediction_id: str | None = ...,
+        deadline: float | None = ...,
+    ) -> T: ...
+
+    async def call(
+        self,
+        request: Request,
+        *,
+        parse: Callable[[Any], Any] | None = None,
         prediction_id: str | None = None,
         deadline: float | None = None,
     ) -> Any:
         """Send an API request under the retry policy; return the envelope's ``data``.
 
+        With ``parse``, return ``parse(data)``: a parser's error, whose message is built from
+        the server's data, is redacted here (the key, any ``Bearer`` token), and any other
+        exception of a parser becomes a :class:`ProtocolError` (see :meth:`_parsed`).
         ``deadline`` (a loop time) bounds the whole call, retries included; each attempt is
         also bounded by ``request_timeout`` (plus the sync wait of a sync-mode submit).
         """
+        data = await self._call(request, prediction_id=prediction_id, deadline=deadline)
+        if parse is None:
+            return data
+        value, failure = self._parsed(parse, data, prediction_id)
+        del data  # raised from a frame that does not hold the answer (it may echo the key)
+        if failure is not None:
+            raise failure
+        return value
+
+    def _parsed(
+        self, parse: Callable[[Any], T], data: Any, prediction_id: str | None
+    ) -> tuple[T | None, WaveSpeedError | None]:
+        """``parse(data)``, or the error it raised: redacted, with no chain and no traceback.
+
+        A server may echo the request's ``Authorization`` header into any field, and parsers
+        quote fields in their messages: this is the one place those messages meet the key.
+        Returned, not raised, like :meth:`_parse`'s errors.
+        """
+        try:
+            return parse(data), None
+        except WaveSpeedError as exc:
+            failure = exc
+        except Exception as exc:  # a parser's bug must not let a raw error (or data) escape
+            failure = ProtocolError(f"unreadable answer ({type(exc).__name__})")
+        text = redact(failure.message, self._key)
+        failure.message, failure.args = text, (text,)
+        if failure.prediction_id is None:
+            failure.prediction_id = prediction_id
+        failure.__cause__ = failure.__context__ = None
+        failure.__suppress_context__ = True
+        return None, failure.with_traceback(None)
+
+    async def _call(
+        self, request: Request, *, prediction_id: str | None, deadline: float | None
+    ) -> Any:
         self.session()  # refuse at once when closed or from another loop
 
         async def attempt() -> Any:
@@ -244,7 +271,10 @@ class ApiSession:
                 delay = await self.coordinator.submit_delay()
                 if delay > 0:
                     await self._sleep(delay)
-            data, failure = self._parse(await self._send(request, deadline), prediction_id)
+            # No local holds the answer: a frame kept by the error must not keep its body.
+            data, failure = self._parse(
+                await self._send(request, deadline, prediction_id), prediction_id
+            )
             if failure is not None:
                 if request.creates_task and isinstance(failure, APIError) and failure.status == 429:
                     await self.coordinator.rate_limited()
@@ -283,7 +313,9 @@ class ApiSession:
         except WaveSpeedError as error:
             return None, error.with_traceback(None)
 
-    async def _send(self, request: Request, deadline: float | None) -> Response:
+    async def _send(
+        self, request: Request, deadline: float | None, prediction_id: str | None = None
+    ) -> Response:
         """One attempt; errors below HTTP become :class:`TransportError` with no context.
 
         :class:`ConnectError` means no connection was made, so nothing was sent. The raised
@@ -331,6 +363,7 @@ class ApiSession:
                 response.status,
                 (time.monotonic() - started) * 1000,
                 response.headers.get("X-Request-Id", "-"),
+                extra=about(prediction_id) if prediction_id else None,
             )
         return response
 
@@ -397,6 +430,15 @@ class ApiSession:
 
     # --- storage and CDN: no key --------------------------------------------------------------
 
+    async def upload(self, media: Media) -> str:
+        """Upload ``media`` (a ticket from the API, then the PUT); the URL to use as input."""
+        size = len(media.data)
+        request = upload_ticket_request(self.base_url, media.filename, size, media.content_type)
+        with telemetry.span("wavespeed.upload", {"wavespeed.file.size": size}):  # no URL on it
+            ticket = await self.call(request, parse=parse_upload_ticket)
+            await self.put(ticket.url, media.data, ticket.headers)
+        return ticket.download_url
+
     async def put(self, url: str, data: bytes, headers: Mapping[str, str]) -> None:
         """PUT an upload to pre-signed storage (no key); retried as a read is."""
 
@@ -428,34 +470,23 @@ class ApiSession:
 
     @contextlib.asynccontextmanager
     async def output(self, url: str, shown: str, *, timeout: float) -> AsyncIterator[Output]:
-        """Open an output URL (a CDN: no key, redirects followed) for streaming."""
+        """Open an output URL (a CDN: no key, redirects followed); any status is yielded."""
         failure: WaveSpeedError | None = None
         try:
             async with self.session().get(
                 url, timeout=aiohttp.ClientTimeout(total=timeout, sock_read=self.request_timeout)
             ) as response:
-                if response.status != 200:
-                    raise WaveSpeedError(f"download of {shown} failed: HTTP {response.status}")
                 yield Output(
+                    response.status,
                     response.content_type,
                     response.content_length,
-                    _guarded(response.content.iter_chunked(_CHUNK), shown),
+                    guarded(response.content.iter_chunked(_CHUNK), shown),
+                    served_at(response.headers.get("Date")),
                 )
         except (aiohttp.ClientError, *TIMEOUTS) as exc:
             failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
         if failure is not None:
             raise failure
-
-
-async def _guarded(chunks: AsyncIterator[bytes], shown: str) -> AsyncIterator[bytes]:
-    failure: WaveSpeedError | None = None
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except (aiohttp.ClientError, *TIMEOUTS) as exc:
-        failure = TransportError(f"download of {shown} failed: {type(exc).__name__}")
-    if failure is not None:
-        raise failure
 
 
 def _path(url: str) -> str:

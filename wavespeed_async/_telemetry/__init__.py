@@ -15,9 +15,26 @@ What is recorded, and under which names, is listed in ``_otel.py`` and in
 
 from __future__ import annotations
 
-from ._base import Attributes, PredictionTrace, Telemetry, route_of
+from ._base import (
+    NO_OPERATION,
+    Attributes,
+    OperationTrace,
+    PredictionTrace,
+    Telemetry,
+    about,
+    route_of,
+)
 
-__all__ = ["Attributes", "PredictionTrace", "Telemetry", "route_of", "telemetry"]
+__all__ = [
+    "NO_OPERATION",
+    "Attributes",
+    "OperationTrace",
+    "PredictionTrace",
+    "Telemetry",
+    "about",
+    "route_of",
+    "telemetry",
+]
 
 
 def _load() -> Telemetry:

@@ -6,7 +6,16 @@ import contextlib
 from collections.abc import Mapping
 from contextlib import AbstractContextManager as ContextManager
 
-__all__ = ["NOTHING", "Attributes", "PredictionTrace", "Telemetry", "route_of"]
+__all__ = [
+    "NOTHING",
+    "NO_OPERATION",
+    "Attributes",
+    "OperationTrace",
+    "PredictionTrace",
+    "Telemetry",
+    "about",
+    "route_of",
+]
 
 #: Span and metric attributes: OpenTelemetry's primitive values only.
 Attributes = Mapping[str, "str | bool | int | float"]
@@ -69,6 +78,27 @@ class PredictionTrace:
 NOTHING = PredictionTrace()
 
 
+class OperationTrace:
+    """A long operation's trace (a batch), made current only inside the blocks it wraps.
+
+    Not a ``with`` block of its own: a batch's results are an async generator, and a span
+    made current across its ``yield`` would be the consumer's current span between results.
+    """
+
+    __slots__ = ()
+
+    def current(self) -> ContextManager[object]:
+        """Make the operation's span the current one (around a part of its work)."""
+        return _NULL
+
+    def end(self, error: BaseException | None = None, attributes: Attributes | None = None) -> None:
+        """End the operation (once), with ``attributes``, as failed by ``error`` if given."""
+
+
+#: The one operation trace that records nothing.
+NO_OPERATION = OperationTrace()
+
+
 class Telemetry:
     """The client's telemetry, recording nothing (``opentelemetry-api`` is not installed)."""
 
@@ -82,6 +112,14 @@ class Telemetry:
         """A span around an upload, a download, an account call or a batch."""
         return _NULL
 
+    def operation(self, name: str, attributes: Attributes | None = None) -> OperationTrace:
+        """Start an operation's span (a batch) under the caller's current span."""
+        return NO_OPERATION
+
+    def quoting(self, cost: float | None) -> ContextManager[object]:
+        """Predictions started in the block were quoted ``cost`` USD each (a batch's quote)."""
+        return _NULL
+
     def request(self, method: str, route: str, status: int | None, error: str | None) -> None:
         """One HTTP exchange ended: its answer's status, or the error that ended it."""
 
@@ -90,6 +128,15 @@ class Telemetry:
 
     def billed(self, model: str, quoted: float, billed: float) -> None:
         """A prediction's billed price is known: correct the cost counted at its quote."""
+
+
+def about(prediction_id: str | None, model: str | None = None) -> dict[str, str]:
+    """A log line's structured fields about a prediction: ``extra=about(id, model)``.
+
+    Log pipelines (JSON formatters, OpenTelemetry's logging handler) read ``prediction_id``
+    and ``model`` from the record as fields of their own, not from the message's text.
+    """
+    return {"prediction_id": prediction_id or "", "model": model or ""}
 
 
 def route_of(method: str, path: str, *, creates_task: bool = False) -> str:

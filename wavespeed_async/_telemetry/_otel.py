@@ -16,12 +16,14 @@ Spans (tracer ``wavespeed_async``, kind CLIENT):
   operations of their own, and a span per retry would multiply the spans of a busy batch
   while telling no more. Their attributes: route template, reason, delay, attempt; never a
   header, a key or a URL.
-- ``wavespeed.upload``, ``wavespeed.download``, ``wavespeed.account.*`` and
-  ``wavespeed.batch`` around those operations, in the caller's tree.
+- ``wavespeed.upload``, ``wavespeed.download``, ``wavespeed.account.*`` around those
+  operations, and ``wavespeed.batch`` (INTERNAL, :class:`OtelOperation`) the parent of a
+  batch's predictions, in the caller's tree.
 
-Metrics (meter ``wavespeed_async``): ``wavespeed.predictions`` (counter, by model and final
-status), ``wavespeed.requests`` (counter, by method, route template and status code or error
-type), ``wavespeed.prediction.duration`` and ``wavespeed.detection_lag`` (histograms, s),
+Metrics (meter ``wavespeed_async``; the counters are observable, summed in ``_tally.py`` and
+read when the SDK collects): ``wavespeed.predictions`` (counter, by model and final status),
+``wavespeed.requests`` (counter, by method, route template and status code or error type),
+``wavespeed.prediction.duration`` and ``wavespeed.detection_lag`` (histograms, s),
 ``wavespeed.in_flight`` (up-down counter), ``wavespeed.cost`` (USD: the quote when the submit
 is accepted, then the difference when the billed price is known; an up-down counter, since a
 correction may be negative), ``wavespeed.rate_limited`` (429 answers) and
@@ -31,6 +33,7 @@ correction may be negative), ``wavespeed.rate_limited`` (429 answers) and
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
@@ -41,9 +44,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._base import Attributes, PredictionTrace, Telemetry
+from ._base import Attributes, OperationTrace, PredictionTrace, Telemetry
+from ._tally import Tally
 
-__all__ = ["OtelPrediction", "OtelTelemetry"]
+__all__ = ["OtelOperation", "OtelPrediction", "OtelTelemetry"]
 
 _SCOPE = "wavespeed_async"
 _PROVIDER = "wavespeed"  # gen_ai.provider.name
@@ -52,6 +56,10 @@ _OPERATION = "generate_content"  # gen_ai.operation.name: media from a prompt
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 MODEL = "wavespeed.model"
 STATUS = "wavespeed.prediction.status"
+#: The quote of the predictions started in a ``quoting`` block (a batch's, per item).
+_QUOTE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "wavespeed_quote", default=None
+)
 
 
 def _version() -> str:
@@ -81,11 +89,20 @@ class OtelTelemetry(Telemetry):
         # the client before configuring OpenTelemetry loses nothing.
         self.tracer = trace.get_tracer(_SCOPE, version)
         meter = metrics.get_meter(_SCOPE, version)
-        self.predictions = meter.create_counter(
-            "wavespeed.predictions", "{prediction}", "Predictions ended, by model and status."
+        # Counters are tallies (see _tally.py): the SDK reads them when it collects.
+        self.predictions = Tally(
+            meter,
+            "wavespeed.predictions",
+            "{prediction}",
+            "Predictions ended, by model and status.",
+            (MODEL, STATUS),
         )
-        self.requests = meter.create_counter(
-            "wavespeed.requests", "{request}", "HTTP requests, by route and status code."
+        self.requests = Tally(
+            meter,
+            "wavespeed.requests",
+            "{request}",
+            "HTTP requests, by route and status code.",
+            ("http.request.method", "http.route", "http.response.status_code", "error.type"),
         )
         self.duration = _histogram(
             meter, "wavespeed.prediction.duration", "From submit to the last status seen."
@@ -93,17 +110,31 @@ class OtelTelemetry(Telemetry):
         self.detection_lag = _histogram(
             meter, "wavespeed.detection_lag", "From a task's end to the client seeing it."
         )
-        self.in_flight = meter.create_up_down_counter(
-            "wavespeed.in_flight", "{prediction}", "Predictions submitted and not yet ended."
+        self.in_flight = Tally(
+            meter,
+            "wavespeed.in_flight",
+            "{prediction}",
+            "Predictions submitted and not yet ended.",
+            (MODEL,),
+            up_down=True,
         )
-        self.cost = meter.create_up_down_counter(
-            "wavespeed.cost", "USD", "Spend: quoted at submit, corrected to the billed price."
+        self.cost = Tally(
+            meter,
+            "wavespeed.cost",
+            "USD",
+            "Spend: quoted at submit, corrected to the billed price.",
+            (MODEL,),
+            up_down=True,
         )
-        self.rate_limited = meter.create_counter(
-            "wavespeed.rate_limited", "{response}", "429 answers, by route."
+        self.rate_limited = Tally(
+            meter, "wavespeed.rate_limited", "{response}", "429 answers, by route.", ("http.route",)
         )
-        self.retries = meter.create_counter(
-            "wavespeed.retries", "{retry}", "Requests sent again, by route and reason."
+        self.retries = Tally(
+            meter,
+            "wavespeed.retries",
+            "{retry}",
+            "Requests sent again, by route and reason.",
+            ("http.route", "wavespeed.retry.reason"),
         )
 
     def prediction(self, model: str) -> PredictionTrace:
@@ -129,20 +160,33 @@ class OtelTelemetry(Telemetry):
                 _set_error(span, *_describe(exc))
                 raise
 
+    def operation(self, name: str, attributes: Attributes | None = None) -> OperationTrace:
+        """An INTERNAL span under the caller's current span, current only where asked."""
+        return OtelOperation(
+            self.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+        )
+
+    def quoting(self, cost: float | None) -> ContextManager[object]:
+        """Hand ``cost`` to the predictions started in the block (their span and cost)."""
+        return self._quoting(cost)
+
+    @contextlib.contextmanager
+    def _quoting(self, cost: float | None) -> Iterator[None]:
+        token = _QUOTE.set(cost)
+        try:
+            yield
+        finally:
+            _QUOTE.reset(token)
+
     def request(self, method: str, route: str, status: int | None, error: str | None) -> None:
         """Count one HTTP exchange (and a 429)."""
-        attributes: dict[str, Any] = {"http.request.method": method, "http.route": route}
-        if status is not None:
-            attributes["http.response.status_code"] = status
-        if error is not None:
-            attributes["error.type"] = error
-        self.requests.add(1, attributes)
+        self.requests.add(1, method, route, status, error)
         if status == 429:
-            self.rate_limited.add(1, {"http.route": route})
+            self.rate_limited.add(1, route)
 
     def retry(self, route: str, reason: str, delay: float, retries: int) -> None:
         """Count a retry and put it on the current span as an event."""
-        self.retries.add(1, {"http.route": route, "wavespeed.retry.reason": reason})
+        self.retries.add(1, route, reason)
         trace.get_current_span().add_event(
             "wavespeed.retry",
             {
@@ -156,7 +200,7 @@ class OtelTelemetry(Telemetry):
     def billed(self, model: str, quoted: float, billed: float) -> None:
         """Move the cost counted at the quote to the billed price."""
         if billed != quoted:
-            self.cost.add(billed - quoted, {MODEL: model})
+            self.cost.add(billed - quoted, model)
 
 
 class OtelPrediction(PredictionTrace):
@@ -194,7 +238,10 @@ class OtelPrediction(PredictionTrace):
                 "gen_ai.provider.name": _PROVIDER,
             },
         )
-        owner.in_flight.add(1, {MODEL: model})
+        owner.in_flight.add(1, model)
+        quote = _QUOTE.get()
+        if quote is not None:
+            self.quoted(quote)
 
     @property
     def active(self) -> bool:
@@ -206,7 +253,7 @@ class OtelPrediction(PredictionTrace):
         self._span.set_attribute("wavespeed.prediction.id", prediction_id)
         self._span.set_attribute("gen_ai.response.id", prediction_id)
         if self._quoted is not None:
-            self._owner.cost.add(self._quoted, {MODEL: self._model})
+            self._owner.cost.add(self._quoted, self._model)
 
     def quoted(self, cost: float) -> None:
         """Remember the quote (counted as spent once the submit is accepted)."""
@@ -254,21 +301,52 @@ class OtelPrediction(PredictionTrace):
             return
         self._ended = True
         span, owner, model = self._span, self._owner, self._model
-        span.set_attribute(STATUS, status)
-        span.set_attribute("wavespeed.prediction.checks", self._checks)
-        if inference is not None:
-            span.set_attribute("wavespeed.prediction.inference_time", inference)
+        if span.is_recording():  # else nobody reads them: build nothing
+            ended_with: dict[str, Any] = {
+                STATUS: status,
+                "wavespeed.prediction.checks": self._checks,
+            }
+            if inference is not None:
+                ended_with["wavespeed.prediction.inference_time"] = inference
+            if detection_lag is not None:
+                ended_with["wavespeed.prediction.detection_lag"] = detection_lag
+            span.set_attributes(ended_with)  # one call: the SDK takes its lock once
+            if error is not None:
+                _set_error(span, *_describe(error))
         if detection_lag is not None:
-            span.set_attribute("wavespeed.prediction.detection_lag", detection_lag)
             owner.detection_lag.record(detection_lag, {MODEL: model})
-        if error is not None:
-            _set_error(span, *_describe(error))
-        attributes = {MODEL: model, STATUS: status}
-        owner.predictions.add(1, attributes)
+        owner.predictions.add(1, model, status)
         ended, end_time = _end or (time.monotonic(), None)
-        owner.duration.record(ended - self._started, attributes)
-        owner.in_flight.add(-1, {MODEL: model})
+        owner.duration.record(ended - self._started, {MODEL: model, STATUS: status})
+        owner.in_flight.add(-1, model)
         span.end(end_time)
+
+
+class OtelOperation(OperationTrace):
+    """A span started now and ended by :meth:`end`; current inside :meth:`current` only."""
+
+    __slots__ = ("_ended", "_span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+        self._ended = False
+
+    def current(self) -> ContextManager[object]:
+        """The operation's span as the current one (what starts inside becomes its child)."""
+        return trace.use_span(
+            self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
+
+    def end(self, error: BaseException | None = None, attributes: Attributes | None = None) -> None:
+        """End the span once, with ``attributes``; ERROR with the error's type if ``error``."""
+        if self._ended:
+            return
+        self._ended = True
+        if attributes:
+            self._span.set_attributes(attributes)
+        if error is not None:
+            _set_error(self._span, *_describe(error))
+        self._span.end()
 
 
 def _describe(error: BaseException) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import re
 import time
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ..errors import InvalidInput, ProtocolError
+from ..errors import ConfigurationError, InvalidInput, ProtocolError
 from .convert import parse_datetime, structure_answer, unstructure_payload
 from .models import ModelInfo, Quote
 from .protocol import Request, check_model_id, check_prediction_id
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: How long the catalogue is trusted, in seconds (the official CLI caches it for an hour).
 CATALOGUE_TTL = 3600.0
@@ -135,16 +137,23 @@ def models_request(base_url: str) -> Request:
 
 
 def parse_models(data: Any) -> list[ModelInfo]:
-    """The catalogue's entries; one without a ``model_id`` is skipped, not fatal."""
+    """The catalogue's entries; one without a ``model_id``, or malformed, is skipped (logged)."""
     if isinstance(data, Mapping):  # tolerate a page-shaped answer, {"items": [...]}
         data = data.get("items", data.get("models"))
     if not isinstance(data, list):
         raise ProtocolError("catalogue answer is not a list of models")
-    return [
-        structure_answer(entry, ModelInfo, "catalogue entry")
-        for entry in data
-        if isinstance(entry, Mapping) and isinstance(entry.get("model_id"), str)
-    ]
+    models = []
+    for entry in data:
+        if not (isinstance(entry, Mapping) and isinstance(entry.get("model_id"), str)):
+            continue
+        try:
+            models.append(structure_answer(entry, ModelInfo, "catalogue entry"))
+        except ProtocolError:  # one odd entry must not hide the rest of the catalogue
+            log.warning(
+                "a malformed catalogue entry was skipped (%d characters of id)",
+                len(entry["model_id"]),
+            )
+    return models
 
 
 def delete_request(base_url: str, ids: Iterable[str]) -> Request:
@@ -173,6 +182,12 @@ class Catalogue:
     def __init__(
         self, *, ttl: float = CATALOGUE_TTL, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0:
+            raise ConfigurationError(
+                f"catalogue_ttl must be a number of seconds, 0 or more, got {ttl!r:.40}"
+            )
+        if not callable(clock):
+            raise ConfigurationError("catalogue_clock must be a callable returning seconds")
         self.ttl = ttl
         self.clock = clock
         self._models: dict[str, ModelInfo] | None = None

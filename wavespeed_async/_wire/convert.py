@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -16,6 +17,8 @@ from ..errors import InvalidInput, ProtocolError
 from .models import ImageEdit, Prediction, Status, TextToVideo
 
 __all__ = [
+    "MAX_PAYLOAD_DEPTH",
+    "check_json",
     "converter",
     "parse_datetime",
     "structure_answer",
@@ -40,28 +43,49 @@ _ISO = re.compile(
 )
 
 
-def parse_datetime(text: str) -> dt.datetime | None:
+def parse_datetime(text: str, *, quiet: bool = False) -> dt.datetime | None:
     """Parse the API's ISO-8601 timestamps (``...Z``, any fraction length) on Python 3.10+.
 
-    Returns ``None`` (and logs) for text it cannot read: a timestamp never fails a prediction.
+    Returns ``None`` (and logs, unless ``quiet``: a caller that reports it itself) for text
+    it cannot read, an impossible date (30 February, month 13) included: a timestamp never
+    fails a prediction.
     """
-    match = _ISO.match(text.strip())
+    match = _ISO.match(text.strip()) if len(text) <= 100 else None
     if match is None:
-        log.warning("unparseable created_at %r; keeping None", text)
-        return None
+        return None if quiet else _unreadable(text)
     frac = (match["frac"] or "")[:6].ljust(6, "0")
     tz = match["tz"] or "+00:00"
     tz = "+00:00" if tz.upper() == "Z" else tz
     if len(tz) == 5:  # +0000
         tz = f"{tz[:3]}:{tz[3:]}"
     clock = match["time"] or "00:00:00"
-    return dt.datetime.fromisoformat(f"{match['base']}T{clock}.{frac}{tz}")
+    try:
+        return dt.datetime.fromisoformat(f"{match['base']}T{clock}.{frac}{tz}")
+    except ValueError:  # month 13, 30 February, 25 o'clock, an offset past a day
+        return None if quiet else _unreadable(text)
+
+
+#: Unreadable timestamp text that is shown in the log: short, and with no run of letters and
+#: digits as long as a token (a server may echo anything, the API key too, into a field).
+_SHOWABLE = re.compile(r"^(?!.*[A-Za-z0-9]{12})[^\s]{0,40}$")
+
+
+def _unreadable(value: object) -> dt.datetime | None:
+    shown = repr(value) if isinstance(value, str) and _SHOWABLE.match(value) else None
+    log.warning("unparseable created_at %s; keeping None", shown or f"(a {type(value).__name__})")
+    return None
 
 
 def _structure_datetime(value: Any, _: type[Any]) -> dt.datetime | None:
+    """The one place server timestamps are read: ISO text or epoch seconds; else ``None``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
-    return parse_datetime(str(value))
+        try:
+            return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):  # 1e20, NaN, infinity, before year 1
+            return _unreadable(value)
+    if not isinstance(value, str):
+        return _unreadable(value)
+    return parse_datetime(value)
 
 
 converter.register_structure_hook(dt.datetime, _structure_datetime)
@@ -157,11 +181,64 @@ def structure_payload(data: object, cls: type[T]) -> T:
 
 
 def unstructure_payload(payload: object) -> dict[str, Any]:
-    """The JSON body for a payload: an attrs model or a mapping, ``None`` values dropped."""
+    """The JSON body for a payload: an attrs model or a mapping, ``None`` values dropped.
+
+    The body is checked to be JSON that can be sent (see :func:`check_json`): a value that
+    could not be encoded is :class:`InvalidInput` here, before any request.
+    """
     raw = converter.unstructure(payload) if attrs.has(type(payload)) else payload
     if not isinstance(raw, Mapping):
-        raise InvalidInput("payload", payload, "a mapping or a payload model")
-    return {str(key): value for key, value in raw.items() if value is not None}
+        # a container is named by its type: its repr could be huge, or too deep to make
+        shown = payload if isinstance(payload, (*_SCALARS, int, float)) else type(payload).__name__
+        raise InvalidInput("payload", shown, "a mapping or a payload model")
+    body = {str(key): value for key, value in raw.items() if value is not None}
+    check_json(body)
+    return body
+
+
+#: How deeply a payload may nest; model inputs are a few levels deep, and Python's JSON
+#: encoder gives up (RecursionError) somewhere near a thousand.
+MAX_PAYLOAD_DEPTH = 100
+#: The largest integer a payload may carry, in bits (Python refuses to print an integer of
+#: more than 4,300 digits, about 14,284 bits).
+_MAX_INT_BITS = 14_000
+_SCALARS = (str, bool, type(None))
+_KEYS = (str, int, float, bool, type(None))
+
+
+def check_json(body: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidInput` naming the first value of ``body`` that is not sendable JSON.
+
+    Sendable: objects (``dict``, keys str, numbers, bools or ``None``), lists and tuples at
+    most :data:`MAX_PAYLOAD_DEPTH` deep, strings, finite numbers, integers JSON can print,
+    booleans and ``None``. Walked iteratively, so no payload makes it recurse.
+    """
+    stack: list[tuple[str, object, int]] = [(str(key), value, 1) for key, value in body.items()]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, _SCALARS):
+            continue
+        if isinstance(value, int):
+            if value.bit_length() > _MAX_INT_BITS:
+                raise InvalidInput(path, "<a huge integer>", "an integer of at most 4,000 digits")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidInput(path, value, "a finite number (JSON has no NaN or infinity)")
+        elif depth >= MAX_PAYLOAD_DEPTH and isinstance(value, (dict, list, tuple)):
+            raise InvalidInput(
+                path, "<nested too deep>", f"JSON nested at most {MAX_PAYLOAD_DEPTH} levels"
+            )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, _KEYS):
+                    raise InvalidInput(path, type(key).__name__, "an object with string keys")
+                stack.append((f"{path}.{str(key)[:40]}"[:200], item, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend(
+                (f"{path}[{index}]"[:200], item, depth + 1) for index, item in enumerate(value)
+            )
+        else:
+            raise InvalidInput(path, type(value).__name__, "a JSON value (str, number, bool, ...)")
 
 
 # --- account and catalogue ------------------------------------------------------------------
@@ -181,7 +258,9 @@ def _structure_quote(data: Mapping[str, Any], _: type[Quote]) -> Quote:
 
 def _structure_model(data: Mapping[str, Any], _: type[ModelInfo]) -> ModelInfo:
     present = {key: value for key, value in data.items() if value is not None}
-    schemas = (present.get("api_schema") or {}).get("api_schemas") or []
+    api_schema = present.get("api_schema")
+    schemas = api_schema.get("api_schemas") if isinstance(api_schema, Mapping) else None
+    schemas = schemas if isinstance(schemas, list) else []
     runs = [s for s in schemas if isinstance(s, Mapping) and s.get("type") == "model_run"]
     for schema in runs or schemas:  # the submit's schema, else the first one given
         if isinstance(schema, Mapping) and isinstance(schema.get("request_schema"), Mapping):

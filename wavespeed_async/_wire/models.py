@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -246,14 +247,20 @@ class ModelInfo:
 
     @property
     def fields(self) -> list[str]:
-        """The input fields, in the catalogue's order (``x-order-properties``), then the rest."""
-        properties = self.input_schema.get("properties") or {}
-        order = [name for name in self.input_schema.get("x-order-properties") or ()]
-        return [name for name in order if name in properties] + [
-            name for name in properties if name not in order
-        ]
+        """The input fields, in the catalogue's order (``x-order-properties``), then the rest.
+
+        Whatever the catalogue sends: names that are not strings are left out.
+        """
+        properties = self.input_schema.get("properties")
+        if not isinstance(properties, Mapping):
+            return []
+        names = [name for name in properties if isinstance(name, str)]
+        order = self.input_schema.get("x-order-properties")
+        ordered = [name for name in order if name in names] if isinstance(order, list) else []
+        return list(dict.fromkeys(ordered + names))
 
     @property
     def required(self) -> list[str]:
-        """The input fields a submit must give."""
-        return [str(name) for name in self.input_schema.get("required") or ()]
+        """The input fields a submit must give (an odd ``required`` counts as none)."""
+        names = self.input_schema.get("required")
+        return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []

@@ -34,6 +34,7 @@ from .models import Prediction
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "HISTORY_STATUSES",
     "Request",
     "auth_headers",
     "check_base_url",
@@ -172,6 +173,10 @@ def result_request(base_url: str, prediction_id: str) -> Request:
     )
 
 
+#: The statuses the history can be filtered by.
+HISTORY_STATUSES = ("completed", "failed", "processing")
+
+
 def history_request(
     base_url: str,
     *,
@@ -182,20 +187,39 @@ def history_request(
     page: int = 1,
     page_size: int = 100,
 ) -> Request:
-    """``POST /api/v3/predictions``: a page of recent predictions, newest first."""
-    if not 1 <= page_size <= 100:
-        raise InvalidInput("page_size", page_size, "from 1 to 100")
-    if page < 1:
-        raise InvalidInput("page", page, "1 or more")
+    """``POST /api/v3/predictions``: a page of recent predictions, newest first.
+
+    Every argument is checked first: :class:`InvalidInput` names the one that is wrong.
+    """
+    if not _is_int(page_size) or not 1 <= page_size <= 100:
+        raise InvalidInput("page_size", page_size, "an integer from 1 to 100")
+    if not _is_int(page) or page < 1:
+        raise InvalidInput("page", page, "an integer, 1 or more")
     body: dict[str, Any] = {"page": page, "page_size": page_size}
     if model is not None:
         body["model"] = check_model_id(model)
     if status is not None:
-        body["status"] = status
+        if not isinstance(status, str) or status not in HISTORY_STATUSES:
+            raise InvalidInput("status", status, f"one of {', '.join(HISTORY_STATUSES)} or None")
+        body["status"] = HISTORY_STATUSES[HISTORY_STATUSES.index(status)]  # a plain str
     for name, when in (("created_after", created_after), ("created_before", created_before)):
         if when is not None:
-            body[name] = converter.unstructure(when)
+            body[name] = _history_time(name, when)
     return Request("POST", f"{base_url}/api/v3/predictions", body)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _history_time(name: str, when: object) -> str:
+    allowed = "a datetime (a naive one is taken as UTC) from year 1 to 9999 in UTC"
+    if not isinstance(when, dt.datetime):
+        raise InvalidInput(name, when, allowed)
+    try:
+        return str(converter.unstructure(when))
+    except (OverflowError, ValueError):  # within a day of year 1 or 9999, in another zone
+        raise InvalidInput(name, when, allowed) from None
 
 
 def parse_history(data: Any) -> list[Prediction]:

@@ -5,27 +5,51 @@ the balance; nothing is created. :class:`CostGuard` refuses to start a batch who
 passes ``max_cost`` or the balance, then counts the spend as items are submitted (at their
 quotes; a submit whose outcome is unknown counts, as it may have been billed) and refuses any
 submit that would take it past ``max_cost``.
+
+After the batch, :func:`check_bill` compares what its predictions were quoted with what
+they were billed (``client.billings``): the comparison is logged, a drift of the total over
+:data:`DRIFT` (1%) as a warning naming the predictions whose price differs, and each known
+price corrects the ``wavespeed.cost`` metric counted at the quote.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
 from .._engine.ports import QuoteSource
+from .._telemetry import telemetry
+from .._wire.account import BillingRecord
 from .._wire.models import Quote
-from ..errors import CostLimitExceeded, InvalidInput
+from ..errors import CostLimitExceeded, InvalidInput, WaveSpeedError
 from .items import BatchItem
 from .journal import item_keys
 
-__all__ = ["CostGuard", "CostLine", "CostPlan", "plan_cost"]
+__all__ = [
+    "DRIFT",
+    "BillCheck",
+    "BillSource",
+    "CostGuard",
+    "CostLine",
+    "CostPlan",
+    "check_bill",
+    "plan_cost",
+    "read_bill",
+]
+
+log = logging.getLogger(__name__)
 
 #: Quotes asked at once while planning.
 QUOTE_CONCURRENCY = 8
 _CENT_FRACTION = 1e-9  # float sums of prices must not refuse an exact fit
+#: The drift of the billed total from the quoted total that is worth a warning.
+DRIFT = 0.01
+_SHOWN = 10  # predictions named in a drift warning
 
 
 @attrs.frozen
@@ -103,6 +127,8 @@ class CostGuard:
         self.spent = 0.0
         self._costs: dict[str, float] = {}
         self._refused = False
+        #: Each submitted prediction's model and quote (USD), by prediction id.
+        self.quoted: dict[str, tuple[str, float]] = {}
 
     async def check(self, client: QuoteSource, items: Sequence[BatchItem]) -> CostPlan:
         """Quote ``items`` (those to be submitted); refuse when they pass the limit or balance.
@@ -141,6 +167,108 @@ class CostGuard:
     def refund(self, item: BatchItem) -> None:
         """A reserved submit was refused by the server (nothing was created or billed)."""
         self.spent = max(0.0, self.spent - self._costs.get(_key(item), 0.0))
+
+    def cost_of(self, item: BatchItem) -> float | None:
+        """``item``'s quote (USD), if it was quoted."""
+        return self._costs.get(_key(item))
+
+    def submitted(self, item: BatchItem, prediction_id: str) -> None:
+        """``item`` became the task ``prediction_id``: remember its quote for the bill."""
+        cost = self._costs.get(_key(item))
+        if cost is not None:
+            self.quoted[prediction_id] = (item.model, cost)
+
+
+class BillSource(Protocol):
+    """The billed prices of predictions (the client's ``billings``)."""
+
+    async def billings(self, *prediction_ids: str) -> list[BillingRecord]:
+        """One record per billed prediction."""
+        ...
+
+
+@attrs.frozen
+class BillCheck:
+    """A batch's quotes against its bill: totals over the predictions billed so far.
+
+    ``differing`` lists ``(prediction_id, quoted, billed)`` of each price that differs;
+    ``unbilled`` the predictions without a billing record (not billed yet, or free).
+    """
+
+    quoted: float
+    billed: float
+    differing: tuple[tuple[str, float, float], ...] = ()
+    unbilled: tuple[str, ...] = ()
+
+    @property
+    def drift(self) -> float:
+        """``(billed - quoted) / quoted`` (0 when both are 0)."""
+        if self.quoted == 0:
+            return 0.0 if self.billed == 0 else math.inf
+        return (self.billed - self.quoted) / self.quoted
+
+    @property
+    def attributes(self) -> dict[str, float]:
+        """The totals as span attributes."""
+        return {"wavespeed.cost.quoted": self.quoted, "wavespeed.cost.billed": self.billed}
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the totals differ by more than :data:`DRIFT`."""
+        return abs(self.drift) > DRIFT
+
+    def summary(self) -> str:
+        """One line: the quoted and billed totals, and what differs."""
+        line = f"quoted ${self.quoted:,.4f}, billed ${self.billed:,.4f}"
+        if self.quoted or self.billed:
+            line += f" ({self.drift:+.1%})"
+        if self.differing:
+            shown = ", ".join(
+                f"{task_id} ${quoted:,.4f} -> ${billed:,.4f}"
+                for task_id, quoted, billed in self.differing[:_SHOWN]
+            )
+            more = len(self.differing) - _SHOWN
+            line += f"; billed differently: {shown}" + (f" and {more} more" if more > 0 else "")
+        if self.unbilled:
+            line += f"; {len(self.unbilled)} not billed yet"
+        return line
+
+
+async def read_bill(client: BillSource, guard: CostGuard) -> BillCheck | None:
+    """:func:`check_bill` of what ``guard`` saw submitted; ``None`` if nothing, or unreadable."""
+    if not guard.quoted:
+        return None
+    try:
+        return await check_bill(client, guard.quoted)
+    except WaveSpeedError as exc:  # the batch is done: its bill is a report, not a result
+        log.warning("batch bill: could not read the bill of the batch: %s", exc)
+        return None
+
+
+async def check_bill(client: BillSource, quoted: Mapping[str, tuple[str, float]]) -> BillCheck:
+    """Compare the quotes of ``quoted`` (id -> model, USD) with their bill (see the module)."""
+    prices: dict[str, list[float]] = {}
+    for record in await client.billings(*quoted):
+        prices.setdefault(record.prediction_id, []).append(record.price)
+    billed = {task_id: math.fsum(amounts) for task_id, amounts in prices.items()}
+    differing = []
+    for task_id, price in billed.items():
+        model, quote = quoted.get(task_id, ("", price))
+        telemetry.billed(model, quote, price)
+        if abs(price - quote) > _CENT_FRACTION:
+            differing.append((task_id, quote, price))
+    bill = BillCheck(
+        quoted=math.fsum(quoted[task_id][1] for task_id in billed if task_id in quoted),
+        billed=math.fsum(billed.values()),
+        differing=tuple(differing),
+        unbilled=tuple(task_id for task_id in quoted if task_id not in billed),
+    )
+    ids = [task_id for task_id, _, _ in bill.differing]
+    if bill.drifted:
+        log.warning("batch bill: %s", bill.summary(), extra={"prediction_ids": ids})
+    else:
+        log.info("batch bill: %s", bill.summary(), extra={"prediction_ids": ids})
+    return bill
 
 
 def _key(item: BatchItem) -> str:

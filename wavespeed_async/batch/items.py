@@ -84,7 +84,7 @@ class BatchEvent:
     prediction_id: str | None = None
     status: Status | None = None
     error: WaveSpeedError | None = None
-    files: tuple[Path, ...] = ()
+    files: tuple[Path | str, ...] = ()
     resumed: bool = False
 
 
@@ -117,7 +117,7 @@ class ItemResult:
     prediction_id: str | None = None
     prediction: Prediction | None = None
     error: WaveSpeedError | None = None
-    files: tuple[Path, ...] = ()
+    files: tuple[Path | str, ...] = ()
     resumed: bool = False
 
     @property

@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 
+from .._storage.url import is_store_url
 from .._wire.convert import converter, parse_datetime, structure_prediction
 from .._wire.models import Prediction
 from ..errors import JournalError, WaveSpeedError
@@ -72,7 +73,7 @@ class Entry:
     at: dt.datetime | None = None  # when the last submit was about to be sent
     prediction_id: str | None = None
     prediction: Prediction | None = None
-    files: tuple[Path, ...] = ()
+    files: tuple[Path | str, ...] = ()
     error: str = ""
 
     def apply(self, record: Mapping[str, Any]) -> None:
@@ -91,7 +92,10 @@ class Entry:
         self.error = str(record.get("error", ""))
         if "prediction" in record:
             self.prediction = structure_prediction(record["prediction"])
-        self.files = tuple(Path(name) for name in record.get("files", ()))
+        # Where each output was kept: a local path, or an object store's URL (not a Path).
+        self.files = tuple(
+            name if is_store_url(name) else Path(name) for name in record.get("files", ())
+        )
 
 
 class Journal:
@@ -151,8 +155,8 @@ class Journal:
         """Record the task id a submit answered (or the history revealed)."""
         self._append(key, "submitted", id=prediction_id)
 
-    def completed(self, key: str, prediction: Prediction, files: list[Path]) -> None:
-        """Record a finished item: its prediction and the files saved."""
+    def completed(self, key: str, prediction: Prediction, files: Sequence[Path | str]) -> None:
+        """Record a finished item: its prediction and where its outputs were kept."""
         self._append(
             key,
             "completed",

@@ -30,6 +30,8 @@ from .._engine.polling import PollSchedule
 from .._engine.ports import BatchClient
 from .._engine.reconcile import Pending, Verdict, reconcile
 from .._http import files as _files
+from .._storage.url import parse_destination
+from .._telemetry import NO_OPERATION, OperationTrace, about, telemetry
 from .._wire.models import ImageEdit, Prediction
 from ..errors import (
     InvalidInput,
@@ -38,7 +40,7 @@ from ..errors import (
     WaveSpeedError,
 )
 from ..future import PredictionFuture
-from .cost import CostGuard
+from .cost import BillCheck, CostGuard, read_bill
 from .items import (
     BatchEvent,
     BatchInput,
@@ -76,7 +78,10 @@ class Batch:
     ``image`` of an ``ImageEdit`` item is uploaded when it is submitted. ``max_cost`` (USD)
     quotes the items to submit first and refuses to start (:class:`CostLimitExceeded`, no
     task created) when they pass it or the balance; a submit that would take the spend so far
-    past it is not sent (its item ends ``unfinished`` with that error). See ``_cost.py``.
+    past it is not sent (its item ends ``unfinished`` with that error). After such a run,
+    :attr:`bill` compares the quotes with what the predictions were billed (logged; a drift
+    over 1% is a warning naming the predictions that differ). See ``cost.py``. With
+    OpenTelemetry on, the run is a ``wavespeed.batch`` span, its predictions' spans' parent.
 
     :meth:`stop` ends the run early: nothing more is submitted, submits already sent are
     waited for (so the journal gets their ids), and waits stop (the remote tasks keep
@@ -107,7 +112,11 @@ class Batch:
         self._concurrency = concurrency
         self._journal_path = None if journal is None else Path(journal)
         self._journal: Journal = MemoryJournal()
-        self._out = None if out is None else Path(out)
+        # Checked now (an unknown scheme is refused before any submit), kept as given: a
+        # store URL is not a Path.
+        self._out = out
+        if out is not None:
+            parse_destination(out, field="out")
         self._on_event = on_event
         self._timeout = timeout
         self._poll_schedule = poll_schedule
@@ -121,6 +130,10 @@ class Batch:
         )
         self._started = False
         self._guard = None if max_cost is None else CostGuard(max_cost)
+        self._trace: OperationTrace = NO_OPERATION
+        self._ended: collections.Counter[bool] = collections.Counter()  # by ``result.ok``
+        #: Quoted against billed, once a run with ``max_cost`` has ended (else ``None``).
+        self.bill: BillCheck | None = None
 
     def stop(self) -> None:
         """Stop early (see the class docstring); call it from the loop (a task, a callback)."""
@@ -144,21 +157,34 @@ class Batch:
         if self._started:
             raise RuntimeError("a Batch runs once: make a new one (same journal) to run again")
         self._started = True
-        if self._journal_path is not None:
-            self._journal = Journal.open(self._journal_path)
+        items = {"wavespeed.batch.items": len(self.items)}
+        self._trace = telemetry.operation("wavespeed.batch", items)
+        error: BaseException | None = None
         try:
-            finished, queue = await self._plan()
-            if self._guard is not None:
-                entries = self._journal.entries
-                to_submit = [i for i in queue if _task_of(entries.get(self._keys[i])) is None]
-                await self._guard.check(self._client, [self.items[i] for i in to_submit])
+            with self._trace.current():  # never across a yield: see OperationTrace
+                if self._journal_path is not None:
+                    self._journal = Journal.open(self._journal_path)
+                finished, queue = await self._plan()
+                if self._guard is not None:
+                    entries = self._journal.entries
+                    to_submit = [i for i in queue if _task_of(entries.get(self._keys[i])) is None]
+                    await self._guard.check(self._client, [self.items[i] for i in to_submit])
             for result in finished:
                 yield result
             async with contextlib.aclosing(self._run_all(queue)) as running:
                 async for result in running:
                     yield result
+            if self._guard is not None:
+                with self._trace.current():
+                    self.bill = await read_bill(self._client, self._guard)
+        except BaseException as exc:
+            error = None if isinstance(exc, GeneratorExit) else exc
+            raise
         finally:
             self._journal.close()
+            ended = {"wavespeed.batch.completed": self._ended[True]}
+            ended["wavespeed.batch.failed"] = self._ended[False]
+            self._trace.end(error, {**ended, **(self.bill.attributes if self.bill else {})})
 
     # --- planning a (resumed) run -------------------------------------------------------------
 
@@ -278,11 +304,21 @@ class Batch:
                 error = None if task.cancelled() else task.exception()
                 if isinstance(error, JournalError) and error.prediction_id:
                     # A task was created but its record was lost: this line is its only trace.
-                    log.error("batch item %d: %s", running[task], error)
+                    model = self.items[running[task]].model
+                    log.error(
+                        "batch item %d: %s",
+                        running[task],
+                        error,
+                        extra=about(error.prediction_id, model),
+                    )
                 elif error is not None:
                     log.debug("batch item %d ended while stopping", running[task])
 
     async def _run(self, index: int) -> ItemResult | None:
+        with self._trace.current():  # this task's own context: its predictions' parent
+            return await self._run_item(index)
+
+    async def _run_item(self, index: int) -> ItemResult | None:
         item, key = self.items[index], self._keys[index]
         task_id = _task_of(self._journal.entries.get(key))
         if task_id is not None:
@@ -343,9 +379,10 @@ class Batch:
             sent_at = utc_now()
             self._journal.submitting(key, index, item.model, item.input, sent_at)
             try:
-                future = await self._client.submit(
-                    item.model, item.input, poll_schedule=self._schedule(item)
-                )
+                with telemetry.quoting(self._quote(index)):  # the quote on the span
+                    future = await self._client.submit(
+                        item.model, item.input, poll_schedule=self._schedule(item)
+                    )
             except SubmissionUncertain as exc:
                 error = exc
                 await self._let_settle(sent_at)
@@ -354,6 +391,7 @@ class Batch:
                 verdict = verdicts[key]
                 if verdict.prediction_id is not None:
                     self._adopt(index, verdict.prediction_id)
+                    self._submitted(index, verdict.prediction_id)
                     self._emit("submitted", index, prediction_id=verdict.prediction_id)
                     return self._client.prediction(
                         verdict.prediction_id, model=item.model, poll_schedule=self._schedule(item)
@@ -370,6 +408,7 @@ class Batch:
                 return self._finish(index, outcome_of(exc), None, error=exc)
             self._journal.submitted(key, future.id)
             self._claimed.add(future.id)
+            self._submitted(index, future.id)
             self._emit("submitted", index, prediction_id=future.id, status=future.status)
             return future
         assert error is not None
@@ -388,6 +427,13 @@ class Batch:
                 future.cancel()  # frees the client's running slot; the remote task goes on
             raise
 
+    def _quote(self, index: int) -> float | None:
+        return None if self._guard is None else self._guard.cost_of(self.items[index])
+
+    def _submitted(self, index: int, prediction_id: str) -> None:
+        if self._guard is not None:  # the item as given: its quote's key
+            self._guard.submitted(self.items[index], prediction_id)
+
     def _schedule(self, item: BatchItem) -> PollSchedule | None:
         return self._poll_schedule  # None: the client's (learned) schedule for the model
 
@@ -400,7 +446,7 @@ class Batch:
         prediction: Prediction | str | None,
         *,
         error: WaveSpeedError | None = None,
-        files: tuple[Path, ...] = (),
+        files: tuple[Path | str, ...] = (),
         resumed: bool = False,
     ) -> ItemResult:
         task = prediction if isinstance(prediction, Prediction) else None
@@ -408,6 +454,7 @@ class Batch:
             task.id if task is not None else prediction if isinstance(prediction, str) else None
         )
         result = ItemResult(index, self.items[index], outcome, task_id, task, error, files, resumed)
+        self._ended[result.ok] += 1
         self._emit(
             "completed" if result.ok else "failed",
             index,

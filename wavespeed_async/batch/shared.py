@@ -269,7 +269,9 @@ class SharedBatchWorker:
                     future.cancel()  # frees the running slot; the task goes on, for the next claim
                 raise
             out = self.out
-            files = tuple(await self.client.download(prediction, out)) if out else ()
+            files: tuple[Path | str, ...] = ()
+            if out:
+                files = (*await self.client.download(prediction, out),)
         except PredictionFailed as exc:
             return ItemResult(index, item, "failed", task_id, exc.prediction, exc)
         except FATAL:

@@ -3,8 +3,9 @@
 With no ``WAVESPEED_API_KEY`` (and no ``--base-url``) every command runs against the embedded
 emulator, and says so in one line on stderr. Results go to stdout (``--json`` for scripts),
 progress and errors to stderr; an error is one line (followed by the bad lines of a batch
-file, or a hint) and exit status 1. Every local check (files, directories, arguments) is made
-before anything is submitted; Ctrl-C prints the id of a task that keeps running (exit 130).
+file, or a hint) and exit status 1, a usage error too. Every local check (files, directories,
+arguments) is made before anything is submitted; Ctrl-C prints the id of a task that keeps
+running (exit 130).
 """
 
 from __future__ import annotations
@@ -20,35 +21,41 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from .._engine.polling import IMAGE_SCHEDULE, VIDEO_SCHEDULE, PollSchedule
+from .._storage.url import LocalDestination, parse_destination
 from .._wire.convert import converter
 from .._wire.models import (
-    ASPECT_RATIOS,
-    SEED_MAX,
     SIZE_MAX,
     SIZE_MIN,
     ImageEdit,
     Prediction,
     TextToVideo,
 )
-from ..client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_WAIT_TIMEOUT, AsyncWaveSpeed
-from ..errors import InvalidInput, NotFound, WaveSpeedError
+from .._wire.settings import API_KEY_ENV, BASE_URL_ENV
+from ..client import AsyncWaveSpeed
+from ..errors import InvalidInput, NotFound, PredictionTimeout, WaveSpeedError
 from ..future import PredictionFuture
-from .batch import check_image, read_batch_file, run_batch
+from .args import SIZE_FORM, WAITING, build_parser
+from .batch import (
+    check_image,
+    journal_beside,
+    read_batch_file,
+    run_batch,
+)
+from .errors import debugging, report
+from .watch import load_stats, save_stats, watching
 
-__all__ = ["main"]
+__all__ = ["WAITING", "main"]
 
 #: The embedded emulator runs this many times faster than the platform, and the client polls
 #: on the same scaled clock, so a demo video takes seconds, not a minute.
 EMULATOR_SPEED = 10.0
-SIZE_FORM = f"WxH, each side from {SIZE_MIN} to {SIZE_MAX}"
-SEED_FORM = f"-1 for a random seed, or 0 to {SEED_MAX} to repeat a result"
 
 
 def _lasting_emulator_hint(command: str, task_id: str) -> str:
@@ -69,17 +76,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.embedded = False  # set by _client
     try:
         return int(anyio.run(args.handler, args))
-    except WaveSpeedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # a batch file, an image, an output directory
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Python 3.10's loop lets Ctrl-C surface as a cancellation: the same interruption.
         print(_interrupted(args), file=sys.stderr)
         return 130
+    except Exception as exc:  # the last resort: one line, never a traceback (see cli/errors.py)
+        return report(exc, args.command, debug=debugging(args.debug))
+
+
+def _parser() -> argparse.ArgumentParser:
+    return build_parser(
+        {
+            "text-to-video": _text_to_video,
+            "edit-image": _edit_image,
+            "batch": _batch,
+            "result": _result,
+            "download": _download,
+            "emulator": _emulator,
+        },
+        _client,
+    )
 
 
 def _interrupted(args: argparse.Namespace) -> str:
@@ -96,197 +112,28 @@ def _interrupted(args: argparse.Namespace) -> str:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wavespeed-async", description="Generate media with WaveSpeedAI."
-    )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler, command=name)
-        if name != "emulator":
-            sub.add_argument(
-                "--base-url",
-                default=None,
-                metavar="URL",
-                help=f"the API's address, such as an emulator's (default: ${BASE_URL_ENV},"
-                " else https://api.wavespeed.ai with a key, else the embedded emulator)",
-            )
-            sub.add_argument("--json", action="store_true", help="print JSON on stdout")
-            sub.add_argument(
-                "--timeout",
-                type=float,
-                default=None,
-                metavar="SECONDS",
-                help="give up waiting after this long; the task keeps running"
-                f" (default: {DEFAULT_WAIT_TIMEOUT:g} s)",
-            )
-            sub.add_argument(
-                "--poll-interval",
-                type=float,
-                default=None,
-                metavar="SECONDS",
-                help="seconds between result checks (default: the platform's etiquette,"
-                " 2-8 s for images, 5-15 s for videos)",
-            )
-        return sub
-
-    def out(sub: argparse.ArgumentParser, default: str, what: str) -> None:
-        sub.add_argument(
-            "--out",
-            type=Path,
-            default=Path(default),
-            metavar="DIR",
-            help=f"the directory to save {what} in (default: %(default)s)",
-        )
-
-    def seed(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--seed", type=int, default=-1, metavar="N", help=f"{SEED_FORM} (default: %(default)s)"
-        )
-
-    video = command("text-to-video", _text_to_video, "Generate a 1080p video from a prompt.")
-    video.add_argument("prompt", help="what the video shows")
-    video.add_argument(
-        "--aspect-ratio",
-        default="16:9",
-        choices=ASPECT_RATIOS,
-        metavar="RATIO",
-        help="the video's shape: %(choices)s (default: %(default)s)",
-    )
-    seed(video)
-    out(video, "videos", "the MP4")
-
-    edit = command("edit-image", _edit_image, "Edit an image (URL or local file) with a prompt.")
-    edit.add_argument("prompt", help="the edit to make, at most 120 characters")
-    edit.add_argument(
-        "--image",
-        required=True,
-        metavar="URL_OR_FILE",
-        help="the image: an http(s) URL, a data: URI or a local file",
-    )
-    edit.add_argument(
-        "--size",
-        default="1328x1328",
-        metavar="WxH",
-        help=f"the output's size, {SIZE_FORM} (default: %(default)s)",
-    )
-    seed(edit)
-    edit.add_argument(
-        "--base64", action="store_true", help="ask for the outputs as base64, not URLs"
-    )
-    edit.add_argument(
-        "--sync", action="store_true", help="use the API's sync mode (one request that waits)"
-    )
-    out(edit, "images", "the edited image")
-
-    batch = command("batch", _batch, "Run a JSON Lines file of tasks, resumably.")
-    batch.add_argument("file", type=Path, help="one task per line (see the README)")
-    out(batch, "outputs", "every output")
-    batch.add_argument(
-        "--concurrency",
-        type=int,
-        default=10,
-        metavar="N",
-        help="tasks in flight at most, 1 or more (default: %(default)s)",
-    )
-    batch.add_argument(
-        "--journal",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="the journal that makes a rerun resume (default: OUT/<file name>.journal.jsonl)",
-    )
-    batch.add_argument(
-        "--retry-failed", action="store_true", help="resubmit tasks that failed in a past run"
-    )
-    batch.add_argument(
-        "--max-cost",
-        type=float,
-        default=None,
-        metavar="USD",
-        help="refuse to start if the quotes total more (default: no limit)",
-    )
-    batch.add_argument("--dry-run", action="store_true", help="print the quotes, submit nothing")
-    batch.add_argument(
-        "--redis",
-        default=None,
-        metavar="URL",
-        help="share the batch with every worker started on this file and Redis, such as"
-        " redis://host:6379/0 (default: none, a local batch)",
-    )
-    batch.add_argument(
-        "--namespace",
-        default="wavespeed",
-        metavar="NAME",
-        help="the Redis key prefix the workers share (default: %(default)s)",
-    )
-    batch.add_argument(
-        "--reclaim-after",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="with --redis, take over the items of a worker silent this long: it died; a live"
-        " one renews its items every third of this (default: %(default)s s)",
-    )
-    batch.add_argument(
-        "--status",
-        action="store_true",
-        help="with --redis, print the shared batch's pending/running/done/failed counts",
-    )
-
-    result = command("result", _result, "Show a prediction's current state.")
-    result.add_argument("id", help="the task id that a submit printed")
-
-    download = command("download", _download, "Wait for a prediction and save its outputs.")
-    download.add_argument("id", help="the task id that a submit printed")
-    out(download, "outputs", "the outputs")
-
-    from .account import add_commands
-
-    add_commands(command, _client)
-
-    emulator = command("emulator", _emulator, "Run the local WaveSpeed emulator.")
-    emulator.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
-    emulator.add_argument("--port", type=int, default=8765, help="port (default: %(default)s)")
-    emulator.add_argument(
-        "--speed", type=float, default=1.0, help="emulated s per real s (default: %(default)s)"
-    )
-    emulator.add_argument("--api-key", default=None, help="accept only this key")
-    emulator.add_argument("--balance", type=float, default=None, help="account credit, USD")
-    emulator.add_argument(
-        "--level",
-        choices=["bronze", "silver", "gold", "ultra"],
-        help="enforce an account level's limits, one of %(choices)s (default: none)",
-    )
-    emulator.add_argument(
-        "--submits-per-minute", type=float, default=None, help="429 past this rate (default: none)"
-    )
-    emulator.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        help="tasks running at once; more wait as created (default: none)",
-    )
-    return parser
-
-
 # --- local checks, made before anything starts -----------------------------------------------
 
 
-def _check_common(args: argparse.Namespace) -> None:
+def _check_common(args: argparse.Namespace) -> None:  # the commands that wait
     for option, value in (("--timeout", args.timeout), ("--poll-interval", args.poll_interval)):
         if value is not None and not value > 0:
             raise InvalidInput(option, value, "a number of seconds above 0")
-    if getattr(args, "out", None) is not None:
-        _check_directory(args.out, "--out")
+    out = getattr(args, "out", None)
+    if isinstance(out, str):  # a URL: a local one is a folder like any other
+        destination = parse_destination(out, field="--out")
+        out = destination.directory if isinstance(destination, LocalDestination) else None
+    if out is not None:
+        _check_directory(out, "--out")
 
 
 def _check_directory(path: Path, option: str) -> None:
     """``path`` is, or can be made, a writable directory (it is made only when written to)."""
     existing = path
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # it cannot be made: a link to nowhere, or a loop of links
+            what = f"{option} is a symbolic link that leads nowhere (dangling or a loop)"
+            raise FileNotFoundError(errno.ENOENT, what, str(existing))
         existing = existing.parent
     if not existing.is_dir():
         what = "a file" if existing == path else f"inside the file {existing}"
@@ -315,7 +162,8 @@ async def _client(
     args.embedded = not (os.environ.get(API_KEY_ENV, "").strip() or base_url)
     if not args.embedded:
         async with AsyncWaveSpeed(base_url=base_url, **options) as client:
-            yield client, 1.0
+            with _remembered(client, client.base_url):
+                yield client, 1.0
         return
     from ..emulator import Emulator  # only when needed: it is not part of the client's import
 
@@ -329,7 +177,8 @@ async def _client(
             api_key="emulator", base_url=emulator.base_url, **options
         ) as client:
             try:
-                yield client, 1 / EMULATOR_SPEED
+                with _remembered(client, "embedded emulator"):
+                    yield client, 1 / EMULATOR_SPEED
             except NotFound as exc:
                 if getattr(args, "id", None) is None:  # not an id from an earlier command
                     raise
@@ -337,8 +186,18 @@ async def _client(
                 raise WaveSpeedError(f"{exc}\n{hint}") from exc
 
 
+@contextlib.contextmanager
+def _remembered(client: AsyncWaveSpeed, server: str) -> Iterator[None]:
+    """Start with the durations learnt in earlier runs against ``server``; keep the new ones."""
+    load_stats(client.poll_stats, server)
+    try:
+        yield
+    finally:
+        save_stats(client.poll_stats, server)
+
+
 def _print_outcome(
-    prediction: Prediction, paths: list[Path], args: argparse.Namespace, took: float
+    prediction: Prediction, paths: Sequence[Path | str], args: argparse.Namespace, took: float
 ) -> int:
     if args.json:
         unstructured = converter.unstructure(prediction)
@@ -357,9 +216,23 @@ async def _finish(
     args.task_id = future.id
     print(f"submitted {future.id} ({future.model})", file=sys.stderr, flush=True)
     started = time.monotonic()
-    prediction = await future.wait(args.timeout)
+    prediction = await _wait(client, future, args)
     paths = await client.download(prediction, args.out)
     return _print_outcome(prediction, paths, args, time.monotonic() - started)
+
+
+async def _wait(
+    client: AsyncWaveSpeed, future: PredictionFuture, args: argparse.Namespace
+) -> Prediction:
+    """Wait with a status line; a deadline that passes still prints the task for a script."""
+    try:
+        with watching(future, client.poll_stats, sys.stderr):
+            return await future.wait(args.timeout)
+    except PredictionTimeout:
+        if args.json:  # what a script needs to resume: `download ID`
+            status = future.status.value if future.status else None
+            print(json.dumps({"id": future.id, "model": future.model, "status": status}))
+        raise
 
 
 def _schedule(args: argparse.Namespace, scale: float, default: PollSchedule) -> PollSchedule:
@@ -373,6 +246,7 @@ async def _text_to_video(args: argparse.Namespace) -> int:
     _check_common(args)
     payload = TextToVideo(args.prompt, aspect_ratio=args.aspect_ratio, seed=args.seed)
     async with _client(args) as (client, scale):
+        await client.check_destination(args.out)  # before paying for the task
         schedule = _schedule(args, scale, VIDEO_SCHEDULE)
         future = await client.submit(payload.model_id, payload, poll_schedule=schedule)
         return await _finish(client, future, args)
@@ -391,6 +265,7 @@ async def _edit_image(args: argparse.Namespace) -> int:
         enable_sync_mode=args.sync,
     )
     async with _client(args) as (client, scale):
+        await client.check_destination(args.out)  # before paying for the task
         # The client decides what --image is (URL, data URI, base64, or a file to upload).
         future = await client.submit_edit_image(
             payload.prompt,
@@ -408,11 +283,13 @@ async def _batch(args: argparse.Namespace) -> int:
     _check_common(args)
     if args.concurrency < 1:
         raise InvalidInput("--concurrency", args.concurrency, "at least 1")
+    if args.redis is not None and not re.match(r"(?i)^(rediss?|unix)://", args.redis):
+        raise InvalidInput("--redis", args.redis, "a redis://, rediss:// or unix:// URL")
     if (args.redis is not None or args.status) and not args.dry_run:
         from .queue import run_shared_batch  # needs the redis extra
 
         return await run_shared_batch(args, _client, lambda scale: _batch_schedule(args, scale))
-    journal = args.journal or args.out / f"{args.file.stem}.journal.jsonl"
+    journal = args.journal or journal_beside(args.out, args.file)
     if journal.is_dir():
         raise IsADirectoryError(errno.EISDIR, "--journal is a directory, not a file", str(journal))
     _check_directory(journal.parent, "--journal")
@@ -434,7 +311,7 @@ async def _download(args: argparse.Namespace) -> int:
         args.task_id = future.id
         print(f"waiting for {future.id}", file=sys.stderr, flush=True)
         started = time.monotonic()
-        prediction = await future.wait(args.timeout)
+        prediction = await _wait(client, future, args)
         paths = await client.download(prediction, args.out)
         return _print_outcome(prediction, paths, args, time.monotonic() - started)
 
@@ -473,8 +350,13 @@ async def _emulator(args: argparse.Namespace) -> int:
     )
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with emulator:
+            key = "any" if args.api_key is None else "'<the --api-key you gave>'"
             print(
-                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop)", flush=True
+                f"WaveSpeed emulator listening on {emulator.base_url} (Ctrl-C to stop);"
+                " in another terminal:",
+                f"export WAVESPEED_BASE_URL={emulator.base_url} WAVESPEED_API_KEY={key}",
+                sep="\n",
+                flush=True,
             )
             async for _ in signals:
                 break

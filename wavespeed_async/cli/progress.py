@@ -1,20 +1,27 @@
 """What ``wavespeed-async batch`` shows: live progress on stderr, a summary at the end.
 
 With ``rich`` installed (the ``cli`` extra) and a terminal on stderr, a live table of the tasks
-in flight above an overall bar; otherwise one plain line per event, which suits logs and
-pipes. ``rich`` is imported here only, and only when used: the library never imports it.
+in flight (their last status seen) above an overall bar with an estimate of the time left;
+otherwise one plain line per event, which suits logs and pipes. ``rich`` is imported here only,
+and only when used: the library never imports it.
+
+The estimate is the work left (each task's expected duration, less its age for those running)
+spread over the tasks allowed at once, and never less than the longest running task still
+needs. A model's expected duration is the median of its tasks finished in this run, else what
+the client learnt of it before; with neither, the display says it is still estimating.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from ..batch.items import BatchEvent, ItemResult
-from ..errors import PredictionFailed, WaveSpeedError
+from ..batch.items import BatchEvent, BatchItem, ItemResult
+from ..errors import PredictionFailed, SubmissionUncertain, WaveSpeedError
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -47,13 +54,51 @@ def _rich_console(stream: IO[str]) -> Console | None:
     return Console(file=stream)
 
 
-def make_display(lines: Sequence[int], stream: IO[str] | None = None) -> Display:
+Expected = Callable[[str], "float | None"]  # a model's expected duration, when known
+
+
+def make_display(
+    lines: Sequence[int],
+    stream: IO[str] | None = None,
+    *,
+    items: Sequence[BatchItem] = (),
+    concurrency: int = 1,
+    expected: Expected | None = None,
+) -> Display:
     """The live display on a terminal with rich, plain lines otherwise."""
     stream = stream or sys.stderr
     console = _rich_console(stream) if stream.isatty() else None
     if console is not None:
-        return LiveDisplay(lines, console)
+        return LiveDisplay(lines, console, items=items, concurrency=concurrency, expected=expected)
     return PlainDisplay(lines, stream)
+
+
+def estimate_remaining(
+    running: Sequence[tuple[str, float]],
+    queued: Sequence[str],
+    concurrency: int,
+    expected: Expected,
+) -> float | None:
+    """Seconds until every task is done: ``running`` is (model, age) pairs, ``queued`` models.
+
+    ``None`` when no model's duration is known; a model not yet seen counts as the average
+    of those known.
+    """
+    models = {model for model, _ in running} | set(queued)
+    known = {model: seconds for model in models if (seconds := expected(model)) is not None}
+    if not known:
+        return None if models else 0.0
+    fallback = statistics.fmean(known.values())
+    left = [max(0.0, known.get(model, fallback) - age) for model, age in running]
+    work = sum(left) + sum(known.get(model, fallback) for model in queued)
+    return max([work / max(1, concurrency), *left])
+
+
+def _failed(line: str, event: BatchEvent) -> str:
+    """``line 5: failed <id>: reason``; ``uncertain`` when a task may exist that nobody saw."""
+    word = "uncertain" if isinstance(event.error, SubmissionUncertain) else "failed"
+    task = f" {event.prediction_id}" if event.prediction_id else ""
+    return f"{line}: {word}{task}: {reason(event.error)}"
 
 
 class _Tally:
@@ -104,7 +149,7 @@ class PlainDisplay(_Tally):
         elif event.kind == "completed":
             text = f"{line}: completed {task} {' '.join(map(str, event.files))}".rstrip()
         else:
-            text = f"{line}: failed {task}: {reason(event.error)}".replace("  ", " ")
+            text = _failed(line, event)
         print(f"[{self.finished}/{self.total}] {text}", file=self.stream, flush=True)
 
     def _flush_earlier(self) -> None:
@@ -121,7 +166,15 @@ class PlainDisplay(_Tally):
 class LiveDisplay(_Tally):
     """A rich live view: the tasks in flight (line, id, status, time) and an overall bar."""
 
-    def __init__(self, lines: Sequence[int], console: Console) -> None:
+    def __init__(
+        self,
+        lines: Sequence[int],
+        console: Console,
+        *,
+        items: Sequence[BatchItem] = (),
+        concurrency: int = 1,
+        expected: Expected | None = None,
+    ) -> None:
         from rich.live import Live
         from rich.progress import (
             BarColumn,
@@ -129,22 +182,26 @@ class LiveDisplay(_Tally):
             Progress,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
 
         super().__init__(lines)
         self.console = console
         self.active: dict[int, tuple[str, str, float]] = {}  # index -> id, status, since
+        self.items = items
+        self.concurrency = concurrency
+        self.learnt = expected or (lambda model: None)
+        self.durations: dict[str, list[float]] = {}  # model -> seconds, finished in this run
+        self.settled: set[int] = set()  # indexes finished
         self.progress = Progress(
             TextColumn("[bold]batch"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[failed]}"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[left]}"),
             console=console,
         )
-        self.bar = self.progress.add_task("batch", total=self.total, failed="")
+        self.bar = self.progress.add_task("batch", total=self.total, failed="", left="")
         self.live = Live(console=console, refresh_per_second=8, get_renderable=self.render)
 
     def __enter__(self) -> LiveDisplay:
@@ -159,17 +216,49 @@ class LiveDisplay(_Tally):
         self.count(event)
         task = event.prediction_id or ""
         if event.kind == "submitted":
-            self.active[event.index] = (task, "resumed" if event.resumed else "submitted", _now())
+            # The submit's answer may already say "processing": show it, not "submitted".
+            status = event.status.value if event.status else "submitted"
+            self.active[event.index] = (
+                task,
+                f"{status} (resumed)" if event.resumed else status,
+                _now(),
+            )
         elif event.kind == "status" and event.index in self.active:
             _, _, since = self.active[event.index]
             self.active[event.index] = (task, event.status.value if event.status else "?", since)
         elif event.kind in ("completed", "failed"):
-            self.active.pop(event.index, None)
+            started = self.active.pop(event.index, None)
+            self.settled.add(event.index)
+            if event.kind == "completed" and started is not None and not event.resumed:
+                model = self._model(event.index)
+                self.durations.setdefault(model, []).append(_now() - started[2])
             if event.kind == "failed" and not event.resumed:
-                text = f"line {self.lines[event.index]}: failed {task}: {reason(event.error)}"
+                text = _failed(f"line {self.lines[event.index]}", event)
                 self.console.print(text, markup=False, highlight=False)
         failed = f"[red]{self.failed} failed" if self.failed else ""
         self.progress.update(self.bar, completed=self.finished, failed=failed)
+
+    def _model(self, index: int) -> str:
+        return self.items[index].model if index < len(self.items) else ""
+
+    def expected(self, model: str) -> float | None:
+        """The model's expected duration: this run's median, else what the client learnt."""
+        seen = self.durations.get(model)
+        return statistics.median(seen) if seen else self.learnt(model)
+
+    def time_left(self) -> str:
+        """The estimate, as the bar's last column shows it."""
+        if self.finished >= self.total:
+            return ""
+        now = _now()
+        running = [(self._model(i), now - since) for i, (_, _, since) in self.active.items()]
+        waiting = set(range(self.total)) - self.settled - set(self.active)
+        queued = [self._model(index) for index in waiting]
+        seconds = estimate_remaining(running, queued, self.concurrency, self.expected)
+        if seconds is None:
+            return "estimating the time left"
+        minutes, secs = divmod(round(seconds), 60)
+        return f"about {minutes // 60}:{minutes % 60:02d}:{secs:02d} left"
 
     def render(self) -> RenderableType:
         """The table of tasks in flight above the bar."""
@@ -186,6 +275,7 @@ class LiveDisplay(_Tally):
         more = len(self.active) - len(shown)
         if more > 0:
             table.add_row("", f"... and {more} more in flight", "", "")
+        self.progress.update(self.bar, left=self.time_left())
         return Group(table, self.progress)
 
 

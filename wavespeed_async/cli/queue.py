@@ -25,9 +25,10 @@ from .._coordination.queue import QueueStatus, RedisBatchQueue
 from .._coordination.redis import RedisCoordinator, connect
 from .._engine.polling import PollSchedule
 from .._wire.models import ImageEdit
+from .._wire.settings import API_KEY_ENV, BASE_URL_ENV
 from ..batch.items import BatchItem, ItemResult
 from ..batch.shared import SharedBatchWorker, batch_id, reachable
-from ..client import API_KEY_ENV, BASE_URL_ENV, AsyncWaveSpeed
+from ..client import AsyncWaveSpeed
 from ..errors import (
     InvalidInput,
 )
@@ -106,6 +107,7 @@ async def run_shared_batch(
         )
         coordinator = RedisCoordinator(args.redis, namespace=args.namespace, client=redis_client)
         async with open_client(args, coordinator=coordinator) as (client, scale):
+            await client.check_destination(args.out)  # before paying for any task
             display = make_display(lines)
             worker = SharedBatchWorker(
                 client,

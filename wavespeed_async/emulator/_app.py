@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
-import math
+import email.utils
 import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -20,25 +18,41 @@ from .._wire.protocol import check_model_id
 from ..errors import InvalidInput
 from ._account import InsufficientFunds, RateLimited, retry_after_header
 from ._account_routes import AccountRoutes
-from ._faults import Fault, route_of
-from ._http import Refused, envelope, error_response, origin, peer, read_at_most, read_json
-from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, TaskRecord
+from ._faults import route_of
+from ._http import (
+    Refused,
+    envelope,
+    error_response,
+    expired_object_response,
+    origin,
+    peer,
+    read_at_most,
+    read_json,
+)
+from ._inject import SYNC_TIMEOUT_NOW, inject
+from ._state import SYNC_TIMEOUT_CODE, SYNC_TIMEOUT_ERROR, EmulatorState, Kept, TaskRecord
 from ._uploads import MAX_UPLOAD, UploadSlot, UploadTooLarge
 from ._waits import SyncWaits
 
 __all__ = ["INSUFFICIENT_BALANCE_STATUS", "build_app", "render_task"]
 
 # The first path segments of fixed API routes: never model ids, so never a submit.
-_RESERVED = ("predictions", "media", "webhook", "model", "models", "balance", "account")
+_RESERVED = (
+    "predictions",
+    "media",
+    "webhook",
+    "model",
+    "models",
+    "balance",
+    "account",
+    "billings",
+    "user",
+)
 #: The status of a submit the balance cannot pay for (undocumented upstream; the message,
 #: which starts "Insufficient balance", is what clients match on).
 INSUFFICIENT_BALANCE_STATUS = 402
 _MAX_JSON_BODY = 64 * 1024 * 1024  # edit inputs may carry a base64 image in the body
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-_SYNC_TIMEOUT_NOW = web.RequestKey("sync_timeout_now", bool)
-_HTML_502 = (
-    "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
-)
 
 
 def build_app(state: EmulatorState, waits: SyncWaits) -> web.Application:
@@ -86,7 +100,7 @@ class _Handlers:
             if fault is None:
                 response = await handler(request)
             else:
-                response = await self._inject(fault, request, handler)
+                response = await inject(fault, request, handler, self.state, self.waits)
         except UploadTooLarge as exc:
             response = error_response(is_api, 413, str(exc))
         except RateLimited as exc:
@@ -104,36 +118,11 @@ class _Handlers:
         if response.status == 429:
             self.state.account.rate_limited += 1
         response.headers["X-Request-Id"] = uuid.uuid4().hex
+        # The server's own now, from its wall clock (which a test may tie to the emulated one).
+        response.headers["Date"] = email.utils.formatdate(
+            self.state.wall_clock().timestamp(), usegmt=True
+        )
         self.waits.notify()  # wakes Emulator.wait_for() conditions about requests and tasks
-        return response
-
-    async def _inject(
-        self, fault: Fault, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
-        """Answer ``request`` as ``fault`` says (see :class:`Fault` for before/after)."""
-        if fault.before:
-            return await _answer_before(fault, request)
-        if fault is Fault.TASK_FAILS:
-            self.state.fail_next(1, "emulated failure (fault injection)")
-        if fault is Fault.SYNC_TIMEOUT:
-            request[_SYNC_TIMEOUT_NOW] = True
-        response = await handler(request)
-        if fault is Fault.RESET_AFTER:
-            _reset(request)
-        elif fault is Fault.STALL:
-            with anyio.move_on_after(self.state.faults.stall_seconds):
-                await self.waits.wait_until(lambda: False, lambda: math.inf)
-        elif fault in (Fault.SERVER_ERROR, Fault.GATEWAY_TIMEOUT):
-            return error_response(True, int(fault.value), "emulated server error")
-        elif fault is Fault.BAD_GATEWAY:
-            return web.Response(status=502, text="Bad Gateway")
-        elif fault is Fault.MALFORMED_JSON:
-            body = _body(response) or b"{}"
-            return web.Response(body=body[: len(body) // 2], content_type="application/json")
-        elif fault in (Fault.UNKNOWN_STATUS, Fault.MISSING_FIELDS) and isinstance(
-            response, web.Response
-        ):
-            return _rewrite_data(fault, response)
         return response
 
     # --- predictions ------------------------------------------------------------------------
@@ -155,7 +144,7 @@ class _Handlers:
         self.waits.notify()  # before a sync wait: tests wait for the task to exist, then advance
         if not task.sync_mode:
             return envelope(self._render(task, request))
-        wait = 0.0 if request.get(_SYNC_TIMEOUT_NOW) else self.state.sync_timeout
+        wait = 0.0 if request.get(SYNC_TIMEOUT_NOW) else self.state.sync_timeout
         deadline = task.submitted_at + wait
         finished = await self.waits.wait_until(
             lambda: self._settled(task, deadline),
@@ -205,15 +194,25 @@ class _Handlers:
         raise Refused(404, f"no such route: {request.method} {request.path}")
 
     async def output(self, request: web.Request) -> web.Response:
-        """A completed task's output file (no key: this stands in for the CDN)."""
-        task = self.state.tasks.get(request.match_info["id"])
-        if task is None or task.status is not Status.COMPLETED:
+        """A completed task's output file (no key: this stands in for the CDN).
+
+        Outputs are served for ``output_retention`` emulated seconds from the submit (7 days,
+        as on the platform). After that the URL answers 403 with S3's ``AccessDenied`` XML,
+        what a CDN in front of a private bucket answers once a lifecycle rule deleted the
+        object, while ``GET .../result`` still lists the URL. A file that never existed (an
+        unknown or deleted task, a wrong name, a task not completed) answers 404 text. The
+        platform's CDN is not known to tell the two apart, so a client should decide from the
+        prediction: it still exists, completed, and ``created_at`` is older than the retention
+        (the answer's ``Date`` header gives the server's now).
+        """
+        task_id, filename = request.match_info["id"], request.match_info["filename"]
+        kept = self.state.output_kept(task_id, filename)
+        if kept is Kept.EXPIRED:
+            return expired_object_response()
+        task = self.state.tasks.get(task_id)
+        if kept is Kept.MISSING or task is None:
             raise Refused(404, "no such output")
-        filenames = task.output.filenames()
-        if request.match_info["filename"] not in filenames:
-            raise Refused(404, "no such output")
-        index = filenames.index(request.match_info["filename"])
-        body, content_type = task.output.file(index)
+        body, content_type = task.output.file(task.output.filenames().index(filename))
         return web.Response(body=body, content_type=content_type)
 
     def _own_file(self, url: str, server: str) -> bool | None:
@@ -248,7 +247,7 @@ class _Handlers:
 
     async def upload_ticket(self, request: web.Request) -> web.Response:
         """``POST /api/v3/media/uploads``: a pre-signed PUT URL and the file's future URL."""
-        slot = self.state.uploads.announce(await read_json(request))
+        slot = self.state.uploads.announce(await read_json(request), self.state.clock.now())
         here = origin(request)
         signature = self.state.uploads.signature(slot.token)
         upload = {
@@ -261,9 +260,11 @@ class _Handlers:
     async def upload_put(self, request: web.Request) -> web.Response:
         """The pre-signed PUT: checks signature, signed content type and announced size."""
         slot = self.state.uploads.signed_slot(
-            request.match_info["token"], request.query.get("signature", "")
+            request.match_info["token"],
+            request.query.get("signature", ""),
+            self.state.clock.now(),
         )
-        if slot is None:
+        if slot is None:  # an expired ticket, as an expired pre-signed URL
             raise Refused(403, "invalid upload signature")
         if request.headers.get("Content-Type", "") != slot.content_type:
             # The content type is part of what was signed, as with S3 pre-signed URLs.
@@ -282,14 +283,22 @@ class _Handlers:
             if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
                 data = await read_at_most(part, MAX_UPLOAD)
                 content_type = part.headers.get("Content-Type", "application/octet-stream")
-                slot = self.state.uploads.store(part.filename or "upload", content_type, data)
+                name = part.filename or "upload"
+                slot = self.state.uploads.store(name, content_type, data, self.state.clock.now())
                 return envelope({"download_url": self._download_url(origin(request), slot)})
         raise InvalidInput("file", None, "a multipart form field named 'file'")
 
     async def download(self, request: web.Request) -> web.Response:
-        """An uploaded file, once its bytes have arrived (no key: this is storage)."""
-        slot = self.state.uploads.slots.get(request.match_info["token"])
-        if slot is None or slot.data is None or slot.filename != request.match_info["filename"]:
+        """An uploaded file, once its bytes have arrived (no key: this is storage).
+
+        Past the retention it answers as an expired output does (see :meth:`output`).
+        """
+        token, filename = request.match_info["token"], request.match_info["filename"]
+        kept = self.state.upload_kept(token, filename)
+        if kept is Kept.EXPIRED:
+            return expired_object_response()
+        slot = self.state.uploads.slots.get(token)
+        if kept is Kept.MISSING or slot is None or slot.data is None:
             raise Refused(404, "no such file")
         return web.Response(body=slot.data, content_type=slot.content_type)
 
@@ -336,42 +345,3 @@ def render_task(
     data: dict[str, Any] = converter.unstructure(prediction)
     data["input"] = task.input
     return data
-
-
-# --- fault injection ------------------------------------------------------------------------
-
-
-async def _answer_before(fault: Fault, request: web.Request) -> web.StreamResponse:
-    if fault is Fault.RESET_BEFORE:
-        _reset(request)
-        return web.Response(status=500)  # never reaches the client
-    if fault is Fault.HTML_ERROR:
-        return web.Response(status=502, text=_HTML_502, content_type="text/html")
-    status = 429 if fault in (Fault.RATE_LIMITED, Fault.RATE_LIMITED_RETRY_AFTER) else 503
-    message = "emulated: too many requests" if status == 429 else "busy"
-    response = error_response(True, status, message)
-    if fault in (Fault.RATE_LIMITED_RETRY_AFTER, Fault.UNAVAILABLE_RETRY_AFTER):
-        response.headers["Retry-After"] = "1"
-    return response
-
-
-def _reset(request: web.Request) -> None:
-    # Abort the socket: the client sees the connection drop, not an HTTP answer.
-    if request.transport is not None:
-        request.transport.abort()
-
-
-def _rewrite_data(fault: Fault, response: web.Response) -> web.Response:
-    envelope = json.loads(_body(response) or b"{}")
-    data = envelope.get("data")
-    if isinstance(data, dict):
-        if fault is Fault.UNKNOWN_STATUS:
-            data["status"] = "queued_for_gpu"
-        else:
-            envelope["data"] = {"id": data.get("id"), "status": data.get("status")}
-    return web.json_response(envelope, status=response.status)
-
-
-def _body(response: web.StreamResponse) -> bytes:
-    body = response.body if isinstance(response, web.Response) else None
-    return bytes(body) if isinstance(body, (bytes, bytearray)) else b""

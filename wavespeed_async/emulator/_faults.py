@@ -3,6 +3,7 @@
 >>> plan = FaultPlan()
 >>> plan.add(Fault.RESET_AFTER, route="submit", on=[2])        # the 2nd submit
 >>> plan.add(Fault.BAD_GATEWAY, route="result", rate=0.1)      # ~10% of result checks
+>>> plan.lag_history(30)           # the history omits tasks younger than 30 emulated seconds
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import random
 from collections.abc import Iterable
 
 import attrs
+
+from ..errors import InvalidInput
+from ._arguments import check_number, check_seconds
 
 __all__ = ["Fault", "FaultPlan", "FaultRule", "route_of"]
 
@@ -59,11 +63,17 @@ _BEFORE = frozenset(
     }
 )
 
-ROUTES = ("submit", "result", "upload", "history", "any")
+ROUTES = ("submit", "result", "upload", "history", "account", "any")
+#: The first path segments of the account side: balance, price, catalogue, bill, usage.
+ACCOUNT_PATHS = ("model", "models", "balance", "billings", "user", "account")
 
 
 def route_of(method: str, path: str) -> str:
-    """Name the API route a request is for: submit, result, upload, history or other."""
+    """Name the API route a request is for: submit, result, upload, history, account or other.
+
+    ``account`` is the balance, price quotes, the catalogue, the bill and the usage: nothing
+    there creates a task, so a fault aimed at submits never hits a quote.
+    """
     if not path.startswith("/api/v3/"):
         return "other"
     rest = path.removeprefix("/api/v3/")
@@ -73,6 +83,8 @@ def route_of(method: str, path: str) -> str:
         return "upload"
     if rest.startswith("webhook"):
         return "other"
+    if rest.split("/", 1)[0] in ACCOUNT_PATHS:
+        return "account"
     return "submit" if method == "POST" else "other"
 
 
@@ -102,7 +114,8 @@ class FaultPlan:
     def __init__(self, seed: int = 0) -> None:
         self.rules: list[FaultRule] = []
         self.injected: collections.Counter[Fault] = collections.Counter()
-        self.stall_seconds = 5.0
+        self._stall_seconds = 5.0
+        self._history_lag = 0.0
         self._numbers: collections.Counter[str] = collections.Counter()
         self._random = random.Random(seed)
 
@@ -121,7 +134,8 @@ class FaultPlan:
         per request; with neither, the next ``times`` requests (default 1) get it.
         """
         if route not in ROUTES:
-            raise ValueError(f"route must be one of {', '.join(ROUTES)}")
+            raise InvalidInput("route", route, f"one of {', '.join(ROUTES)}")
+        rate = check_number("rate", rate, maximum=1.0)
         numbers = frozenset(on)
         if not numbers and not rate:
             rate, times = 1.0, 1 if times is None else times
@@ -130,8 +144,31 @@ class FaultPlan:
         return rule
 
     def clear(self) -> None:
-        """Remove every scripted fault."""
+        """Remove every scripted fault (and the history lag)."""
         self.rules.clear()
+        self._history_lag = 0.0
+
+    @property
+    def stall_seconds(self) -> float:
+        """How long, in real seconds, a ``STALL`` answer is held back (default 5)."""
+        return self._stall_seconds
+
+    @stall_seconds.setter
+    def stall_seconds(self, value: float) -> None:
+        self._stall_seconds = check_seconds("stall_seconds", value)
+
+    @property
+    def history_lag(self) -> float:
+        """Emulated seconds a task stays out of the history after its submit (0: none)."""
+        return self._history_lag
+
+    def lag_history(self, seconds: float) -> None:
+        """Make the history (``POST /api/v3/predictions``) lag by ``seconds`` (emulated).
+
+        It omits tasks created less than ``seconds`` ago, from its items and its total, as an
+        index that catches up late would; their results answer as usual. ``0`` ends the lag.
+        """
+        self._history_lag = check_seconds("history_lag", seconds)
 
     def pick(self, route: str) -> Fault | None:
         """Number this request on its route and return the fault it gets, if any."""

@@ -11,7 +11,7 @@ import attrs
 from .._wire.convert import parse_datetime
 from ..errors import InvalidInput
 
-__all__ = ["HistoryQuery", "is_int", "parse_history_query"]
+__all__ = ["HistoryQuery", "is_int", "parse_history_query", "timestamp_field"]
 
 
 @attrs.frozen
@@ -44,16 +44,24 @@ def parse_history_query(body: object) -> HistoryQuery:
         page_size,
         model or None,
         status or None,
-        _timestamp(body, "created_after"),
-        _timestamp(body, "created_before"),
+        timestamp_field(body, "created_after"),
+        timestamp_field(body, "created_before"),
     )
 
 
-def _timestamp(body: Mapping[str, Any], name: str) -> dt.datetime | None:
+def timestamp_field(body: Mapping[str, Any], name: str) -> dt.datetime | None:
+    """The ISO-8601 time in field ``name`` of a request body, ``None`` when absent or empty.
+
+    The one reading of a request's timestamps: one that is not a real instant (30 February,
+    month 13, year 0, not a string) raises :class:`InvalidInput` naming the field.
+    """
     value = body.get(name)
     if value is None or value == "":
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except (ValueError, OverflowError):  # 30 February, month 13, year 0, hour 25
+        parsed = None
     if parsed is None:
         raise InvalidInput(name, value, "an ISO-8601 timestamp")
     return parsed

@@ -21,9 +21,8 @@ from typing import Any
 
 import attrs
 
-from .._wire.convert import parse_datetime
 from ..errors import InvalidInput
-from ._history import is_int
+from ._history import is_int, timestamp_field
 
 __all__ = ["BILLING_TYPE", "Debit", "Ledger", "iso"]
 
@@ -130,7 +129,7 @@ def _prediction_ids(value: object) -> set[str] | None:
 
 def _moment(body: dict[str, Any], name: str) -> dt.datetime:
     value = body.get(name)
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    parsed = timestamp_field(body, name)  # refuses an impossible date (30 February) too
     if parsed is None:
         raise InvalidInput(name, value, "an ISO-8601 timestamp")
     return parsed

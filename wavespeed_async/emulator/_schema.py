@@ -36,7 +36,7 @@ def parse_size(value: object) -> tuple[int, int] | None:
     if not isinstance(value, str):
         return None
     parts = value.lower().replace("x", "*").split("*")
-    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+    if len(parts) != 2 or not all(part.strip().isdecimal() and len(part) < 10 for part in parts):
         return None
     return int(parts[0]), int(parts[1])
 

@@ -15,9 +15,11 @@ from aiohttp import web
 from .._wire.limits import Limits
 from ._account import DEFAULT_BALANCE
 from ._app import build_app
+from ._arguments import check_number, check_port
 from ._clock import Clock
 from ._faults import FaultPlan
-from ._state import EmulatorState, RequestRecord, TaskRecord
+from ._requests import DEFAULT_LOG_SIZE
+from ._state import DEFAULT_RETENTION, EmulatorState, RequestRecord, TaskRecord
 from ._waits import SyncWaits
 from ._webhooks import WebhookDispatcher
 
@@ -42,7 +44,16 @@ class Emulator:
     ``Retry-After`` (whole real seconds at the clock's speed, at least 1; emulated seconds
     on a frozen clock), tasks over the concurrency limit wait ``created`` for a slot.
     ``clock`` and ``wall_clock`` replace the time sources entirely (``clock`` wins over
-    ``speed``).
+    ``speed``; ``Clock.wall_clock()`` makes a wall clock that follows the emulated one).
+    ``output_retention`` is how long, in emulated seconds from the submit, outputs and
+    uploads are served (the platform's 7 days); after it they answer 403 with S3's
+    ``AccessDenied`` XML, as expired storage objects do, while the prediction itself still
+    answers (a file that never existed answers 404). ``request_log_size`` is how many of the newest
+    requests :attr:`requests` keeps.
+
+    Every argument is checked here, before anything starts: a port outside 0..65535, a
+    speed, balance, duration or timeout that is negative, NaN or infinite raises
+    :class:`~wavespeed_async.errors.InvalidInput` naming it and the allowed range.
 
     >>> async with Emulator(speed=0) as emu:                            # doctest: +SKIP
     ...     client = AsyncWaveSpeed(api_key="any", base_url=emu.base_url)
@@ -64,7 +75,10 @@ class Emulator:
         limits: Limits | None = None,
         clock: Clock | None = None,
         wall_clock: Callable[[], dt.datetime] | None = None,
+        output_retention: float = DEFAULT_RETENTION,
+        request_log_size: int = DEFAULT_LOG_SIZE,
     ) -> None:
+        self._port = check_port(port)
         self._clock = clock or Clock(speed)
         self.state = EmulatorState(
             api_key=api_key,
@@ -74,9 +88,10 @@ class Emulator:
             wall_clock=wall_clock,
             balance=balance,
             limits=limits,
+            output_retention=output_retention,
+            request_log_size=request_log_size,
         )
         self._host = host
-        self._port = port
         self._waits = SyncWaits(self._clock)
         #: Webhook deliveries: faults (``drop_next``, ...), secret, record of attempts.
         self.webhooks = WebhookDispatcher(self.state, self._waits)
@@ -202,13 +217,26 @@ class Emulator:
         return self.state.submit_count
 
     @property
+    def tasks_created(self) -> int:
+        """Every task ever created, deleted ones too; rejected submits create none.
+
+        Per ``(model, input)``: :meth:`created_per_payload`.
+        """
+        return self.state.submit_count
+
+    @property
+    def output_retention(self) -> float:
+        """Emulated seconds outputs and uploads are served after their submit (7 days)."""
+        return self.state.output_retention
+
+    @property
     def balance(self) -> float:
         """The account's balance in USD (settable, to script a top-up or an empty account)."""
         return self.state.account.balance
 
     @balance.setter
     def balance(self, value: float) -> None:
-        self.state.account.balance = value
+        self.state.account.balance = check_number("balance", value)
 
     @property
     def limits(self) -> Limits:
@@ -231,8 +259,8 @@ class Emulator:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every request received, oldest first."""
-        return self.state.requests
+        """The requests received, oldest first: the newest ``request_log_size`` of them."""
+        return list(self.state.requests)
 
     def created_per_payload(self) -> collections.Counter[str]:
         """Tasks created per canonical ``(model, input)`` JSON: any count above 1 is a resend."""

@@ -1,13 +1,16 @@
-"""The emulator's state, with no I/O: tasks, their lifecycle, failure scripting, counters.
+"""The emulator's state, with no I/O: tasks, failure scripting, retention, counters.
 
-A task's status is never stored as it progresses: it is derived from the clock whenever it
-is read, so no background work runs per prediction and a frozen clock freezes every task.
+A task's status is derived from the clock whenever it is read (see :mod:`._tasks`); what a
+task holds is dropped with it when it is deleted. Outputs and uploads are served for
+``output_retention`` emulated seconds, then expire.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import enum
+import hashlib
 import hmac
 import json
 import secrets
@@ -16,25 +19,28 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-import attrs
-
 from .._wire.limits import Limits
 from .._wire.models import Status
 from ..errors import InvalidInput
-from ._account import DEFAULT_BALANCE, Account, Slot
+from ._account import DEFAULT_BALANCE, Account
+from ._arguments import check_count, check_durations, check_number, check_seconds
 from ._catalog import UNLISTED, model_spec
 from ._clock import Clock
 from ._faults import FaultPlan
 from ._history import HistoryQuery, parse_history_query
-from ._outputs import MEDIA_ACCESS_CODE, OutputSpec, media_access_error, output_for
+from ._outputs import MEDIA_ACCESS_CODE, media_access_error, output_for
+from ._requests import DEFAULT_LOG_SIZE, RequestLog, RequestRecord
 from ._schema import validate
+from ._tasks import TaskRecord, TaskStatus
 from ._uploads import UploadStore
 
 __all__ = [
+    "DEFAULT_RETENTION",
     "FAIL_MARKER",
     "SYNC_TIMEOUT_CODE",
     "SYNC_TIMEOUT_ERROR",
     "EmulatorState",
+    "Kept",
     "RequestRecord",
     "TaskRecord",
     "TaskStatus",
@@ -44,8 +50,11 @@ __all__ = [
 FAIL_MARKER = "[fail]"
 SYNC_TIMEOUT_CODE = 5004
 SYNC_TIMEOUT_ERROR = "Sync mode timed out, please query the result later"
+#: How long, in emulated seconds, outputs and uploads are kept: the platform's 7 days.
+DEFAULT_RETENTION = 7 * 24 * 3600.0
 _HISTORY_WINDOW = dt.timedelta(hours=24)
 _RETENTION = dt.timedelta(days=7)
+_WEBHOOK_SCHEMES = ("http://", "https://")
 
 
 _OwnUrl = Callable[[str], "bool | None"]
@@ -60,115 +69,20 @@ def _utc_now() -> dt.datetime:
 
 
 def payload_key(model: str, payload: Mapping[str, Any]) -> str:
-    """The canonical JSON of ``(model, input)``: the key of ``created_per_payload()``."""
-    return json.dumps([model, payload], sort_keys=True, separators=(",", ":"))
+    """The key of ``created_per_payload()`` for ``(model, input)``.
 
-
-@attrs.frozen
-class TaskStatus:
-    """A task's status at one instant: the raw text the API would send, and the error."""
-
-    raw: str
-    error: str = ""
-
-    @property
-    def status(self) -> Status:
-        """The parsed status (``UNKNOWN`` for strings the library does not know)."""
-        return Status.parse(self.raw)
-
-
-@attrs.define(eq=False)
-class TaskRecord:
-    """One submitted task. ``submitted_at`` is on the emulated clock, ``created_at`` wall time.
-
-    ``slot`` is when it runs: from submit, or later when it waited for a concurrency slot.
-    ``raw_status``, ``status`` and ``error`` are read from the clock each time.
+    A digest of their canonical JSON, so the count stays small however big the inputs.
     """
-
-    id: str
-    model: str
-    input: dict[str, Any]
-    created_at: dt.datetime
-    submitted_at: float
-    duration: float
-    output: OutputSpec
-    sequence: int
-    clock: Clock = attrs.field(repr=False)
-    webhook: str | None = None
-    scripted_error: str | None = None
-    forced: TaskStatus | None = None
-    slot: Slot | None = None
-    price: float = 0.0
-    #: ``data.code`` once failed (1402: an input file could not be fetched).
-    error_code: int | None = None
-
-    @property
-    def started_at(self) -> float:
-        """The emulated time the task starts running (``created`` until then)."""
-        return self.submitted_at if self.slot is None else self.slot.start
-
-    @property
-    def finishes_at(self) -> float:
-        """The emulated time at which the task becomes terminal (unless forced)."""
-        return self.started_at + self.duration
-
-    @property
-    def base64_output(self) -> bool:
-        """Whether outputs are returned as bare base64 strings instead of URLs."""
-        return self.input.get("enable_base64_output") is True
-
-    @property
-    def sync_mode(self) -> bool:
-        """Whether the submit asked to wait for the outcome."""
-        return self.input.get("enable_sync_mode") is True
-
-    def status_at(self, now: float) -> TaskStatus:
-        """The status at emulated time ``now``: created, processing, then completed or failed."""
-        if self.forced is not None:
-            return self.forced
-        elapsed = now - self.started_at
-        if elapsed >= self.duration:
-            if self.scripted_error is not None:
-                return TaskStatus("failed", self.scripted_error)
-            return TaskStatus("completed")
-        return TaskStatus("processing" if elapsed > 0 else "created")
-
-    @property
-    def raw_status(self) -> str:
-        """The status string right now."""
-        return self.status_at(self.clock.now()).raw
-
-    @property
-    def status(self) -> Status:
-        """The parsed status right now."""
-        return self.status_at(self.clock.now()).status
-
-    @property
-    def error(self) -> str:
-        """The error right now ("" unless failed)."""
-        return self.status_at(self.clock.now()).error
+    canonical = json.dumps([model, payload], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@attrs.frozen
-class RequestRecord:
-    """One request the emulator received. The key itself is never kept, only its presence.
+class Kept(enum.Enum):
+    """Whether a file (an output or an upload) is served: kept, expired, or never existed."""
 
-    ``at`` is the emulated clock's reading, ``wall`` the real time, ``peer`` the client's
-    ``host:port`` (one per connection, so tests can count the connections a client opened).
-    """
-
-    method: str
-    path: str
-    query: dict[str, str]
-    had_authorization: bool
-    at: float
-    wall: dt.datetime
-    peer: str = ""
-
-    @property
-    def is_api(self) -> bool:
-        """Whether the request went to the API (where the key belongs) rather than storage."""
-        return self.path.startswith("/api/")
+    KEPT = "kept"
+    EXPIRED = "expired"
+    MISSING = "missing"
 
 
 class EmulatorState:
@@ -187,19 +101,24 @@ class EmulatorState:
         wall_clock: Callable[[], dt.datetime] | None = None,
         balance: float = DEFAULT_BALANCE,
         limits: Limits | None = None,
+        output_retention: float = DEFAULT_RETENTION,
+        request_log_size: int = DEFAULT_LOG_SIZE,
     ) -> None:
         self.clock = clock or Clock()
         #: Balance, rate window and concurrency slots.
-        self.account = Account(balance, limits)
+        self.account = Account(check_number("balance", balance), limits)
         self.wall_clock = wall_clock or _utc_now
         self.faults = FaultPlan()
-        self.sync_timeout = sync_timeout
+        self.sync_timeout = check_seconds("sync_timeout", sync_timeout)
+        #: Emulated seconds a task's outputs (and an upload) are served after its submit.
+        self.output_retention = check_seconds("output_retention", output_retention, positive=True)
         self.tasks: dict[str, TaskRecord] = {}
         self.submit_count = 0
-        self.requests: list[RequestRecord] = []
-        self.uploads = UploadStore()
+        #: The newest requests received (a ring: see :class:`RequestLog`).
+        self.requests = RequestLog(check_count("request_log_size", request_log_size))
+        self.uploads = UploadStore(self.output_retention)
         self._api_key = api_key
-        self._durations = dict(durations or {})
+        self._durations = check_durations(durations)
         self._scripted_failures: collections.deque[str] = collections.deque()
         self._created: collections.Counter[str] = collections.Counter()
         self.webhook_secret = f"whsec_{secrets.token_urlsafe(24)}"
@@ -228,13 +147,11 @@ class EmulatorState:
     ) -> RequestRecord:
         """Remember a request for the tests' inspection."""
         now, wall = self.clock.now(), self.wall_clock()
-        record = RequestRecord(method, path, dict(query), had_authorization, now, wall, peer)
-        self.requests.append(record)
-        return record
+        return self.requests.add(method, path, query, had_authorization, now, wall, peer)
 
     def auth_leaks(self) -> list[RequestRecord]:
         """Requests to storage or media URLs that carried an ``Authorization`` header."""
-        return [req for req in self.requests if req.had_authorization and not req.is_api]
+        return self.requests.auth_leaks()
 
     def created_per_payload(self) -> collections.Counter[str]:
         """How many tasks were created per ``payload_key(model, input)`` (deleted ones too)."""
@@ -250,9 +167,7 @@ class EmulatorState:
 
     def set_duration(self, model: str, seconds: float) -> None:
         """Make later tasks of ``model`` take ``seconds`` emulated seconds."""
-        if seconds < 0:
-            raise ValueError(f"a duration cannot be negative ({seconds})")
-        self._durations[model] = seconds
+        self._durations[model] = check_seconds("seconds", seconds)
 
     def fail_next(self, count: int = 1, error: str = "emulated failure") -> None:
         """Make the next ``count`` submitted tasks fail with ``error`` when their time is up."""
@@ -271,14 +186,15 @@ class EmulatorState:
 
         Raises, creating nothing: :class:`RateLimited` (a 429) first, as the platform's
         gateway would, then :class:`InvalidInput` (a 400), then :class:`InsufficientFunds`.
+        ``webhook`` is the ``?webhook=`` query; a ``webhook_url`` field of the body is the
+        same (it is not a model input, so it is not kept in ``input``).
         ``own(url)`` says whether a URL of this emulator exists (for input files).
         """
         now = self.clock.now()
         self.account.check_rate(now)
         if not isinstance(body, dict):
             raise InvalidInput("body", type(body).__name__, "a JSON object")
-        if webhook is not None and body.get("enable_base64_output") is True:
-            raise InvalidInput("webhook", webhook, "absent when enable_base64_output is set")
+        body, webhook = _webhook_of(body, webhook)
         spec = model_spec(model)
         if spec is not None:
             validate(spec.schema, body)
@@ -328,23 +244,43 @@ class EmulatorState:
         """Whether ``path`` is an output or an uploaded file this emulator serves now."""
         parts = [unquote(part) for part in path.strip("/").split("/")]
         if len(parts) == 3 and parts[0] == "outputs":
-            task = self.tasks.get(parts[1])
-            return (
-                task is not None
-                and task.status is Status.COMPLETED
-                and parts[2] in task.output.filenames()
-            )
+            return self.output_kept(parts[1], parts[2]) is Kept.KEPT
         if len(parts) == 4 and parts[:2] == ["storage", "files"]:
-            slot = self.uploads.slots.get(parts[2])
-            return slot is not None and slot.data is not None and slot.filename == parts[3]
+            return self.upload_kept(parts[2], parts[3]) is Kept.KEPT
         return False
 
+    def expired(self, created: float) -> bool:
+        """Whether a file made at emulated time ``created`` is past the retention now."""
+        return self.clock.now() - created >= self.output_retention
+
+    def output_kept(self, task_id: str, filename: str) -> Kept:
+        """Whether output ``filename`` of task ``task_id`` is served, expired or never was."""
+        task = self.tasks.get(task_id)
+        if task is None or task.status is not Status.COMPLETED:
+            return Kept.MISSING
+        if filename not in task.output.filenames():
+            return Kept.MISSING
+        return Kept.EXPIRED if self.expired(task.submitted_at) else Kept.KEPT
+
+    def upload_kept(self, token: str, filename: str) -> Kept:
+        """Whether uploaded file ``token/filename`` is served, expired or never was."""
+        self.uploads.sweep(self.clock.now())
+        slot = self.uploads.slots.get(token)
+        if slot is None or slot.filename != filename or (slot.data is None and not slot.expired):
+            return Kept.MISSING
+        return Kept.EXPIRED if slot.expired else Kept.KEPT
+
     def history(self, body: object) -> tuple[HistoryQuery, int, list[TaskRecord]]:
-        """Answer a history query: the query, the total matched and one page, newest first."""
+        """Answer a history query: the query, the total matched and one page, newest first.
+
+        Tasks past the retention are not listed (though their results still answer), nor,
+        under a lagging-history fault, tasks younger than the lag.
+        """
         query = parse_history_query(body)
         wall_now = self.wall_clock()
         after = max(query.created_after or wall_now - _HISTORY_WINDOW, wall_now - _RETENTION)
         now = self.clock.now()
+        youngest = now - self.faults.history_lag
         matched = [
             task
             for task in sorted(self.tasks.values(), key=lambda task: -task.sequence)
@@ -352,6 +288,8 @@ class EmulatorState:
             and (query.created_before is None or task.created_at <= query.created_before)
             and (query.model is None or task.model == query.model)
             and (query.status is None or task.status_at(now).raw == query.status)
+            and task.submitted_at <= youngest
+            and not self.expired(task.submitted_at)
         ]
         start = (query.page - 1) * query.page_size
         return query, len(matched), matched[start : start + query.page_size]
@@ -368,6 +306,7 @@ class EmulatorState:
         task = self.tasks.pop(task_id, None)
         if task is None:
             return False
+        self.webhook_tasks.pop(task_id, None)  # nothing keeps its input alive
         if task.slot is not None:
             now = self.clock.now()
             queued = [
@@ -377,3 +316,24 @@ class EmulatorState:
             ]
             self.account.release(task.slot, now, queued)
         return True
+
+
+def _webhook_of(body: dict[str, Any], query: str | None) -> tuple[dict[str, Any], str | None]:
+    """Split a submit body into the model's input and the webhook URL (query or body).
+
+    The platform documents both ``?webhook=`` and a ``webhook_url`` body field; a body field
+    that is not an http(s) URL, or that names another URL than the query, is refused.
+    """
+    webhook = query
+    if "webhook_url" in body:
+        body = dict(body)
+        field = body.pop("webhook_url")
+        if not isinstance(field, str) or not field.lower().startswith(_WEBHOOK_SCHEMES):
+            raise InvalidInput("webhook_url", field, "an http(s) URL")
+        if query is not None and query != field:
+            raise InvalidInput("webhook_url", field, "the ?webhook= URL when both are given")
+        webhook = field
+    if webhook is not None and body.get("enable_base64_output") is True:
+        name = "webhook" if query is not None else "webhook_url"
+        raise InvalidInput(name, webhook, "absent when enable_base64_output is set")
+    return body, webhook

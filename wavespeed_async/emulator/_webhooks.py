@@ -30,6 +30,7 @@ import attrs
 
 from .._wire.webhook import sign_webhook
 from ._app import render_task
+from ._arguments import check_seconds
 from ._state import EmulatorState, TaskRecord
 from ._waits import SyncWaits
 
@@ -124,9 +125,7 @@ class WebhookDispatcher:
 
     def delay_next(self, count: int = 1, *, seconds: float) -> None:
         """Send the next ``count`` deliveries ``seconds`` emulated seconds late."""
-        if seconds < 0:
-            raise ValueError(f"a delay cannot be negative ({seconds})")
-        self._delays.extend([seconds] * count)
+        self._delays.extend([check_seconds("seconds", seconds)] * count)
 
     def duplicate_next(self, count: int = 1) -> None:
         """Send the next ``count`` deliveries twice, concurrently, with one ``webhook-id``."""
