@@ -53,7 +53,7 @@ def redis_server() -> Iterator[str]:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",  # idempotency keys need a Redis that keeps them
                 "--dir",
                 directory,
             ],

@@ -11,9 +11,10 @@ import pytest
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
-from .redis_server import redis_server  # noqa: F401  (the session's real Redis)
+from .redis_server import redis_factory, redis_server  # noqa: F401  (real Redis servers)
 from .s3_server import s3_env, s3_gate, s3_server  # noqa: F401  (a real S3 server, its gate)
 from .support import SECRET_KEY, EmulatorProcess
+from .tcp_proxy import redis_proxy  # noqa: F401  (a real Redis behind a faulty proxy)
 
 
 @pytest.fixture

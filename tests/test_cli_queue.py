@@ -249,7 +249,7 @@ async def test_touch_keeps_an_item_in_hand_but_never_takes_back_a_reclaimed_one(
         assert [entry.entry_id for entry in reclaimed] == [item.entry_id]
         assert await holder.touch("b", [item]) == 0  # gone: the holder does not take it back
         [pending] = await client.xpending_range(
-            f"{namespace}:batch:b:stream", "workers", "-", "+", 1
+            f"{{{namespace}}}:batch:b:stream", "workers", "-", "+", 1
         )
         assert pending["consumer"] == b"taker"
     finally:

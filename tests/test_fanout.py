@@ -175,7 +175,7 @@ async def test_a_replay_is_remembered_across_processes_until_it_would_fail_verif
     coordinator = await coordinators()
     receiver = worker(coordinator, tolerance=300, clock=lambda: SIGNED_AT + 100)
     assert await receiver.handle_async(signed_headers(), BODY) == (200, "ok")
-    ttl_ms = await coordinator.redis.pttl(f"{coordinator.namespace}:seen:msg_1")
+    ttl_ms = await coordinator.redis.pttl(f"{{{coordinator.namespace}}}:seen:msg_1")
     assert 190_000 < ttl_ms <= 200_000  # signed 100 s ago: verifiable 200 s more
 
 
@@ -196,7 +196,7 @@ async def test_a_shared_coordinator_replaces_the_in_process_one_and_a_second_own
     with pytest.raises(ConfigurationError, match="already shares deliveries"):
         receiver.use_coordinator(other)  # one owner: a second shared coordinator is an error
     assert await receiver.handle_async(signed_headers(), BODY) == (200, "ok")
-    assert await shared.redis.exists(f"{shared.namespace}:seen:msg_1")
+    assert await shared.redis.exists(f"{{{shared.namespace}}}:seen:msg_1")
 
 
 # --- through the client ---------------------------------------------------------------------

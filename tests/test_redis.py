@@ -19,7 +19,7 @@ import attrs
 import pytest
 import redis.asyncio as aioredis
 
-import wavespeed_async._coordination.redis
+import wavespeed_async._coordination.link
 from wavespeed_async._coordination.local import Claim
 from wavespeed_async._wire.limits import Limits
 from wavespeed_async.errors import CoordinatorUnavailable
@@ -320,11 +320,11 @@ async def test_a_live_holder_keeps_renewing_its_slot_and_claim(
     try:
         lease = await coordinator.acquire_slot(1)
         await coordinator.claim("k", model=MODEL, payload=PAYLOAD)
-        slot_expiry = await client.zscore(f"{namespace}:slots", lease)
-        claim_expiry = await client.hget(f"{namespace}:idem:k", "lease_until")
+        slot_expiry = await client.zscore(f"{{{namespace}}}:slots", lease)
+        claim_expiry = await client.hget(f"{{{namespace}}}:idem:k", "lease_until")
         for _ in range(500):  # renewed every 0.1 s: slots and claims in two calls, so wait for both
-            slot_now = await client.zscore(f"{namespace}:slots", lease)
-            renewed = await client.hget(f"{namespace}:idem:k", "lease_until")
+            slot_now = await client.zscore(f"{{{namespace}}}:slots", lease)
+            renewed = await client.hget(f"{{{namespace}}}:idem:k", "lease_until")
             if slot_now != slot_expiry and renewed != claim_expiry:
                 break
             await asyncio.sleep(0.01)
@@ -362,7 +362,7 @@ async def test_while_redis_is_down_limits_go_local_and_claims_fail_closed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        wavespeed_async._coordination.redis, "PROBE_INTERVAL", 0.0
+        wavespeed_async._coordination.link, "PROBE_INTERVAL", 0.0
     )  # every call tries Redis
     coordinator = RedisCoordinator(redis_server.url, namespace=namespace)
     await coordinator.start(Limits(submits_per_minute=6, max_concurrent_tasks=1))
@@ -391,13 +391,17 @@ async def test_while_redis_is_down_limits_go_local_and_claims_fail_closed(
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1
         assert "Redis unreachable" in warnings[0].getMessage()
-        # Back: the shared bucket (gone with the restart) is used, and created, again.
+        # Back: once the background probe finds Redis again, the ledger and the shared
+        # bucket are used again.
         for _ in range(1000):
-            await coordinator.submit_delay()
-            if await coordinator.redis.exists(f"{namespace}:rate"):
+            try:
+                claim = await coordinator.claim("k", model=MODEL, payload=PAYLOAD)
                 break
-            await asyncio.sleep(0.01)
-        assert await coordinator.redis.exists(f"{namespace}:rate")
-        assert (await coordinator.claim("k", model=MODEL, payload=PAYLOAD)).owned
+            except CoordinatorUnavailable:
+                await asyncio.sleep(0.01)
+        assert claim.owned
+        await coordinator.redis.delete(f"{{{namespace}}}:rate")
+        await coordinator.submit_delay()
+        assert await coordinator.redis.exists(f"{{{namespace}}}:rate")
     finally:
         await coordinator.aclose()

@@ -173,7 +173,7 @@ class AsyncWaveSpeed:
             webhooks=webhooks,
             background=self._background,
         )
-        self._keyed = KeyedSubmits(self, self._background)
+        self._keyed = KeyedSubmits(self, self._background, adopt=self._submitter.adopt)
         self._account = AccountCalls(
             self._api,
             Catalogue(ttl=catalogue_ttl, clock=catalogue_clock),

@@ -139,6 +139,13 @@ class Coordinator(Protocol):
     async def bind_slot(self, lease: str, prediction_id: str) -> None:
         """The slot of ``lease`` now belongs to the task ``prediction_id``."""
 
+    async def hold_slot(self, prediction_id: str) -> str:
+        """A slot for the running task ``prediction_id`` (adopted by key, or resumed).
+
+        Never waits, and may go over the limit (the task runs anyway). Release it when the
+        task ends.
+        """
+
     async def release_slot(self, lease_or_prediction_id: str) -> None:
         """Free a slot, by its lease id or its task's id (from any process)."""
 
@@ -311,6 +318,25 @@ class LocalCoordinator:
         if lease in self._held:
             self._lease_of_task[prediction_id] = lease
             self._task_of_lease[lease] = prediction_id
+
+    async def hold_slot(self, prediction_id: str) -> str:
+        """The slot of ``prediction_id`` if this process holds one, else one taken if free.
+
+        With none free, the lease holds nothing: in one process, a full pool means the task
+        that filled it is running here.
+        """
+        lease = self._lease_of_task.get(prediction_id)
+        if lease is not None:
+            return lease
+        lease = f"local-{uuid.uuid4().hex}"
+        if self._slots is not None:
+            try:
+                self._slots.acquire_on_behalf_of_nowait(lease)
+            except anyio.WouldBlock:
+                return lease  # held by nobody: releasing it is a no-op
+        self._held.add(lease)
+        await self.bind_slot(lease, prediction_id)
+        return lease
 
     async def release_slot(self, lease_or_prediction_id: str) -> None:
         """Free a slot by lease id or task id; an unknown or released one is ignored."""

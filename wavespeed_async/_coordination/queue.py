@@ -147,7 +147,7 @@ class RedisBatchQueue:
         return f"RedisBatchQueue(namespace={self.namespace!r}, consumer={self.consumer!r})"
 
     def _keys(self, batch_id: str) -> list[str]:
-        prefix = f"{self.namespace}:batch:{batch_id}"
+        prefix = f"{{{self.namespace}}}:batch:{batch_id}"  # one Cluster hash slot
         return [f"{prefix}:stream", f"{prefix}:meta"]
 
     async def enqueue_once(self, batch_id: str, items: Iterable[Any]) -> bool:

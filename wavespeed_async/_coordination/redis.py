@@ -6,11 +6,14 @@ one idempotency ledger, and every webhook delivery reaches every process.
 
 >>> coordinator = RedisCoordinator("redis://redis.internal:6379/0", namespace="prod")
 
-Every decision is one Lua script, timed by Redis ``TIME`` (machines with skewed clocks agree).
-When Redis cannot be reached the rate and slots fall back to this process's own limits (one
-warning; they return when Redis does), and the ledger fails closed: ``claim`` and
-``record_*`` raise :class:`CoordinatorUnavailable`, so nothing is sent twice. Needs the
-``redis`` extra (``pip install redis``).
+Every decision is one Lua script, timed by Redis ``TIME`` (machines with skewed clocks agree),
+on keys of one hash slot (``{namespace}``), so a Redis Cluster works too (``cluster=True``).
+Each call waits at most ``call_timeout`` (and never past the caller's deadline). When Redis
+does not answer in time, or answers an error, the rate and slots fall back to this process's
+own limits (one warning; they return when Redis does), and the ledger fails closed: ``claim``
+and ``record_*`` raise :class:`CoordinatorUnavailable`. Idempotency keys need a Redis that
+keeps them (``appendonly yes``, ``maxmemory-policy noeviction``): checked before the first
+key, see ``durable_keys``. Needs the ``redis`` extra (``pip install redis``).
 """
 
 from __future__ import annotations
@@ -27,26 +30,25 @@ from typing import Any
 
 import attrs
 
-try:
-    import redis.asyncio as aioredis
-    import redis.exceptions
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "wavespeed_async.redis needs redis-py: pip install redis (the redis extra)"
-    ) from exc
-
 from .._wire.limits import DECREASE_COOLDOWN, MIN_RATE, Limits
 from .._wire.models import Prediction
-from ..errors import CoordinatorUnavailable, IdempotencyConflict, InvalidInput
-from . import scripts
+from ..errors import IdempotencyConflict, InvalidInput
+from . import records
+from .link import (
+    CALL_TIMEOUT,
+    FAILURES,
+    DurableKeys,
+    Epoch,
+    RedisDown,
+    RedisLink,
+    connect,
+    remaining,
+)
 from .local import (
     LEDGER_TTL,
     Claim,
     IdempotencyRecord,
     LocalCoordinator,
-    RecordState,
     absent_record,
     call_delivery_callbacks,
     fingerprint,
@@ -54,69 +56,26 @@ from .local import (
 )
 from .queue import QueueItem, QueueStatus, RedisBatchQueue
 
-__all__ = ["QueueItem", "QueueStatus", "RedisBatchQueue", "RedisCoordinator"]
+__all__ = ["QueueItem", "QueueStatus", "RedisBatchQueue", "RedisCoordinator", "connect"]
 
 log = logging.getLogger(__name__)
-
-#: Failures that mean "Redis cannot be reached", as opposed to a bug in a command.
-UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-#: While Redis is down, try it again at most this often (seconds); local limits meanwhile.
-PROBE_INTERVAL = 0.5
-
-
-#: Connections one coordinator opens at most; callers beyond wait for one (never an error:
-#: redis-py's default pool refuses the 101st concurrent call with "Too many connections").
-MAX_CONNECTIONS = 50
-
-
-def connect(url: str) -> aioredis.Redis:
-    """A client of ``url`` that fails fast (one quick retry) instead of hanging when down."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=10.0,  # waiting for a free pooled connection
-        socket_connect_timeout=2.0,
-        socket_timeout=5.0,
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
-    )
-    return aioredis.Redis.from_pool(pool)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _reraise_cancel(exc: BaseException) -> None:
-    """redis-py can turn the cancel of a pending read into a ConnectionError: undo that."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-    if cancelling is not None and cancelling():
-        raise asyncio.CancelledError from exc
-
-
-def _uncertain_or_submitting(state: str) -> RecordState:
-    return "uncertain" if state == "uncertain" else "submitting"
-
-
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _time(milliseconds: str) -> dt.datetime:
-    return dt.datetime.fromtimestamp(int(float(milliseconds)) / 1000, dt.timezone.utc)
-
-
-def _fields(flat: list[Any]) -> dict[str, str]:
-    """A hash from a script's flat ``HGETALL`` answer."""
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 class RedisCoordinator:
     """The coordinator of every process sharing a Redis ``namespace`` (see the module doc).
 
     ``lease_seconds`` is how long a crashed process's slots and claims outlive it: its
-    background task renews them every third of that while it runs. Pass ``client`` to share
-    a connection pool (it is then not closed by :meth:`aclose`).
+    background task renews them every third of that while it runs. ``call_timeout`` bounds
+    each Redis call: a Redis slower than that counts as down. ``cluster=True`` reads ``url``
+    as a seed node of a Redis Cluster. Pass ``client`` (a ``redis.asyncio.Redis`` or
+    ``RedisCluster``) to share a connection pool (it is then not closed by :meth:`aclose`).
+
+    ``durable_keys="checked"`` (the default) refuses idempotency keys, with a
+    :class:`ConfigurationError` naming the setting, on a Redis that could forget them: without
+    ``appendonly yes``, with a ``maxmemory-policy`` other than ``noeviction``, or whose
+    ``CONFIG`` cannot be read. ``"unchecked"`` accepts any Redis: a loss of all its data is
+    still detected (the keys are then reconciled through the API's history), a partial one
+    (eviction, a snapshot older than the last writes) is not.
     """
 
     def __init__(
@@ -124,28 +83,37 @@ class RedisCoordinator:
         url: str = "redis://127.0.0.1:6379/0",
         *,
         namespace: str = "wavespeed",
-        client: aioredis.Redis | None = None,
+        client: Any | None = None,
         lease_seconds: float = 30.0,
+        call_timeout: float = CALL_TIMEOUT,
+        cluster: bool = False,
+        durable_keys: DurableKeys = "checked",
     ) -> None:
         if not lease_seconds > 0:
             raise InvalidInput("lease_seconds", lease_seconds, "a positive number of seconds")
+        if not call_timeout > 0:
+            raise InvalidInput("call_timeout", call_timeout, "a positive number of seconds")
+        if durable_keys not in ("checked", "unchecked"):
+            raise InvalidInput("durable_keys", durable_keys, "'checked' or 'unchecked'")
         self._url = url
         self._client = client
         self._owns_client = client is None
+        self._cluster = cluster
         self.namespace = namespace
         self.lease_seconds = lease_seconds
+        self.call_timeout = call_timeout
+        self.durable_keys: DurableKeys = durable_keys
         self._instance = uuid.uuid4().hex
         self._limits = Limits()
         self._local = LocalCoordinator()
-        self._scripts: dict[str, Any] = {}
+        self._link: RedisLink | None = None
         self._callbacks: list[Callable[[Prediction], None]] = []
-        self._slots: set[str] = set()
-        self._claims: dict[str, str] = {}  # key -> this caller's claimant token
+        self._slots: dict[str, str] = {}  # lease -> the task it is bound to ("" if none yet)
+        self._claims: dict[str, records.OwnedClaim] = {}  # key -> this caller's claim
         self._wakeups: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._degraded = False
+        self._reregister_due = False
         self._closing = False
-        self._probe_at = 0.0
         self._channel = {
             "deliveries": f"{namespace}:deliveries",
             "slots": f"{namespace}:slots:released",
@@ -156,19 +124,46 @@ class RedisCoordinator:
         return f"RedisCoordinator(namespace={self.namespace!r}, slots_held={len(self._slots)})"
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> Any:
         """The Redis client (created by :meth:`start` from the URL unless one was given)."""
         if self._client is None:
             raise RuntimeError("RedisCoordinator.start() has not run")
         return self._client
 
+    @property
+    def epoch(self) -> Epoch:
+        """The life of the namespace's data as this process knows it (see ``data_lost_since``)."""
+        return Epoch() if self._link is None else self._link.epoch
+
+    @property
+    def data_lost_since(self) -> dt.datetime | None:
+        """Since when (UTC) keys may have been forgotten by a Redis that lost its data, or None.
+
+        Until a week after a loss, a key the ledger does not know is reconciled through the
+        API's history before it is submitted.
+        """
+        lost = self.epoch.lost_since_ms
+        return None if lost is None else dt.datetime.fromtimestamp(lost / 1000, dt.timezone.utc)
+
     async def start(self, limits: Limits) -> None:
-        """Connect, and start the lease renewal and the subscription tasks."""
+        """Make the client, and start the lease renewal and the subscription tasks.
+
+        Redis is not contacted yet: a Redis down at start only degrades the limits.
+        """
         self._limits = limits
         await self._local.start(limits)
         if self._client is None:
-            self._client = connect(self._url)
-        self._scripts = scripts.register(self._client)
+            self._client = connect(self._url, cluster=self._cluster, call_timeout=self.call_timeout)
+        self._link = RedisLink(
+            self._client,
+            epoch_key=self._key("epoch"),
+            call_timeout=self.call_timeout,
+            durable_keys=self.durable_keys,
+            recovery_ms=int(self.lease_seconds * 1000),
+            loss_memory_ms=int(LEDGER_TTL * 1000),
+        )
+        self._link.on_loss(self._lost)
+        self._link.repair = self._reregister_if_due
         self._closing = False
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._renew()), loop.create_task(self._subscribe())]
@@ -181,65 +176,61 @@ class RedisCoordinator:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         self._tasks = []
+        if self._link is not None:
+            await self._link.aclose()
         if self._owns_client and self._client is not None:
-            await self._client.aclose()
+            with contextlib.suppress(*FAILURES):
+                await self._client.aclose()
             self._client = None
 
     def _key(self, *parts: str) -> str:
-        return ":".join((self.namespace, *parts))
+        # The hash tag keeps every key of the namespace in one Redis Cluster slot.
+        return ":".join((f"{{{self.namespace}}}", *parts))
 
     # --- reaching Redis, or degrading ----------------------------------------------------
 
-    def _use_redis(self) -> bool:
-        return not self._degraded or time.monotonic() >= self._probe_at
+    @property
+    def _redis_link(self) -> RedisLink:
+        if self._link is None:
+            raise RuntimeError("RedisCoordinator.start() has not run")
+        return self._link
 
-    def _went_down(self, exc: BaseException) -> None:
-        self._probe_at = time.monotonic() + PROBE_INTERVAL
-        if not self._degraded:
-            self._degraded = True
-            log.warning(
-                "Redis unreachable (%s): submit rate and slots are limited per process until"
-                " it is back",
-                exc,
-            )
+    async def _lost(self, budget: float | None) -> None:
+        """Redis lost its data: this process's slots and claims go back now (or next call)."""
+        self._reregister_due = True
+        await self._reregister_if_due(budget)
 
-    def _came_back(self) -> None:
-        if self._degraded:
-            self._degraded = False
-            log.info("Redis reachable again: submit rate and slots are account-wide again")
+    async def _reregister_if_due(self, budget: float | None) -> None:
+        """After a loss: this process's running tasks and claims in flight are back in Redis.
 
-    async def _shared(self, script: str, keys: list[str], args: list[Any]) -> Any | None:
-        """Run a script whose work has a local fallback: ``None`` while Redis is down."""
-        if not self._use_redis():
-            return None
+        So that nobody over-admits, or resubmits a key this process is submitting.
+        """
+        if not self._reregister_due:
+            return
+        self._reregister_due = False
+        link = self._redis_link
+        lease_ms = int(self.lease_seconds * 1000)
         try:
-            result = await self._scripts[script](keys=keys, args=args)
-        except UNREACHABLE as exc:
-            _reraise_cancel(exc)
-            self._went_down(exc)
-            return None
-        self._came_back()
-        return result
-
-    async def _required(
-        self, script: str, keys: list[str], args: list[Any], prediction_id: str | None = None
-    ) -> Any:
-        """Run a ledger script, which has no fallback: fail closed."""
-        try:
-            result = await self._scripts[script](keys=keys, args=args)
-        except UNREACHABLE as exc:
-            _reraise_cancel(exc)
-            raise CoordinatorUnavailable(
-                f"Redis unreachable: {exc}", prediction_id=prediction_id
-            ) from exc
-        return result
+            if self._slots:
+                pairs = [value for lease, task in self._slots.items() for value in (lease, task)]
+                await link.script(
+                    "reregister", self._slot_keys(), [lease_ms, *pairs], budget=budget
+                )
+            for key, owned in list(self._claims.items()):
+                args = [owned.fingerprint, owned.model, owned.payload, owned.token, lease_ms]
+                await link.script(
+                    "reclaim", [self._key("idem", key)], [*args, int(LEDGER_TTL)], budget=budget
+                )
+        except RedisDown:
+            self._reregister_due = True
+            raise
 
     # --- the account-wide submit rate ----------------------------------------------------
 
     async def _rate(self, operation: str) -> float | None:
         ceiling = self._limits.submits_per_minute
         args = [operation, "" if ceiling is None else ceiling, MIN_RATE, DECREASE_COOLDOWN]
-        result = await self._shared("rate", [self._key("rate")], args)
+        result = await self._redis_link.shared("rate", [self._key("rate")], args)
         return None if result is None else float(result)
 
     async def submit_delay(self) -> float:
@@ -272,12 +263,13 @@ class RedisCoordinator:
         while True:
             woken = self._wakeup("slots")
             lease_ms = int(self.lease_seconds * 1000)
-            taken = await self._shared("acquire", self._slot_keys(), [lease, limit, lease_ms])
+            taken = await self._redis_link.shared(
+                "acquire", self._slot_keys(), [lease, limit, lease_ms], remaining(deadline)
+            )
             if taken is None:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                return await self._local.acquire_slot(remaining)
+                return await self._local.acquire_slot(remaining(deadline))
             if taken:
-                self._slots.add(lease)
+                self._slots[lease] = ""
                 return lease
             await self._nap(woken, deadline)
 
@@ -286,16 +278,37 @@ class RedisCoordinator:
         if lease.startswith("local-"):
             await self._local.bind_slot(lease, prediction_id)
         elif lease in self._slots:
-            await self._shared("bind", self._slot_keys(), [lease, prediction_id])
+            self._slots[lease] = prediction_id
+            await self._redis_link.shared("bind", self._slot_keys(), [lease, prediction_id])
+
+    async def hold_slot(self, prediction_id: str) -> str:
+        """A slot for a task that runs already (adopted by key, or resumed); never waits.
+
+        The task counts against ``max_concurrent_tasks`` until it is released, even above the
+        limit (it runs anyway): a crashed submitter's tasks never free room for more.
+        """
+        if self._limits.max_concurrent_tasks is None:
+            return f"free-{uuid.uuid4().hex}"
+        lease_ms = int(self.lease_seconds * 1000)
+        args = [uuid.uuid4().hex, prediction_id, lease_ms]
+        held = await self._redis_link.shared("hold", self._slot_keys(), args)
+        if held is None:
+            return await self._local.hold_slot(prediction_id)
+        lease = records.text(held)
+        self._slots[lease] = prediction_id
+        return lease
 
     async def release_slot(self, lease_or_prediction_id: str) -> None:
         """Free a slot by its lease id or its task's id, whichever process holds it."""
         await self._local.release_slot(lease_or_prediction_id)
         if self._limits.max_concurrent_tasks is None:
             return
-        self._slots.discard(lease_or_prediction_id)
+        self._slots.pop(lease_or_prediction_id, None)
+        for lease, task in list(self._slots.items()):
+            if task == lease_or_prediction_id:
+                del self._slots[lease]
         args = [lease_or_prediction_id, self._channel["slots"]]
-        await self._shared("release", self._slot_keys(), args)
+        await self._redis_link.shared("release", self._slot_keys(), args)
 
     def _wakeup(self, topic: str) -> asyncio.Event:
         return self._wakeups.setdefault(topic, asyncio.Event())
@@ -309,10 +322,10 @@ class RedisCoordinator:
         """Wait for a wake-up message, at most a fallback interval (a message may be lost)."""
         nap = min(1.0, self.lease_seconds / 4)
         if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError("no slot came free in time")
-            nap = min(nap, remaining)
+            nap = min(nap, left)
         with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError on Python 3.10
             await asyncio.wait_for(woken.wait(), nap)
 
@@ -321,14 +334,16 @@ class RedisCoordinator:
     async def first_delivery(self, webhook_id: str, ttl: float) -> bool:
         """True the first time any process sees ``webhook_id`` within ``ttl`` seconds."""
         args = [int(ttl * 1000)]
-        first = await self._shared("first", [self._key("seen", webhook_id)], args)
+        first = await self._redis_link.shared("first", [self._key("seen", webhook_id)], args)
         if first is None:
             return await self._local.first_delivery(webhook_id, ttl)
         return bool(first)
 
     async def publish_delivery(self, prediction_json: bytes) -> None:
         """Send a verified delivery's body to every process (this one too)."""
-        sent = await self._shared("publish", [], [self._channel["deliveries"], prediction_json])
+        sent = await self._redis_link.shared(
+            "publish", [], [self._channel["deliveries"], prediction_json]
+        )
         if sent is None:  # only this process can hear it now
             prediction = parse_delivery(prediction_json)
             if prediction is not None:
@@ -343,61 +358,73 @@ class RedisCoordinator:
     async def claim(self, key: str, *, model: str, payload: Mapping[str, Any]) -> Claim:
         """Claim ``key`` atomically across processes (see :class:`Claim`)."""
         digest = fingerprint(model, payload)
-        token = f"{self._instance}:{uuid.uuid4().hex}"
+        await self._redis_link.require_durable()
+        owned_claim = records.OwnedClaim(
+            f"{self._instance}:{uuid.uuid4().hex}", digest, model, json.dumps(payload)
+        )
         lease_ms = int(self.lease_seconds * 1000)
-        args = [digest, model, json.dumps(payload), token, lease_ms, int(LEDGER_TTL)]
-        answer = await self._required("claim", [self._key("idem", key)], args)
-        if _text(answer[0]) == "conflict":
+        args = [digest, model, owned_claim.payload, owned_claim.token, lease_ms, int(LEDGER_TTL)]
+        answer = await self._redis_link.required("claim", [self._key("idem", key)], args)
+        if records.text(answer[0]) == "conflict":
             raise IdempotencyConflict(key)
-        owned, now_ms, fields = bool(int(answer[0])), int(answer[1]), _fields(answer[2])
-        record = self._record(key, fields, now_ms)
+        owned, now_ms, hashed = bool(int(answer[0])), int(answer[1]), records.fields(answer[2])
+        record = records.record(key, hashed, now_ms)
         if owned:  # orphaned then means: this claim took the key over from a dead claimant
-            self._claims[key] = token
-            record = attrs.evolve(record, orphaned=fields.get("orphaned") == "1")
+            self._claims[key] = owned_claim
+            record = attrs.evolve(record, orphaned=hashed.get("orphaned") == "1")
         return Claim(owned=owned, record=record)
 
     async def record_submitted(self, key: str, prediction_id: str) -> None:
         """Record the task the claim on ``key`` created, and wake every waiter."""
-        self._claims.pop(key, None)
-        args = [prediction_id, self._channel["ledger"], key]
-        await self._required("submitted", [self._key("idem", key)], args, prediction_id)
+        owned = self._claims.pop(key, None) or records.OwnedClaim("", "", "", "{}")
+        args: list[Any] = [prediction_id, self._channel["ledger"], key, owned.fingerprint]
+        args += [owned.model, owned.payload, int(LEDGER_TTL)]
+        await self._redis_link.required(
+            "submitted", [self._key("idem", key)], args, prediction_id=prediction_id
+        )
 
     async def record_absent(self, key: str) -> None:
         """Drop the claim on ``key`` (its submit created nothing), and wake every waiter."""
         self._claims.pop(key, None)
-        await self._required("absent", [self._key("idem", key)], [self._channel["ledger"], key])
+        await self._redis_link.required(
+            "absent", [self._key("idem", key)], [self._channel["ledger"], key]
+        )
 
     async def record_uncertain(
         self, key: str, *, sent_at: dt.datetime, proof_after: dt.datetime, reason: str
     ) -> None:
         """``key``'s submit may have created a task and nobody can tell yet; wake waiters."""
         self._claims.pop(key, None)
-        args = [_ms(sent_at), _ms(proof_after), reason[:500], self._channel["ledger"], key]
-        await self._required("uncertain", [self._key("idem", key)], args)
+        window = [records.milliseconds(sent_at), records.milliseconds(proof_after)]
+        args = [*window, reason[:500], self._channel["ledger"], key]
+        await self._redis_link.required("uncertain", [self._key("idem", key)], args)
 
     async def read_record(self, key: str) -> IdempotencyRecord | None:
         """What the ledger knows of ``key`` now, without claiming it."""
-        answer = await self._required("read", [self._key("idem", key)], [])
-        fields = _fields(answer[1])
-        return self._record(key, fields, int(answer[0])) if fields else None
+        answer = await self._redis_link.required("read", [self._key("idem", key)], [])
+        hashed = records.fields(answer[1])
+        return records.record(key, hashed, int(answer[0])) if hashed else None
 
     async def abandon(self, key: str) -> None:
         """Give up the claim on ``key`` without an outcome: it is an orphan at once."""
-        token = self._claims.pop(key, None)
-        if token is not None:
-            args = [token, self._channel["ledger"], key]
-            await self._required("abandon", [self._key("idem", key)], args)
+        owned = self._claims.pop(key, None)
+        if owned is not None:
+            args = [owned.token, self._channel["ledger"], key]
+            await self._redis_link.required("abandon", [self._key("idem", key)], args)
 
     async def wait_submitted(self, key: str, timeout: float) -> IdempotencyRecord:
         """Wait until the claim on ``key`` is submitted, dropped (``"absent"``) or orphaned."""
         deadline = time.monotonic() + timeout
         while True:
             woken = self._wakeup("ledger")
-            answer = await self._required("read", [self._key("idem", key)], [])
-            now_ms, fields = int(answer[0]), _fields(answer[1])
-            if not fields:
+            budget = remaining(deadline)
+            answer = await self._redis_link.required(
+                "read", [self._key("idem", key)], [], budget=budget
+            )
+            now_ms, hashed = int(answer[0]), records.fields(answer[1])
+            if not hashed:
                 return absent_record(key)
-            record = self._record(key, fields, now_ms)
+            record = records.record(key, hashed, now_ms)
             if record.state != "submitting" or record.orphaned:
                 return record
             try:
@@ -405,45 +432,26 @@ class RedisCoordinator:
             except TimeoutError:
                 raise TimeoutError(f"idempotency key {key!r} still being submitted") from None
 
-    @staticmethod
-    def _record(key: str, fields: dict[str, str], now_ms: int) -> IdempotencyRecord:
-        state = fields["state"]
-        proof_after = fields.get("proof_after")
-        return IdempotencyRecord(
-            key=key,
-            fingerprint=fields["fingerprint"],
-            model=fields["model"],
-            payload=json.loads(fields["payload"]),
-            state="submitted" if state == "submitted" else _uncertain_or_submitting(state),
-            sent_at=_time(fields["sent_at"]),
-            prediction_id=fields.get("prediction_id") or None,
-            orphaned=state == "submitting" and int(fields["lease_until"]) < now_ms,
-            proof_after=_time(proof_after) if proof_after else None,
-            reason=fields.get("reason", ""),
-        )
-
     # --- background tasks -----------------------------------------------------------------
 
     async def _renew(self) -> None:
         """Extend this process's slot leases and claims, every third of a lease."""
         while not self._closing:
             await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                await self._renew_once()
-            except redis.exceptions.RedisError as exc:  # a failed renewal must not end them all
-                log.warning("renewing leases on Redis failed: %s", exc)
+            await self._renew_once()
 
     async def _renew_once(self) -> None:
         lease_ms = int(self.lease_seconds * 1000)
-        if self._slots:
+        if self._slots or self._reregister_due:
             args: list[Any] = [lease_ms, *self._slots]
-            gone = await self._shared("renew", [self._key("slots")], args)
-            self._slots.difference_update(_text(lease) for lease in gone or [])
+            gone = await self._redis_link.shared("renew", [self._key("slots")], args)
+            for lease in gone or []:
+                self._slots.pop(records.text(lease), None)
         keys = list(self._claims)
         if keys:
-            args = [lease_ms, *(self._claims[key] for key in keys)]
-            records = [self._key("idem", key) for key in keys]
-            for position in await self._shared("renew_claims", records, args) or []:
+            args = [lease_ms, *(self._claims[key].token for key in keys)]
+            hashes = [self._key("idem", key) for key in keys]
+            for position in await self._redis_link.shared("renew_claims", hashes, args) or []:
                 self._claims.pop(keys[int(position) - 1], None)
 
     async def _subscribe(self) -> None:
@@ -460,9 +468,8 @@ class RedisCoordinator:
                             ignore_subscribe_messages=True, timeout=1.0
                         )
                         if message is not None:
-                            self._dispatch(_text(message["channel"]), message["data"])
-            except (redis.exceptions.RedisError, OSError) as exc:
-                _reraise_cancel(exc)
+                            self._dispatch(records.text(message["channel"]), message["data"])
+            except FAILURES as exc:
                 if self._closing:
                     return
                 log.debug("Redis subscription lost (%s); resubscribing", exc)
@@ -476,7 +483,7 @@ class RedisCoordinator:
             await pubsub.subscribe(*self._channel.values())
             yield pubsub
         finally:
-            with contextlib.suppress(*UNREACHABLE):
+            with contextlib.suppress(*FAILURES):
                 await pubsub.aclose()
 
     def _dispatch(self, channel: str, data: Any) -> None:

@@ -58,6 +58,8 @@ RECORD_BUDGET = 2.0
 _ROUNDS = 4
 
 Send = Callable[[float], Awaitable[PredictionFuture]]
+#: A future on an existing task that holds a running slot: (prediction id, model, schedule).
+Adopt = Callable[[str, str, "PollSchedule | None"], Awaitable[PredictionFuture]]
 
 
 def check_idempotency_key(key: object) -> str:
@@ -86,9 +88,12 @@ def _utc_now() -> dt.datetime:
 class KeyedSubmits:
     """The keyed submits of one client: claim, send once, reconcile, record, resolve."""
 
-    def __init__(self, client: KeyedClient, background: Background) -> None:
+    def __init__(
+        self, client: KeyedClient, background: Background, adopt: Adopt | None = None
+    ) -> None:
         self._client = client
         self._background = background
+        self._adopt = adopt
         #: Keys whose task exists but whose ledger write has not landed: key -> (digest, id).
         self._unrecorded: dict[str, tuple[str, str]] = {}
 
@@ -115,7 +120,7 @@ class KeyedSubmits:
         deadline = Deadline(timeout)
         known = self._remembered(key, model, body)
         if known is not None:
-            return self._adopted(known, model, poll_schedule)
+            return await self._adopted(known, model, poll_schedule)
         coordinator = self._client.coordinator
         for _ in range(_ROUNDS):
             claim = await coordinator.claim(key, model=model, payload=body)
@@ -124,14 +129,14 @@ class KeyedSubmits:
                 if record.state == "submitting":
                     record = await self._wait(key, deadline, timeout)
                 if record.state == "submitted" and record.prediction_id:
-                    return self._adopted(record.prediction_id, model, poll_schedule)
+                    return await self._adopted(record.prediction_id, model, poll_schedule)
                 if record.state == "uncertain":
                     raise _uncertain(record, record.reason or "another caller is checking")
                 continue  # dropped or orphaned: claim again (one caller then owns the key)
             if record.state == "uncertain" or record.orphaned:
                 found = await self._settle(record, deadline)
                 if found is not None:
-                    return self._adopted(found, model, poll_schedule)
+                    return await self._adopted(found, model, poll_schedule)
                 if record.state == "uncertain":  # proven absent: free the key, claim again
                     await coordinator.record_absent(key)
                     continue
@@ -159,7 +164,7 @@ class KeyedSubmits:
             raise InvalidInput("idempotency_key", key, "a key the ledger knows (this one is not)")
         if record.state == "submitted":
             if prediction_id is not None and prediction_id == record.prediction_id:
-                return self._adopted(prediction_id, record.model, None)
+                return await self._adopted(prediction_id, record.model, None)
             raise InvalidInput(
                 "idempotency_key", key, f"an uncertain key (it created {record.prediction_id})"
             )
@@ -178,7 +183,7 @@ class KeyedSubmits:
             prediction_id,
             extra=about(prediction_id, record.model),
         )
-        return self._adopted(prediction_id, record.model, None)
+        return await self._adopted(prediction_id, record.model, None)
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -211,7 +216,7 @@ class KeyedSubmits:
                 verdict = await self._check(pending, deadline)
                 if verdict.prediction_id is not None:
                     await self._record_task(key, verdict.prediction_id, model, body, deadline)
-                    return self._adopted(verdict.prediction_id, model, poll_schedule)
+                    return await self._adopted(verdict.prediction_id, model, poll_schedule)
                 if verdict.absent and attempt == 0:
                     continue  # the history proves the submit created nothing: send it again
                 if verdict.absent:  # proven absent twice: let a later caller try
@@ -332,11 +337,15 @@ class KeyedSubmits:
         if task.input and task.input != dict(record.payload):
             raise InvalidInput("prediction_id", prediction_id, "a task with the key's input")
 
-    def _adopted(
+    async def _adopted(
         self, prediction_id: str, model: str, poll_schedule: PollSchedule | None
     ) -> PredictionFuture:
+        """A future on the key's task; it holds a running slot until the task ends."""
         client = self._client
-        future = client.prediction(prediction_id, model=model, poll_schedule=poll_schedule)
+        if self._adopt is None:
+            future = client.prediction(prediction_id, model=model, poll_schedule=poll_schedule)
+        else:
+            future = await self._adopt(prediction_id, model, poll_schedule)
         if client.webhooks is not None:
             client.webhooks.track(future)
         return future

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import math
 from typing import Any
 
+import anyio
 import attrs
 
 from .._http.retry import outcome_unknown
@@ -29,6 +31,11 @@ from .polling import LearnedSchedule, PollSchedule, PollStats, Schedule, schedul
 from .ports import FutureTracker
 
 __all__ = ["Submitter"]
+
+log = logging.getLogger(__name__)
+
+#: How long holding a slot for an adopted task may take before it is given up (seconds).
+HOLD_BUDGET = 2.0
 
 
 class Submitter:
@@ -72,6 +79,29 @@ class Submitter:
             schedule = LearnedSchedule(model, self._poll_stats, fallback)
             self._schedules[model] = schedule
         return schedule
+
+    async def adopt(
+        self, prediction_id: str, model: str, poll_schedule: PollSchedule | None
+    ) -> PredictionFuture:
+        """A future for a running task this process adopts (by key): it holds a running slot.
+
+        The slot counts against ``max_concurrent_tasks`` (above it if need be: the task runs
+        anyway) until the task ends, so the crash of the process that submitted it never
+        frees room for more. A coordinator that cannot hold one in time is logged, not fatal.
+        """
+        lease: str | None = None
+        try:
+            with anyio.fail_after(HOLD_BUDGET):
+                lease = await self._api.coordinator.hold_slot(prediction_id)
+        except (WaveSpeedError, TimeoutError) as exc:
+            log.warning("task %s runs without a slot held for it: %s", prediction_id, exc)
+        return PredictionFuture(
+            self._owner,
+            prediction_id,
+            model=model,
+            schedule=self.schedule(model, poll_schedule),
+            on_finish=None if lease is None else functools.partial(self._api.release_slot, lease),
+        )
 
     def future(
         self, prediction_id: str, *, model: str = "", poll_schedule: PollSchedule | None = None

@@ -9,6 +9,12 @@ worker renews the items in hand every third of ``reclaim_after``, however long t
 items of a worker that died go idle and are claimed by another after ``reclaim_after`` seconds,
 then resumed through their keys (the task it had, or the API's history), never resent blindly.
 
+A Redis blip (a restart, a failover, a freeze) is ridden out: the calls that need Redis are
+tried again, with backoff, for up to ``redis_grace`` seconds, then the worker stops with a clear
+:class:`CoordinatorUnavailable` (its items wait for another worker). A queue that Redis lost
+(restarted without persistence) stops the worker at once: nothing more is claimed, so no item is
+paid for again, and the batch is never reported done.
+
 An item that ends without an answer (a wait's deadline, a network failure) is not acked: it is
 claimed again after ``reclaim_after`` and resumed through its key. A worker ends when nothing is
 pending or running. The command line (``wavespeed-async batch FILE --redis URL``) adds the
@@ -20,23 +26,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
+from .._coordination.link import FAILURES
 from .._coordination.queue import QueueItem, QueueStatus, RedisBatchQueue
-from .._coordination.redis import UNREACHABLE
 from .._engine.polling import PollSchedule
 from .._engine.ports import BatchClient
 from ..errors import CoordinatorUnavailable, PredictionFailed, WaveSpeedError
 from .items import BatchEvent, BatchItem, ItemResult, ProgressCallback
 from .outcome import FATAL, outcome_of
 
-__all__ = ["SharedBatchWorker", "batch_id", "reachable"]
+__all__ = ["REDIS_GRACE", "SharedBatchWorker", "batch_id", "reachable"]
+
+_T = TypeVar("_T")
 
 #: Called with an item's result when it ends without an answer (it is claimed again later).
 OnRequeue = Callable[[ItemResult], None]
+#: How long a worker tries Redis again before it stops, in seconds.
+REDIS_GRACE = 60.0
+_MAX_PAUSE = 2.0
 
 
 def batch_id(items: Sequence[BatchItem]) -> str:
@@ -58,7 +71,7 @@ def reachable() -> Iterator[None]:
     """Redis's own errors as the library's :class:`CoordinatorUnavailable`."""
     try:
         yield
-    except UNREACHABLE as exc:
+    except FAILURES as exc:
         raise CoordinatorUnavailable(f"Redis cannot be reached: {exc}") from exc
 
 
@@ -68,6 +81,8 @@ class SharedBatchWorker:
     ``on_event`` gets the progress events of the items this worker runs; ``on_requeue`` the
     result of an item that ended without an answer (another claim resumes it). :meth:`stop`
     (from a signal handler, say) stops claiming; items in flight are then reclaimed by others.
+    ``total`` (the number of items enqueued) lets the worker tell a lost queue from a finished
+    batch; ``redis_grace`` is how long it rides out a Redis that fails (see the module doc).
     """
 
     def __init__(
@@ -83,6 +98,8 @@ class SharedBatchWorker:
         poll_schedule: PollSchedule | None = None,
         on_event: ProgressCallback | None = None,
         on_requeue: OnRequeue | None = None,
+        total: int | None = None,
+        redis_grace: float = REDIS_GRACE,
     ) -> None:
         self.client, self.queue, self.name = client, queue, name
         self.concurrency = concurrency
@@ -92,6 +109,9 @@ class SharedBatchWorker:
         self.poll_schedule = poll_schedule
         self._on_event = on_event
         self._on_requeue = on_requeue
+        self.total = total
+        self.redis_grace = redis_grace
+        self._down_since: float | None = None  # when Redis began failing (all lanes)
         #: The last attempt's result of each item this worker finished, by index.
         self.results: dict[int, ItemResult] = {}
         #: Items in hand: touched, so that no one reclaims them.
@@ -145,16 +165,55 @@ class SharedBatchWorker:
             with contextlib.suppress(CoordinatorUnavailable), reachable():
                 await self.queue.touch(self.name, list(self.held.values()))
 
+    async def _redis(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()``, tried again while Redis fails, up to ``redis_grace`` seconds of failure."""
+        pause = 0.1
+        while True:
+            try:
+                with reachable():
+                    result = await call()
+            except CoordinatorUnavailable as exc:
+                now = time.monotonic()
+                if self._down_since is None:
+                    self._down_since = now
+                if now - self._down_since >= self.redis_grace:
+                    raise CoordinatorUnavailable(
+                        f"Redis kept failing; this worker gave up after {self.redis_grace:g} s"
+                        f" ({exc}). Its items go back to the queue for another worker."
+                    ) from None
+                await self._check_queue()
+                await anyio.sleep(min(pause, max(0.0, self._down_since + self.redis_grace - now)))
+                pause = min(_MAX_PAUSE, pause * 2)
+                continue
+            self._down_since = None
+            return result
+
+    async def _check_queue(self) -> None:
+        """Stop at once if Redis answers but the batch's queue is gone (Redis lost its data)."""
+        try:
+            with reachable():
+                status = await self.queue.status(self.name)
+        except CoordinatorUnavailable:
+            return  # Redis still fails: the grace decides
+        if self.total and status.pending + status.running + status.done + status.failed == 0:
+            raise CoordinatorUnavailable(
+                f"the shared batch's queue is gone from Redis ({self.total} items were"
+                " enqueued): Redis lost its data (restarted without persistence, or failed over"
+                " to an empty replica). Nothing more is claimed, so nothing is paid twice;"
+                " check the journal or the API's history before starting the batch again"
+            )
+
     async def _lane(self, lanes: anyio.CancelScope) -> None:
         try:
             while not self.stopping:
-                with reachable():
-                    claimed = await self.queue.claim(self.name)
-                    if not claimed:
-                        if (await self.queue.status(self.name)).finished:
-                            return
-                        await anyio.sleep(self._idle_poll)  # others hold the rest, for now
-                        continue
+                claimed = await self._redis(lambda: self.queue.claim(self.name))
+                if not claimed:
+                    await self._check_queue()
+                    status = await self._redis(lambda: self.queue.status(self.name))
+                    if status.finished:
+                        return
+                    await anyio.sleep(self._idle_poll)  # others hold the rest, for now
+                    continue
                 await self._work(claimed[0])
         except FATAL as exc:  # this worker cannot go on; its items wait for another
             self._failure = exc
@@ -181,18 +240,20 @@ class SharedBatchWorker:
                 files=result.files,
             )
         )
-        with reachable():
-            await self.queue.ack(self.name, queued, failed=not result.ok)
+        await self._redis(lambda: self.queue.ack(self.name, queued, failed=not result.ok))
 
     async def _attempt(self, queued: QueueItem, item: BatchItem) -> ItemResult:
         index, task_id = queued.index, None
         try:
             with anyio.CancelScope(shield=True):  # a submit's answer is never abandoned
-                future = await self.client.submit(
-                    item.model,
-                    item.input,
-                    poll_schedule=self.poll_schedule,
-                    idempotency_key=queued.idempotency_key,
+                # Fails closed while Redis is down (nothing sent): tried again, same key.
+                future = await self._redis(
+                    lambda: self.client.submit(
+                        item.model,
+                        item.input,
+                        poll_schedule=self.poll_schedule,
+                        idempotency_key=queued.idempotency_key,
+                    )
                 )
             task_id = future.id
             self._emit(BatchEvent("submitted", index, item, prediction_id=task_id))

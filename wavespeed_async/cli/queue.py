@@ -120,6 +120,7 @@ async def run_shared_batch(
                 poll_schedule=make_schedule(scale),
                 on_event=display.on_event,
                 on_requeue=lambda result: _requeued(args, lines, result),
+                total=len(items),  # a queue Redis lost is not a finished batch
             )
             started = time.monotonic()
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
