@@ -176,13 +176,14 @@ class SharedBatchWorker:
                 now = time.monotonic()
                 if self._down_since is None:
                     self._down_since = now
-                if now - self._down_since >= self.redis_grace:
+                since = self._down_since  # another lane may see Redis back meanwhile
+                if now - since >= self.redis_grace:
                     raise CoordinatorUnavailable(
                         f"Redis kept failing; this worker gave up after {self.redis_grace:g} s"
                         f" ({exc}). Its items go back to the queue for another worker."
                     ) from None
                 await self._check_queue()
-                await anyio.sleep(min(pause, max(0.0, self._down_since + self.redis_grace - now)))
+                await anyio.sleep(min(pause, max(0.0, since + self.redis_grace - now)))
                 pause = min(_MAX_PAUSE, pause * 2)
                 continue
             self._down_since = None
