@@ -6,14 +6,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
+from anyio.from_thread import start_blocking_portal
 
 from wavespeed_async.emulator import Emulator
 from wavespeed_async.errors import WaveSpeedError
 
 from .redis_server import redis_factory, redis_server  # noqa: F401  (real Redis servers)
 from .s3_server import s3_env, s3_gate, s3_server  # noqa: F401  (a real S3 server, its gate)
-from .support import SECRET_KEY, EmulatorProcess
+from .support import SECRET_KEY, Cli, EmulatorProcess
 from .tcp_proxy import redis_proxy  # noqa: F401  (a real Redis behind a faulty proxy)
 
 
@@ -92,3 +94,19 @@ def slow_emulator() -> Iterator[EmulatorProcess]:
     emulator = EmulatorProcess(speed=60)
     yield emulator
     emulator.close()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    monkeypatch.setenv("WAVESPEED_API_KEY", "k")
+    with start_blocking_portal() as portal:
+        emu = Emulator(speed=1000)
+        with portal.wrap_async_context_manager(emu):
+            yield Cli(emu, portal, capsys)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session, for tests that speak raw HTTP to an emulator."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session

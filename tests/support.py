@@ -20,8 +20,10 @@ from typing import Any
 import aiohttp
 import anyio
 import anyio.abc
+import attrs
 import pytest
 from aiohttp import web
+from anyio.from_thread import BlockingPortal
 
 from wavespeed_async import (
     AsyncWaveSpeed,
@@ -34,6 +36,7 @@ from wavespeed_async import (
 )
 from wavespeed_async._engine.engine import PollEngine
 from wavespeed_async._engine.polling import PollStats
+from wavespeed_async.cli import main
 from wavespeed_async.emulator import Emulator, payload_key
 
 #: The seed text-to-video model and an image model of the emulator's catalogue.
@@ -203,3 +206,31 @@ async def wait_until_up(
             except aiohttp.ClientConnectionError:
                 pass
             await anyio.sleep(0.05)
+
+
+@attrs.define
+class Cli:
+    """``wavespeed-async`` against one emulator; ``run`` returns (status, stdout, stderr)."""
+
+    emu: Emulator
+    portal: BlockingPortal
+    capsys: pytest.CaptureFixture[str]
+
+    def run(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        status = main([argv[0], "--base-url", self.emu.base_url, *argv[1:]])
+        out, err = self.capsys.readouterr()
+        return status, out, err
+
+    def json(self, *argv: str) -> object:
+        status, out, err = self.run(*argv, "--json")
+        assert status == 0, err
+        return json.loads(out)
+
+    def submit(self, model: str, payload: dict[str, object]) -> str:
+        """Create a task (with the library, in the emulator's loop); returns its id."""
+        return self.portal.call(self._submit, model, payload)
+
+    async def _submit(self, model: str, payload: dict[str, object]) -> str:
+        async with client_for(self.emu) as client:
+            return (await client.submit(model, payload)).id

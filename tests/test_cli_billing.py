@@ -4,56 +4,11 @@ exit statuses, checked against what the emulated balance lost."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-
-import attrs
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from wavespeed_async.cli import main
-from wavespeed_async.emulator import Emulator
-
-from .support import FLUX, VIDEO, client_for
+from .support import FLUX, VIDEO, Cli
 
 BALANCE = 100.0
-
-
-@attrs.define
-class Cli:
-    """``wavespeed-async`` against one emulator; ``run`` returns (status, stdout, stderr)."""
-
-    emu: Emulator
-    portal: BlockingPortal
-    capsys: pytest.CaptureFixture[str]
-
-    def run(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        status = main([argv[0], "--base-url", self.emu.base_url, *argv[1:]])
-        out, err = self.capsys.readouterr()
-        return status, out, err
-
-    def json(self, *argv: str) -> object:
-        status, out, err = self.run(*argv, "--json")
-        assert status == 0, err
-        return json.loads(out)
-
-    def submit(self, model: str, payload: dict[str, object]) -> str:
-        """Create a task (with the library, in the emulator's loop); returns its id."""
-        return self.portal.call(self._submit, model, payload)
-
-    async def _submit(self, model: str, payload: dict[str, object]) -> str:
-        async with client_for(self.emu) as client:
-            return (await client.submit(model, payload)).id
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    monkeypatch.setenv("WAVESPEED_API_KEY", "k")
-    with start_blocking_portal() as portal:
-        emu = Emulator(speed=1000)
-        with portal.wrap_async_context_manager(emu):
-            yield Cli(emu, portal, capsys)
 
 
 def test_billings_prints_each_billed_price_and_a_total_equal_to_what_the_balance_lost(

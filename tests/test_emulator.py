@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -28,12 +28,6 @@ EDIT_IMAGE = "https://example.com/in.png"
 @pytest.fixture
 def emu(wavespeed_emulator: Emulator) -> Emulator:  # noqa: F811 (the plugin's, imported above)
     return wavespeed_emulator
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 async def call(

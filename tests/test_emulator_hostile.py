@@ -55,12 +55,6 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 async def post_raw(
     session: aiohttp.ClientSession, emu: Emulator, path: str, body: str | bytes
 ) -> tuple[int, Any]:

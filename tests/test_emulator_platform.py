@@ -36,12 +36,6 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 async def call(
     session: aiohttp.ClientSession, method: str, url: str, body: Any = None
 ) -> tuple[int, Any, dict[str, str]]:

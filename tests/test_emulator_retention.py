@@ -27,12 +27,6 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 async def api(
     session: aiohttp.ClientSession, emu: Emulator, method: str, path: str, body: Any = None
 ) -> tuple[int, Any]:
