@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,20 @@ class Cli:
     async def _submit(self, model: str, payload: dict[str, object]) -> str:
         async with client_for(self.emu) as client:
             return (await client.submit(model, payload)).id
+
+
+def reachable_texts(error: BaseException) -> list[str]:
+    """Everything a traceback renderer with locals could print from ``error``'s chain."""
+    texts, seen = [], set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts.append(repr(current) + str(current))
+        texts.extend(repr(value) for value in vars(current).values())
+        for frame, _ in traceback.walk_tb(current.__traceback__):
+            texts.extend(f"{name}={value!r}" for name, value in frame.f_locals.items())
+        pending += [current.__cause__, current.__context__]
+    return texts

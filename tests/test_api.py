@@ -8,7 +8,6 @@ import gzip
 import json
 import logging
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,7 +30,7 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator, Fault
 
-from .support import FAST, SECRET_KEY, client_for
+from .support import FAST, SECRET_KEY, client_for, reachable_texts
 
 MODEL = "wavespeed-ai/flux-dev"
 pytestmark = pytest.mark.anyio
@@ -155,23 +154,6 @@ async def test_a_calls_timeout_bounds_its_submit_too() -> None:
 
 
 # --- the key out of reach (defect 6) --------------------------------------------------------
-
-
-def reachable_texts(error: BaseException) -> list[str]:
-    """Everything a traceback renderer with locals could print from ``error``'s chain."""
-    texts, seen = [], set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        texts.append(repr(current) + str(current))
-        texts.extend(repr(value) for value in vars(current).values())
-        for frame, _ in traceback.walk_tb(current.__traceback__):
-            texts.extend(f"{name}={value!r}" for name, value in frame.f_locals.items())
-        pending += [current.__cause__, current.__context__]
-    return texts
 
 
 async def test_no_exception_chain_or_frame_reachable_from_an_error_holds_the_key() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,7 +25,7 @@ from wavespeed_async import (
 )
 from wavespeed_async.emulator import Emulator, Fault
 
-from .support import FAST, SECRET_KEY, client_for
+from .support import FAST, SECRET_KEY, client_for, reachable_texts
 
 pytestmark = pytest.mark.anyio
 
@@ -85,23 +84,6 @@ def client_of(server: Server, **kwargs: Any) -> AsyncWaveSpeed:
 def catalogue(schema: dict[str, Any]) -> list[dict[str, Any]]:
     run = {"type": "model_run", "request_schema": schema}
     return [{"model_id": MODEL, "name": "hostile", "api_schema": {"api_schemas": [run]}}]
-
-
-def reachable_texts(error: BaseException) -> list[str]:
-    """Everything a traceback renderer with locals could print from ``error``'s chain."""
-    texts, seen = [], set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        texts.append(repr(current) + str(current))
-        texts.extend(repr(value) for value in vars(current).values())
-        for frame, _ in traceback.walk_tb(current.__traceback__):
-            texts.extend(f"{name}={value!r}" for name, value in frame.f_locals.items())
-        pending += [current.__cause__, current.__context__]
-    return texts
 
 
 # --- the key echoed into an answer ----------------------------------------------------------
