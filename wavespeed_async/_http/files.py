@@ -1,4 +1,4 @@
-"""Local files: what to upload (or inline) as an input, and saving a prediction's outputs safely.
+"""Local files: what to upload (or inline) as an input, and writing outputs to a folder safely.
 
 Inputs are checked here before anything is sent: an image is an http(s) URL, a ``data:``
 URI or base64 text of a supported image, or a local file or bytes (read and sniffed here, then
