@@ -326,7 +326,7 @@ class RedisLink:
         settings: dict[str, str] = {}
         try:
             for name in ("appendonly", "maxmemory-policy"):
-                settings.update(_config(await self.command("CONFIG", "GET", name, budget=budget)))
+                settings.update(_config(await self.command("CONFIG GET", name, budget=budget)))
         except RedisDown as exc:
             if "unknown command" not in str(exc) and "NoPermission" not in str(exc):
                 raise
