@@ -176,7 +176,7 @@ class Store:
         import obstore
 
         digest = _Digest()
-        parts = _parts(chunks, self.options.part_size, digest)
+        parts = _parts(chunks, self.options.part_size, digest, expected_size)
         failure: WaveSpeedError | None = None
         try:
             first = await anext(parts, None)
@@ -249,23 +249,31 @@ class Store:
 
 
 async def _parts(
-    chunks: AsyncIterable[bytes], part_size: int, digest: _Digest
+    chunks: AsyncIterable[bytes], part_size: int, digest: _Digest, size_hint: int | None
 ) -> AsyncIterator[bytearray]:
     """``chunks`` regrouped into parts of exactly ``part_size`` (the last may be shorter).
 
-    Each part is hashed in a worker thread (hashlib lets go of the GIL), off the event loop.
+    Parts are filled in place and handed on as they are (one part's memory, not a buffer and
+    a copy of it): a part is made whole when the output is known to fill it (``size_hint``, the
+    announced size, or a part already filled), else it grows with the stream (a small output
+    costs only its size). Each part is hashed in a worker thread (hashlib lets go of the GIL),
+    off the event loop.
     """
-    buffer = bytearray()
+    part, filled = bytearray(part_size if (size_hint or 0) >= part_size else 0), 0
     async for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= part_size:
-            part = buffer[:part_size]
-            del buffer[:part_size]
-            await anyio.to_thread.run_sync(digest.add, part)
-            yield part
-    if buffer:
-        await anyio.to_thread.run_sync(digest.add, buffer)
-        yield buffer
+        view = memoryview(chunk)
+        while view:
+            step = min(part_size - filled, len(view))
+            part[filled : filled + step] = view[:step]
+            filled, view = filled + step, view[step:]
+            if filled == part_size:
+                await anyio.to_thread.run_sync(digest.add, part)
+                yield part
+                part, filled = bytearray(part_size), 0
+    if filled:
+        del part[filled:]
+        await anyio.to_thread.run_sync(digest.add, part)
+        yield part
 
 
 async def _chain(
