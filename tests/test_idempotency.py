@@ -336,7 +336,9 @@ async def test_running_slots_hold_across_processes_with_the_coordinator(
 async def test_hundreds_of_concurrent_keyed_submits_share_the_redis_pool_without_degrading(
     redis_client_of: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Emulator(speed=1000) as emu, redis_client_of(emu) as client:
+    # A budget no loaded machine misses: the point is that the pool queues 300 callers
+    # instead of refusing them, not how fast a shared CI machine runs them.
+    async with Emulator(speed=1000) as emu, redis_client_of(emu, call_timeout=30) as client:
         with caplog.at_level(logging.WARNING, "wavespeed_async"):
             futures = await asyncio.gather(
                 *(
