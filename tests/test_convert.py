@@ -262,3 +262,26 @@ def test_an_unreadable_timestamp_is_logged_with_its_text(caplog: pytest.LogCaptu
     assert [record.getMessage() for record in caplog.records] == [
         "unparseable created_at 'yesterday'; keeping None"
     ]
+
+
+def test_decoded_json_is_too_deep_past_the_payload_depth_whatever_the_python() -> None:
+    from wavespeed_async._wire.convert import MAX_PAYLOAD_DEPTH, nested_too_deep
+
+    def lists(levels: int) -> object:
+        value: object = 0
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    def objects(levels: int) -> object:
+        value: object = "leaf"
+        for _ in range(levels):
+            value = {"k": value, "x": 1}
+        return value
+
+    for nest in (lists, objects):
+        assert not nested_too_deep(nest(MAX_PAYLOAD_DEPTH))
+        assert nested_too_deep(nest(MAX_PAYLOAD_DEPTH + 1))
+        assert nested_too_deep(nest(5000))  # what Python 3.13's json.loads decodes
+    assert not nested_too_deep("text")
+    assert not nested_too_deep({"a": [1, {"b": None}], "c": 2.5})

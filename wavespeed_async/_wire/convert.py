@@ -18,6 +18,7 @@ from .models import ImageEdit, Prediction, Status, TextToVideo
 
 __all__ = [
     "MAX_PAYLOAD_DEPTH",
+    "nested_too_deep",
     "check_json",
     "converter",
     "parse_datetime",
@@ -204,6 +205,26 @@ MAX_PAYLOAD_DEPTH = 100
 _MAX_INT_BITS = 14_000
 _SCALARS = (str, bool, type(None))
 _KEYS = (str, int, float, bool, type(None))
+
+
+def nested_too_deep(value: object) -> bool:
+    """Whether decoded JSON nests objects or lists :data:`MAX_PAYLOAD_DEPTH` deep or more.
+
+    Walked iteratively. ``json.loads`` gives up on deep nesting at a depth that depends on
+    the Python version (3.13 reads 5,000 levels), so callers check this after decoding.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        if depth >= MAX_PAYLOAD_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def check_json(body: Mapping[str, Any]) -> None:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .._wire.convert import MAX_PAYLOAD_DEPTH, converter, parse_datetime
+from .._wire.convert import MAX_PAYLOAD_DEPTH, converter, nested_too_deep, parse_datetime
 from .._wire.schema import describe
 from ..batch.cost import CostPlan
 from ..client import AsyncWaveSpeed
@@ -155,12 +155,15 @@ def _shown(value: object) -> str:
 def _input(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
+        deep = nested_too_deep(value)
     except ValueError:
-        value = text
+        value, deep = text, False
     except RecursionError:
+        deep = True
+    if deep:
         raise InvalidInput(
             "--input", "<nested too deep>", f"JSON nested at most {MAX_PAYLOAD_DEPTH} levels"
-        ) from None
+        )
     if not isinstance(value, dict):
         raise InvalidInput("--input", text, 'a JSON object, such as \'{"prompt": "a fox"}\'')
     return value

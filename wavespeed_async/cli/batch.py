@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 
 from .._engine.polling import PollSchedule
-from .._wire.convert import MAX_PAYLOAD_DEPTH, converter, structure_payload
+from .._wire.convert import MAX_PAYLOAD_DEPTH, converter, nested_too_deep, structure_payload
 from .._wire.models import ImageEdit, TextToVideo
 from ..batch.cost import plan_cost
 from ..batch.items import BatchItem, ItemResult
@@ -118,12 +118,16 @@ def _too_big(size: int, lines: int = 0) -> str:
 
 def _read_line(line: str, base: Path, items: list[BatchItem]) -> str | None:
     """Append the line's item to ``items``; else the reason it is not one."""
+    deep = f"JSON nested too deeply (at most {MAX_PAYLOAD_DEPTH} levels)"
     try:
-        items.append(_item(json.loads(line), base))
+        data = json.loads(line)
+        if nested_too_deep(data):
+            return deep
+        items.append(_item(data, base))
     except json.JSONDecodeError as exc:
         return f"not JSON: {exc.msg}"
     except RecursionError:
-        return f"JSON nested too deeply (at most {MAX_PAYLOAD_DEPTH} levels)"
+        return deep
     except ValueError as exc:  # InvalidInput; an integer of too many digits
         return str(exc)
     except OSError as exc:  # an image file
