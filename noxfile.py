@@ -112,9 +112,11 @@ def bench(session: nox.Session) -> None:
     """
     session.install(*CONSTRAINTS, "-e", ".[bench,storage]", "moto[server]")
     session.run("python", "-m", "benchmarks", *session.posargs)
-    # Separate programs, each with its own servers: keeping outputs in object storage.
+    # Separate programs, each with its own servers: keeping outputs in object storage, and the
+    # money promises while Redis restarts, freezes and a worker is killed.
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "-m", "benchmarks.storage", *quick)
+    session.run("python", "-m", "benchmarks.chaos", *quick)
 
 
 @nox.session
