@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import multiprocessing
 import time
@@ -27,11 +28,13 @@ from wavespeed_async import (
     ConfigurationError,
     CoordinatorUnavailable,
     Limits,
+    SubmissionUncertain,
 )
 from wavespeed_async._coordination.redis import connect
+from wavespeed_async._engine import keyed
 from wavespeed_async.batch.items import BatchItem, ItemResult
 from wavespeed_async.batch.shared import SharedBatchWorker, batch_id
-from wavespeed_async.emulator import Emulator
+from wavespeed_async.emulator import Clock, Emulator
 from wavespeed_async.redis import RedisBatchQueue, RedisCoordinator
 
 from .redis_server import VOLATILE, RedisFactory, RedisServer
@@ -236,6 +239,54 @@ async def test_a_key_submitted_before_redis_lost_its_data_is_adopted_not_paid_ag
     assert third.id == first[2].id
     assert len(emulator.tasks) == 3
     assert client.coordinator.data_lost_since is not None
+
+
+async def test_a_new_key_after_redis_lost_its_data_is_sent_once_the_history_passed_the_loss(
+    redis_factory: RedisFactory, clients: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(speed=0)  # the history's times follow the emulated clock
+    async with Emulator(clock=clock, wall_clock=clock.wall_clock()) as emu:
+        server = redis_factory(*VOLATILE)
+        client = clients(emu, server.url, durable_keys="unchecked")
+        first = await client.submit(MODEL, {"prompt": "before"}, idempotency_key="before")
+        server.restart()  # every key forgotten
+        again = await client.submit(MODEL, {"prompt": "before"}, idempotency_key="before")
+        assert again.id == first.id  # the loss is seen; the old key's task is adopted
+        emu.advance(180)  # other traffic: a task listed three minutes after the loss
+        await client.submit(MODEL, {"prompt": "not keyed"})
+        # An hour after the loss, a key the ledger never knew: the history has caught up past
+        # the loss (not past this claim), which proves the key was not used before it.
+        an_hour_later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+        monkeypatch.setattr(keyed, "_utc_now", lambda: an_hour_later)
+        new = await client.submit(MODEL, {"prompt": "new"}, idempotency_key="new")
+        assert new.id not in (first.id,)
+        assert len(emu.tasks) == 3  # before, not keyed, new: each once
+
+
+async def test_a_dead_claimant_after_the_loss_is_judged_from_its_death_not_from_the_loss(
+    redis_factory: RedisFactory, clients: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(speed=0)
+    async with Emulator(clock=clock, wall_clock=clock.wall_clock()) as emu:
+        server = redis_factory(*VOLATILE)
+        client = clients(emu, server.url, durable_keys="unchecked")
+        await client.submit(MODEL, {"prompt": "before"}, idempotency_key="before")
+        server.restart()
+        await client.submit(MODEL, {"prompt": "before"}, idempotency_key="before")  # loss seen
+        emu.advance(180)
+        await client.submit(MODEL, {"prompt": "not keyed"})  # the history passed the loss
+        dead = RedisCoordinator(
+            server.url, namespace=namespace, lease_seconds=0.2, durable_keys="unchecked"
+        )
+        await dead.start(Limits())
+        assert (await dead.claim("late", model=MODEL, payload={"prompt": "late"})).owned
+        await dead.aclose()  # it may have sent its submit before it died: the lease runs out
+        await anyio.sleep(0.3)
+        an_hour_later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+        monkeypatch.setattr(keyed, "_utc_now", lambda: an_hour_later)
+        with pytest.raises(SubmissionUncertain, match="later task"):
+            await client.submit(MODEL, {"prompt": "late"}, idempotency_key="late")
+        assert len(emu.tasks) == 2  # nothing resent on the strength of the older proof
 
 
 async def test_slots_held_before_redis_lost_its_data_still_count_after_it(

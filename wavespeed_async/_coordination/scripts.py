@@ -231,8 +231,9 @@ PUBLISH = _CHECK_EPOCH + "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 #: Returns {1 owned or 0, now ms, HGETALL} or {'conflict'}. Taking over a "submitting"
 #: record whose lease ran out happens here, atomically: one caller gets it, orphaned=1. A key
 #: unknown in the days after Redis lost its data may have been submitted before the loss: its
-#: claim is an orphan from the start (sent at the start of the lost epoch), so the owner
-#: reconciles it through the history before it submits.
+#: claim is an orphan from the start (sent at the start of the lost epoch, its task created
+#: before the loss was seen: proof_after), so the owner reconciles it through the history
+#: before it submits.
 CLAIM = (
     _CHECK_EPOCH
     + _NOW_MS
@@ -246,6 +247,8 @@ if not r[1] then
              'state', 'submitting', 'claimant', ARGV[4],
              'lease_until', now_ms + tonumber(ARGV[5]), 'sent_at', sent_at,
              'orphaned', orphaned)
+  -- A task of the lost epoch was created before the loss was seen: proof looks past that.
+  if orphaned == '1' then redis.call('HSET', KEYS[1], 'proof_after', epoch[3]) end
   redis.call('EXPIRE', KEYS[1], ARGV[6])
   owned = 1
 elseif r[1] ~= ARGV[1] then
@@ -255,6 +258,7 @@ elseif (r[2] == 'submitting' or r[2] == 'uncertain') and r[3] == ARGV[4] then
 elseif r[2] == 'submitting' and tonumber(r[4]) < now_ms then
   redis.call('HSET', KEYS[1], 'claimant', ARGV[4], 'lease_until', now_ms + tonumber(ARGV[5]),
              'orphaned', '1')
+  redis.call('HDEL', KEYS[1], 'proof_after')  -- its dead claimant may have sent until now
   owned = 1
 elseif r[2] == 'uncertain' and (tonumber(r[4]) or 0) < now_ms then
   redis.call('HSET', KEYS[1], 'claimant', ARGV[4], 'lease_until', now_ms + tonumber(ARGV[5]))

@@ -237,8 +237,9 @@ class KeyedSubmits:
         ``None`` means proven absent; when the history cannot tell, the key is (again) marked
         uncertain and :class:`SubmissionUncertain` raised.
         """
-        # A dead claimant may have sent its submit up to the moment its lease ran out.
-        proof_after = record.proof_after if record.state == "uncertain" else _utc_now()
+        # An uncertain key, or a key claimed after Redis lost its data, says until when its
+        # task could have been created; a dead claimant may have sent its submit until now.
+        proof_after = record.proof_after or _utc_now()
         pending = Pending(
             record.key, record.model, dict(record.payload), record.sent_at, proof_after
         )
