@@ -123,7 +123,14 @@ class KeyedSubmits:
             return await self._adopted(known, model, poll_schedule)
         coordinator = self._client.coordinator
         for _ in range(_ROUNDS):
-            claim = await coordinator.claim(key, model=model, payload=body)
+            try:
+                claim = await coordinator.claim(
+                    key, model=model, payload=body, timeout=deadline.left()
+                )
+            except (TimeoutError, asyncio.TimeoutError):  # the latter on Python 3.10
+                raise PredictionTimeout(
+                    None, timeout, reason=f"the deadline passed claiming key {key!r}; nothing sent"
+                ) from None
             record = claim.record
             if not claim.owned:
                 if record.state == "submitting":
