@@ -158,14 +158,8 @@ class Coordinator(Protocol):
     def on_delivery(self, callback: Callable[[Prediction], None]) -> None:
         """Call ``callback`` with every published delivery, whichever process published it."""
 
-    async def claim(
-        self, key: str, *, model: str, payload: Mapping[str, Any], timeout: float | None = None
-    ) -> Claim:
-        """Claim ``key`` for a submit of ``model`` with ``payload`` (see :class:`Claim`).
-
-        ``timeout`` (seconds) bounds the call: past it, ``TimeoutError`` (the claim may or may
-        not have been taken; if it was, it is orphaned when its lease runs out).
-        """
+    async def claim(self, key: str, *, model: str, payload: Mapping[str, Any]) -> Claim:
+        """Claim ``key`` for a submit of ``model`` with ``payload`` (see :class:`Claim`)."""
 
     async def record_submitted(self, key: str, prediction_id: str) -> None:
         """The owned claim on ``key`` created the task ``prediction_id``."""
@@ -371,9 +365,7 @@ class LocalCoordinator:
         """Call ``callback`` with every published delivery."""
         self._callbacks.append(callback)
 
-    async def claim(
-        self, key: str, *, model: str, payload: Mapping[str, Any], timeout: float | None = None
-    ) -> Claim:
+    async def claim(self, key: str, *, model: str, payload: Mapping[str, Any]) -> Claim:
         """Claim ``key``: owned by the first caller; raises ``IdempotencyConflict`` on reuse."""
         known = self._ledger.get(key)
         digest = fingerprint(model, payload)

@@ -355,19 +355,16 @@ class RedisCoordinator:
 
     # --- the idempotency ledger ---------------------------------------------------------
 
-    async def claim(
-        self, key: str, *, model: str, payload: Mapping[str, Any], timeout: float | None = None
-    ) -> Claim:
-        """Claim ``key`` atomically across processes (see :class:`Claim`), within ``timeout``."""
+    async def claim(self, key: str, *, model: str, payload: Mapping[str, Any]) -> Claim:
+        """Claim ``key`` atomically across processes (see :class:`Claim`)."""
         digest = fingerprint(model, payload)
         await self._redis_link.require_durable()
         owned_claim = records.OwnedClaim(
             f"{self._instance}:{uuid.uuid4().hex}", digest, model, json.dumps(payload)
         )
-        args: list[Any] = [digest, model, owned_claim.payload, owned_claim.token]
-        args += [int(self.lease_seconds * 1000), int(LEDGER_TTL)]
-        keys = [self._key("idem", key)]
-        answer = await self._redis_link.required("claim", keys, args, budget=timeout)
+        lease_ms = int(self.lease_seconds * 1000)
+        args = [digest, model, owned_claim.payload, owned_claim.token, lease_ms, int(LEDGER_TTL)]
+        answer = await self._redis_link.required("claim", [self._key("idem", key)], args)
         if records.text(answer[0]) == "conflict":
             raise IdempotencyConflict(key)
         owned, now_ms, hashed = bool(int(answer[0])), int(answer[1]), records.fields(answer[2])

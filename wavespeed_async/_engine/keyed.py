@@ -123,14 +123,7 @@ class KeyedSubmits:
             return await self._adopted(known, model, poll_schedule)
         coordinator = self._client.coordinator
         for _ in range(_ROUNDS):
-            try:
-                claim = await coordinator.claim(
-                    key, model=model, payload=body, timeout=deadline.left()
-                )
-            except (TimeoutError, asyncio.TimeoutError):  # the latter on Python 3.10
-                raise PredictionTimeout(
-                    None, timeout, reason=f"the deadline passed claiming key {key!r}; nothing sent"
-                ) from None
+            claim = await coordinator.claim(key, model=model, payload=body)
             record = claim.record
             if not claim.owned:
                 if record.state == "submitting":
