@@ -289,6 +289,33 @@ async def test_a_dead_claimant_after_the_loss_is_judged_from_its_death_not_from_
         assert len(emu.tasks) == 2  # nothing resent on the strength of the older proof
 
 
+async def test_a_late_drop_of_a_key_leaves_the_claim_another_caller_made_since(
+    redis_factory: RedisFactory, namespace: str
+) -> None:
+    # A caller drops its claim (its submit was refused: nothing created), but the write is
+    # retried in the background and lands again after another caller claimed the key afresh:
+    # deleting that claim would let a third caller submit too, and pay twice.
+    server = redis_factory()
+    first, second, third = (RedisCoordinator(server.url, namespace=namespace) for _ in range(3))
+    for coordinator in (first, second, third):
+        await coordinator.start(Limits())
+    try:
+        payload = {"prompt": "p"}
+        assert (await first.claim("k", model=MODEL, payload=payload)).owned
+        held = dict(first._claims)  # as if the drop ran in Redis but its answer was lost
+        await first.record_absent("k")
+        assert (await second.claim("k", model=MODEL, payload=payload)).owned
+        first._claims.update(held)
+        await first.record_absent("k")  # the retry, landing late
+        assert not (await third.claim("k", model=MODEL, payload=payload)).owned
+        record = await third.read_record("k")
+        assert record is not None
+        assert record.state == "submitting"
+    finally:
+        for coordinator in (first, second, third):
+            await coordinator.aclose()
+
+
 async def test_slots_held_before_redis_lost_its_data_still_count_after_it(
     redis_factory: RedisFactory, namespace: str
 ) -> None:

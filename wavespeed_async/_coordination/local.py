@@ -164,8 +164,12 @@ class Coordinator(Protocol):
     async def record_submitted(self, key: str, prediction_id: str) -> None:
         """The owned claim on ``key`` created the task ``prediction_id``."""
 
-    async def record_absent(self, key: str) -> None:
-        """The owned submit on ``key`` provably created nothing: drop the claim."""
+    async def record_absent(self, key: str, *, by_hand: bool = False) -> None:
+        """The owned submit on ``key`` provably created nothing: drop the claim.
+
+        Only the caller's own claim (a late call leaves a fresh claim alone); ``by_hand`` drops
+        an uncertain or orphaned key that nobody here claimed (``resolve_key(absent=True)``).
+        """
 
     async def record_uncertain(
         self, key: str, *, sent_at: dt.datetime, proof_after: dt.datetime, reason: str
@@ -401,7 +405,7 @@ class LocalCoordinator:
             self._ledger.set(key, submitted, LEDGER_TTL)
         self._settle(key)
 
-    async def record_absent(self, key: str) -> None:
+    async def record_absent(self, key: str, *, by_hand: bool = False) -> None:
         """Drop the claim on ``key``: its submit created nothing."""
         self._checking.discard(key)
         self._ledger.pop(key)

@@ -383,12 +383,13 @@ class RedisCoordinator:
             "submitted", [self._key("idem", key)], args, prediction_id=prediction_id
         )
 
-    async def record_absent(self, key: str) -> None:
-        """Drop the claim on ``key`` (its submit created nothing), and wake every waiter."""
+    async def record_absent(self, key: str, *, by_hand: bool = False) -> None:
+        """Drop this process's own claim on ``key`` (a late call leaves others'); wake waiters."""
+        if (owned := self._claims.get(key)) is None and not by_hand:  # by hand: see Coordinator
+            return
+        args = [self._channel["ledger"], key, owned.token if owned else ""]
+        await self._redis_link.required("absent", [self._key("idem", key)], args)
         self._claims.pop(key, None)
-        await self._redis_link.required(
-            "absent", [self._key("idem", key)], [self._channel["ledger"], key]
-        )
 
     async def record_uncertain(
         self, key: str, *, sent_at: dt.datetime, proof_after: dt.datetime, reason: str

@@ -300,10 +300,19 @@ return 1
 """
 )
 
-#: ARGV: channel, key.
+#: ARGV: channel, key, claimant token ('' by hand). A claim drops only itself: a late drop (a
+#: retry that lands after another caller claimed the key afresh) leaves that claim alone. By
+#: hand, only an uncertain or orphaned key is dropped. Returns 1 if dropped, else 0.
 ABSENT = (
     _CHECK_EPOCH
+    + _NOW_MS
     + """
+local r = redis.call('HMGET', KEYS[1], 'state', 'claimant', 'lease_until')
+if ARGV[3] ~= '' then
+  if r[2] ~= ARGV[3] then return 0 end
+elseif r[1] and not (r[1] == 'uncertain' or tonumber(r[3]) < now_ms) then
+  return 0
+end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1

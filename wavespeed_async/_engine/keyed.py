@@ -171,7 +171,7 @@ class KeyedSubmits:
         if record.state == "submitting" and not record.orphaned:
             raise InvalidInput("idempotency_key", key, "an uncertain key (a submit is under way)")
         if prediction_id is None:
-            await coordinator.record_absent(key)
+            await coordinator.record_absent(key, by_hand=True)
             self._unrecorded.pop(key, None)
             log.info("idempotency key %r declared absent: the next call submits", key)
             return None
