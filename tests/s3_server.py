@@ -163,11 +163,18 @@ class S3Gate:
 
     async def wait_closed(self) -> None:
         """Wait for every connection's handler to end (they are cut), at most 5 s."""
+        for _ in range(3):  # a connection accepted just before the close gets its handler late
+            await asyncio.sleep(0)
+            for writer in list(self._writers):
+                writer.transport.abort()
         tasks = {task for task in self._tasks if not task.done()}
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=5)
             for task in pending:
                 task.cancel()
+        if self._server is not None:  # and no accepted socket is left for the collector
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
