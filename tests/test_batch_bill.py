@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from anyio.from_thread import start_blocking_portal
 from wavespeed_async import Batch, BatchItem
 from wavespeed_async.emulator import Emulator
 
-from .support import FLUX, VIDEO, client_for
+from .support import CLI_ENV, FLUX, VIDEO, client_for, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -138,23 +136,19 @@ def drifting_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
             yield emu
 
 
+def run_max_cost_batch(emu: Emulator, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``wavespeed-async batch --max-cost 5`` of one video against ``emu``, in a subprocess."""
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"text_to_video": {"prompt": "a fox"}}\n')
+    args = ["batch", str(tasks), "--max-cost", "5", "--out", str(tmp_path / "out")]
+    return run_cli(*args, "--base-url", emu.base_url, "--poll-interval", "0.02", env=CLI_ENV)
+
+
 @pytest.mark.slow
 def test_the_batch_command_with_max_cost_prints_the_drift_warning(
     drifting_emulator: Emulator, tmp_path: Path
 ) -> None:
-    tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text('{"text_to_video": {"prompt": "a fox"}}\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVESPEED_")}
-    command = [sys.executable, "-m", "wavespeed_async", "batch", str(tasks), "--max-cost", "5"]
-    command += ["--out", str(tmp_path / "out"), "--base-url", drifting_emulator.base_url]
-    done = subprocess.run(
-        [*command, "--poll-interval", "0.02"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**env, "WAVESPEED_API_KEY": "k"},
-        check=False,
-    )
+    done = run_max_cost_batch(drifting_emulator, tmp_path)
     assert done.returncode == 0, done.stderr
     (task_id,) = drifting_emulator.tasks
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("batch bill:")]
@@ -166,22 +160,10 @@ def test_the_batch_command_with_max_cost_prints_the_drift_warning(
 def test_the_batch_command_with_max_cost_prints_the_bill_when_it_matches_the_quotes(
     tmp_path: Path,
 ) -> None:
-    tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text('{"text_to_video": {"prompt": "a fox"}}\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVESPEED_")}
     with start_blocking_portal() as portal:
         emu = Emulator(speed=1000)
         with portal.wrap_async_context_manager(emu):
-            command = [sys.executable, "-m", "wavespeed_async", "batch", str(tasks)]
-            command += ["--max-cost", "5", "--out", str(tmp_path / "out")]
-            done = subprocess.run(
-                [*command, "--base-url", emu.base_url, "--poll-interval", "0.02"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                env={**env, "WAVESPEED_API_KEY": "k"},
-                check=False,
-            )
+            done = run_max_cost_batch(emu, tmp_path)
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("batch bill:")]
     assert "(+0.0%)" in line, line
