@@ -18,7 +18,7 @@ from .._wire.protocol import check_model_id
 from ..errors import InvalidInput
 from ._account import InsufficientFunds, RateLimited, retry_after_header
 from ._account_routes import AccountRoutes
-from ._faults import route_of
+from ._faults import ACCOUNT_PATHS, route_of
 from ._http import (
     Refused,
     envelope,
@@ -37,17 +37,7 @@ from ._waits import SyncWaits
 __all__ = ["INSUFFICIENT_BALANCE_STATUS", "build_app", "render_task"]
 
 # The first path segments of fixed API routes: never model ids, so never a submit.
-_RESERVED = (
-    "predictions",
-    "media",
-    "webhook",
-    "model",
-    "models",
-    "balance",
-    "account",
-    "billings",
-    "user",
-)
+_RESERVED = ("predictions", "media", "webhook", *ACCOUNT_PATHS)
 #: The status of a submit the balance cannot pay for (undocumented upstream; the message,
 #: which starts "Insufficient balance", is what clients match on).
 INSUFFICIENT_BALANCE_STATUS = 402
